@@ -1,0 +1,1 @@
+"""Thin absl scripts, one per tutorial section: `python -m experiments.<name> --help`."""

@@ -1,0 +1,47 @@
+"""What every experiment shares: flag errors and user errors as one line, exit 2, no traceback.
+
+This module defines no flags (absl flag names are global; each script defines its own).
+"""
+
+import sys
+from collections.abc import Callable
+
+from absl import app, flags, logging
+
+from funcgrad.devices import DeviceUnavailableError
+
+# Errors that mean "the user asked for something invalid or absent", never a funcgrad bug.
+USER_ERRORS = (ValueError, DeviceUnavailableError)
+EXIT_USAGE = 2
+
+
+def fail(message: str) -> None:
+  """Prints one `error:` line to stderr and exits with status 2."""
+  sys.stderr.write(f"error: {message}\n")
+  sys.exit(EXIT_USAGE)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    fail(str(e))
+    raise  # unreachable: fail() exits
+
+
+def run(main: Callable[[list[str]], int | None]) -> None:
+  """`absl.app.run(main)`, with bad flags and user errors reported as one line."""
+
+  def guarded(argv: list[str]) -> int | None:
+    if len(argv) > 1:
+      fail(f"unexpected positional arguments {argv[1:]}; every option is a --flag (see --help).")
+    if not flags.FLAGS["verbosity"].present:
+      # JAX logs its backend probing ("Unable to initialize backend 'tpu'") at INFO; keep stderr
+      # for what matters. --verbosity=0 brings it back.
+      logging.set_verbosity(logging.WARNING)
+    try:
+      return main(argv)
+    except USER_ERRORS as e:
+      fail(str(e))
+
+  app.run(guarded, flags_parser=_parse_flags)

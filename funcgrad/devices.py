@@ -1,0 +1,122 @@
+"""torch-style device specs -> JAX devices; move arrays there and back.
+
+torch writes `x.to(torch.device('cuda'))`; JAX writes `jax.device_put(x, jax.devices('gpu')[0])`.
+`resolve_device` accepts torch's spellings so a torch user can keep thinking in them.
+"""
+
+import re
+
+import jax
+import numpy as np
+from jax.typing import ArrayLike
+
+from funcgrad._types import DeviceSpec
+
+CUDA_INSTALL_HINT = ("Install JAX with CUDA: pip install 'funcgrad[cuda13]' "
+                     "(or 'jax[cuda13]'; 'cuda12' for CUDA 12).")
+
+# torch's device type -> JAX platform. JAX calls every NVIDIA/AMD GPU backend 'gpu'.
+_PLATFORM_OF = {"cpu": "cpu", "cuda": "gpu", "gpu": "gpu", "tpu": "tpu"}
+_SPEC = re.compile(r"^(?P<kind>[a-z]+)(?::(?P<index>\d+))?$")
+VALID_DEVICE_SPECS = "cpu, cpu:N, cuda, cuda:N, gpu, gpu:N (or a jax.Device)"
+
+
+class DeviceUnavailableError(RuntimeError):
+  """The requested platform has no device in this process."""
+
+
+def platforms_present() -> tuple[str, ...]:
+  """Returns the platforms JAX can reach here, e.g. ('cpu',) or ('cpu', 'gpu')."""
+  present = []
+  for platform in ("cpu", "gpu", "tpu"):
+    try:
+      jax.devices(platform)
+    except RuntimeError:
+      continue
+    present.append(platform)
+  return tuple(present)
+
+
+def gpu_available() -> bool:
+  """Returns whether JAX sees a GPU (torch: `torch.cuda.is_available()`)."""
+  return "gpu" in platforms_present()
+
+
+def resolve_device(spec: DeviceSpec = None) -> jax.Device:
+  """Resolves a torch-style device spec to a `jax.Device`.
+
+  Args:
+    spec: 'cpu', 'cpu:N', 'cuda', 'cuda:N', 'gpu', 'gpu:N', a `jax.Device` (returned as is), or
+      None for JAX's default device.
+
+  Returns:
+    The device.
+
+  Raises:
+    ValueError: if the spec is malformed or its index is out of range (the message gives the
+      number of devices).
+    DeviceUnavailableError: if the platform is absent (the message lists the platforms present and
+      how to install JAX with CUDA).
+
+  Examples:
+    >>> resolve_device('cpu').platform
+    'cpu'
+  """
+  if spec is None:
+    return jax.devices()[0]
+  if isinstance(spec, jax.Device):
+    return spec
+  match = _SPEC.match(str(spec).strip().lower())
+  if match is None or match["kind"] not in _PLATFORM_OF:
+    raise ValueError(f"Invalid device {spec!r}. Valid: {VALID_DEVICE_SPECS}.")
+  platform = _PLATFORM_OF[match["kind"]]
+  try:
+    devices = jax.devices(platform)
+  except RuntimeError:
+    hint = f" {CUDA_INSTALL_HINT}" if platform == "gpu" else ""
+    raise DeviceUnavailableError(
+        f"No {platform} device for {spec!r}: platforms present are "
+        f"{', '.join(platforms_present())}.{hint}") from None
+  index = int(match["index"] or 0)
+  if index >= len(devices):
+    raise ValueError(
+        f"Device index out of range in {spec!r}: there {'is' if len(devices) == 1 else 'are'} "
+        f"{len(devices)} {platform} device(s), so valid indices are 0..{len(devices) - 1}.")
+  return devices[index]
+
+
+def put(x: ArrayLike, device: DeviceSpec = None) -> jax.Array:
+  """Places `x` on a device (torch: `x.to(device)`).
+
+  Args:
+    x: an array or anything `jnp.asarray` accepts.
+    device: see `resolve_device`.
+
+  Returns:
+    A `jax.Array` committed to that device.
+  """
+  return jax.device_put(x, resolve_device(device))
+
+
+def to_host(x: ArrayLike) -> np.ndarray:
+  """Copies `x` back to host memory as a NumPy array (torch: `x.cpu().numpy()`)."""
+  return np.asarray(jax.device_get(x))
+
+
+def device_of(x: jax.Array) -> jax.Device:
+  """Returns the single device `x` lives on (torch: `x.device`).
+
+  Raises:
+    ValueError: if `x` is spread over several devices (use `x.sharding` for those).
+  """
+  devices = x.devices()
+  if len(devices) != 1:
+    raise ValueError(f"Array lives on {len(devices)} devices, not one; see x.sharding.")
+  return next(iter(devices))
+
+
+def describe_device(device: jax.Device) -> str:
+  """Returns a torch-like label: 'cpu:0' or 'cuda:0 (NVIDIA H100 80GB HBM3)'."""
+  kind = "cuda" if device.platform == "gpu" else device.platform
+  label = f"{kind}:{device.id}"
+  return label if device.platform == "cpu" else f"{label} ({device.device_kind})"

@@ -1,0 +1,26 @@
+"""Helpers shared by tests: running experiments as real subprocesses."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def run_module(module: str, *args: str, timeout: float = 240,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+  """Runs `python -m module args...` from the repository root and captures its output."""
+  return subprocess.run(
+      [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
+      timeout=timeout, env={**os.environ, **(env or {})}, check=False)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+  """A bad input: non-zero exit, no traceback, one `error:` line naming every fragment."""
+  assert result.returncode != 0, result.stdout
+  assert "Traceback" not in result.stderr, result.stderr
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1, result.stderr
+  for fragment in fragments:
+    assert fragment in errors[0], errors[0]
