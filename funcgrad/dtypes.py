@@ -88,7 +88,12 @@ def needs_x64(dtype: DtypeSpec) -> bool:
   return np.dtype(dtype).itemsize == 8
 
 
-def _lookup(spec: DtypeSpec) -> np.dtype:
+def canonical_dtype(spec: DtypeSpec) -> np.dtype:
+  """Like `resolve_dtype`, without the x64 check: the dtype a spelling names.
+
+  Raises:
+    ValueError: if the name is unknown (the message lists every valid name).
+  """
   if isinstance(spec, str) or type(spec).__module__.startswith("torch"):
     name = str(spec)  # str(torch.float32) == 'torch.float32'
     if name not in _NAMES:
@@ -126,7 +131,7 @@ def resolve_dtype(spec: DtypeSpec) -> np.dtype:
     >>> resolve_dtype('torch.FloatTensor')
     dtype('float32')
   """
-  dtype = _lookup(spec)
+  dtype = canonical_dtype(spec)
   if needs_x64(dtype) and not x64_enabled():
     raise ValueError(
         f"dtype {dtype.name!r} needs 64-bit mode, which is off: JAX would silently give "

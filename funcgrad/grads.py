@@ -116,3 +116,17 @@ def intermediate_grads(x: ArrayLike, target: ArrayLike) -> AbsLossGrads:
   (grad_y,) = z_vjp(grad_z)
   (grad_x,) = y_vjp(grad_y)
   return AbsLossGrads(loss=loss, x=grad_x, y=grad_y, z=grad_z)
+
+
+def abs_loss_grads_numpy(x: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """`(abs_loss, d abs_loss / dx)` by hand-written NumPy backprop.
+
+  Forward: y = x^2; z = 2y + 3; d = z - target; loss = sum(|d|). Backward from 1:
+  dd = sign(d); dz = dd; dy = 2 dz; dx = 2 x dy.
+  """
+  y = x * x
+  d = 2 * y + 3 - target
+  loss = np.sum(np.abs(d))
+  grad_z = np.sign(d)
+  grad_y = 2 * grad_z
+  return loss, 2 * x * grad_y

@@ -1,0 +1,110 @@
+"""Compiled versus eager, beside NumPy, PyTorch and TensorFlow: funcgrad's main job.
+
+  python -m experiments.compare [--workloads=muladd_sum,abs_loss] [--engines=...]
+      [--backends=cpu,gpu] [--sizes=3x4,1000x1000] [--dtype=float32] [--min_run_time=0.2]
+      [--output_json=PATH] [--output_csv=PATH] [--output_jsonl=PATH] [--plot=PATH.png]
+
+Every engine's output is checked against a float64 NumPy reference before it is timed; the run
+exits 1 at the end (after writing every output) if any row was wrong or failed.
+"""
+
+import sys
+
+import jax
+from absl import flags
+
+from experiments import _cli
+from funcgrad.bench import engines as engines_lib
+from funcgrad.bench import report, runner, specs, workloads
+from funcgrad.bench.machine import machine_info
+from funcgrad.dtypes import canonical_dtype, needs_x64, resolve_dtype
+
+_WORKLOADS = flags.DEFINE_string("workloads", "muladd_sum,abs_loss",
+                                 f"Comma-separated: {', '.join(workloads.WORKLOADS)} (or all).")
+_ENGINES = flags.DEFINE_string(
+    "engines", "all", f"Comma-separated: {', '.join(engines_lib.ENGINES)}; 'all' = every engine "
+    "whose framework is installed.")
+_BACKENDS = flags.DEFINE_list("backends", [], "cpu, gpu (default: every backend present).")
+_SKIP_UNAVAILABLE = flags.DEFINE_bool("skip_unavailable", False,
+                                      "Skip requested backends that are absent instead of failing.")
+_SIZES = flags.DEFINE_string("sizes", "3x4,1000x1000",
+                             "Comma-separated NxD (2-D workloads) or N (1-D; NxD flattens to N*D).")
+_DTYPE = flags.DEFINE_string("dtype", "float32", "float32, bfloat16, float16, float64 (enables x64).")
+_MIN_RUN_TIME = flags.DEFINE_float("min_run_time", 0.2, "Seconds of timed blocks per row.",
+                                   lower_bound=0.0)
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the inputs (identical for every engine).")
+_OUTPUT_JSON = flags.DEFINE_string("output_json", None, "Write {machine, results} JSON here.")
+_OUTPUT_CSV = flags.DEFINE_string("output_csv", None, "Write one CSV row per result here.")
+_OUTPUT_JSONL = flags.DEFINE_string("output_jsonl", None, "Append each row here as it finishes.")
+_PLOT = flags.DEFINE_string("plot", None, "Write a log-log plot here (PNG; needs matplotlib).")
+
+
+def _engines(text: str) -> list[engines_lib.Engine]:
+  if text.strip() == "all":
+    found = [e for e in engines_lib.ENGINES.values() if e.available()]
+    missing = [e.name for e in engines_lib.ENGINES.values() if not e.available()]
+    if missing:
+      print(f"note: skipping {', '.join(missing)}: {engines_lib.PEERS_HINT}", file=sys.stderr)
+    return found
+  chosen = [engines_lib.get_engine(n) for n in specs.parse_names(text, engines_lib.ENGINES, "engine")]
+  for engine in chosen:
+    if not engine.available():
+      raise ValueError(f"Engine {engine.name!r} needs {engine.requires}, which is not installed: "
+                       f"{engines_lib.PEERS_HINT}.")
+  return chosen
+
+
+def _config() -> runner.SweepConfig:
+  dtype = canonical_dtype(_DTYPE.value)
+  if dtype.kind != "f" and dtype.name != "bfloat16":
+    raise ValueError(f"--dtype={_DTYPE.value!r} is not a float dtype; gradients need one "
+                     "(float32, bfloat16, float16, float64).")
+  if needs_x64(dtype):
+    jax.config.update("jax_enable_x64", True)
+  names = specs.parse_names(_WORKLOADS.value, workloads.WORKLOADS, "workload")
+  config = runner.SweepConfig(
+      workloads=[workloads.get_workload(n) for n in names],
+      engines=_engines(_ENGINES.value),
+      backends=runner.resolve_backends(_BACKENDS.value, _SKIP_UNAVAILABLE.value),
+      sizes=specs.parse_sizes(_SIZES.value),
+      dtype=resolve_dtype(dtype),
+      min_run_time=_MIN_RUN_TIME.value,
+      seed=_SEED.value)
+  runner.check_fits(config)
+  return config
+
+
+def _progress(result: runner.Result, index: int, total: int) -> None:
+  outcome = (report.format_seconds(result.median_s) if result.error is None
+             else f"{'WRONG' if result.max_rel_err is not None else 'FAILED'}: {result.error}")
+  print(f"[{index}/{total}] {result.backend} {result.workload} {report.shape_label(result.shape)} "
+        f"{result.engine}: {outcome} ({total - index} left)", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str]) -> int:
+  del argv
+  config = _config()  # every bad flag fails here, before anything is measured
+  jsonl = report.JsonlWriter(_OUTPUT_JSONL.value) if _OUTPUT_JSONL.value else None
+
+  def on_result(result: runner.Result, index: int, total: int) -> None:
+    if jsonl:
+      jsonl.write(result)
+    _progress(result, index, total)
+
+  try:
+    results = runner.run_sweep(config, on_result)
+  finally:
+    if jsonl:
+      jsonl.close()
+  if _OUTPUT_JSON.value:
+    report.write_json(_OUTPUT_JSON.value, machine_info(), results)
+  if _OUTPUT_CSV.value:
+    report.write_csv(_OUTPUT_CSV.value, results)
+  if _PLOT.value:
+    report.plot(_PLOT.value, results)
+  print(report.render_compare(results))
+  return 0 if all(r.ok for r in results) else 1
+
+
+if __name__ == "__main__":
+  _cli.run(main)

@@ -1,0 +1,1 @@
+"""The compiled-versus-eager runner: timing core, engines, workloads, sweep and reports."""

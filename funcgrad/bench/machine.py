@@ -1,0 +1,23 @@
+"""Machine info for results: the environment report plus peer versions and the allocator."""
+
+import importlib.metadata
+import os
+from typing import Any
+
+from funcgrad.env import environment_report
+
+_PEERS = ("torch", "tensorflow-cpu", "tensorflow")
+
+
+def machine_info() -> dict[str, Any]:
+  """The environment report as data, with peer framework versions and LD_PRELOAD."""
+  info = environment_report().to_dict()
+  peers = {}
+  for name in _PEERS:
+    try:
+      peers[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      continue
+  info["peers"] = peers
+  info["ld_preload"] = os.environ.get("LD_PRELOAD") or None
+  return info

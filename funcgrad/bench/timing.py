@@ -1,0 +1,143 @@
+"""The timing core: warm-up, autoranged blocks, a block on every output, statistics per call.
+
+Modelled on `torch.utils.benchmark.Timer.blocked_autorange` and JAX's `benchmarks/api_benchmark.py`:
+the number of calls per block grows until the timer's own overhead is negligible against the
+block, blocks repeat until a minimum run time, and every statistic is of per-call times (block
+time / calls per block). The clock and the sync are injectable so the statistics are testable on a
+fake clock.
+"""
+
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+
+Clock = Callable[[], float]
+Sync = Callable[[Any], Any]
+
+NOISE_THRESHOLD = 0.10  # IQR / median above this marks a measurement noisy (as torch's Measurement)
+MAX_TIMER_OVERHEAD = 1e-3  # timer overhead / block time below which a block is long enough
+MIN_BLOCK_FRACTION = 1e-2  # ... and a block lasts at least this fraction of the minimum run time
+
+
+@dataclasses.dataclass(frozen=True)
+class Stats:
+  """Per-call statistics over blocks of calls.
+
+  Attributes:
+    median_s, iqr_s, min_s, mean_s, std_s: of the per-call times, one per block, in seconds.
+    blocks: the number of blocks timed.
+    calls_per_block: calls in each block.
+    noisy: IQR / median > NOISE_THRESHOLD.
+  """
+
+  median_s: float
+  iqr_s: float
+  min_s: float
+  mean_s: float
+  std_s: float
+  blocks: int
+  calls_per_block: int
+  noisy: bool
+
+
+def block_stats(block_times_s: list[float], calls_per_block: int) -> Stats:
+  """Statistics of per-call times from the total time of each block.
+
+  Raises:
+    ValueError: if there are no blocks or `calls_per_block` < 1.
+  """
+  if not block_times_s or calls_per_block < 1:
+    raise ValueError(f"Need >= 1 block of >= 1 call, got {len(block_times_s)=} {calls_per_block=}")
+  per_call = np.asarray(block_times_s, np.float64) / calls_per_block
+  q25, median, q75 = np.percentile(per_call, [25, 50, 75])
+  iqr = float(q75 - q25)
+  return Stats(
+      median_s=float(median), iqr_s=iqr, min_s=float(per_call.min()),
+      mean_s=float(per_call.mean()), std_s=float(per_call.std()), blocks=len(per_call),
+      calls_per_block=calls_per_block, noisy=bool(median > 0 and iqr / median > NOISE_THRESHOLD))
+
+
+class Timer:
+  """Times a zero-argument callable, waiting for its outputs after every call.
+
+  Args:
+    fn: the thing to time; its return value is passed to `sync`.
+    sync: waits until an output is ready (default `jax.block_until_ready`, which walks any pytree
+      and returns non-JAX leaves untouched).
+    clock: a monotonic clock in seconds.
+  """
+
+  def __init__(self, fn: Callable[[], Any], sync: Sync = jax.block_until_ready,
+               clock: Clock = time.perf_counter):
+    self._fn, self._sync, self._clock = fn, sync, clock
+
+  def timeit(self, number: int) -> float:
+    """Total seconds for `number` calls, each one synced."""
+    fn, sync = self._fn, self._sync
+    start = self._clock()
+    for _ in range(number):
+      sync(fn())
+    return self._clock() - start
+
+  def dispatch_time(self, number: int) -> float:
+    """Seconds per call for `number` calls synced only once at the end: the host-side cost."""
+    fn = self._fn
+    start = self._clock()
+    out = None
+    for _ in range(number):
+      out = fn()
+    self._sync(out)
+    return (self._clock() - start) / number
+
+  def overhead(self) -> float:
+    """The timer's own cost of one block (a zero-call `timeit`), median of five."""
+    return float(np.median([self.timeit(0) for _ in range(5)]))
+
+  def calls_per_block(self, min_run_time: float) -> int:
+    """Grows calls per block (1, 10, 100, ...) until timer overhead is negligible.
+
+    A block is long enough when the overhead is below MAX_TIMER_OVERHEAD of it and it lasts at
+    least MIN_BLOCK_FRACTION of `min_run_time`, or when a single block exceeds `min_run_time`.
+    """
+    overhead = self.overhead()
+    number = 1
+    while True:
+      elapsed = self.timeit(number)
+      long_enough = elapsed >= MIN_BLOCK_FRACTION * min_run_time
+      if (long_enough and overhead <= MAX_TIMER_OVERHEAD * elapsed) or elapsed >= min_run_time:
+        return number
+      number *= 10
+
+  def blocked_autorange(self, min_run_time: float = 0.2, warmup: int = 1,
+                        min_blocks: int = 3) -> Stats:
+    """Warms up, sizes blocks, then times blocks until `min_run_time` has passed.
+
+    Args:
+      min_run_time: seconds of timed blocks to collect (at least `min_blocks` blocks).
+      warmup: untimed calls first (compilation and caches happen there).
+      min_blocks: the fewest blocks to time, however long each is.
+
+    Returns:
+      `Stats` of the per-call times.
+    """
+    self.timeit(warmup)
+    number = self.calls_per_block(min_run_time)
+    times: list[float] = []
+    total = 0.0
+    while total < min_run_time or len(times) < min_blocks:
+      elapsed = self.timeit(number)
+      times.append(elapsed)
+      total += elapsed
+    return block_stats(times, number)
+
+
+def time_once(fn: Callable[[], Any], sync: Sync = jax.block_until_ready,
+              clock: Clock = time.perf_counter) -> tuple[Any, float]:
+  """Runs `fn` once, synced; returns its output and the seconds it took (a first call)."""
+  start = clock()
+  out = sync(fn())
+  return out, clock() - start

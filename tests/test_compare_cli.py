@@ -1,0 +1,123 @@
+"""`python -m experiments.compare` through its real CLI, in real subprocesses."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from funcgrad.bench.engines import ENGINES
+from tests.helpers import ROOT, assert_one_line_error, run_module
+
+QUICK = ["--min_run_time=0.01", "--sizes=3x4"]
+
+
+def test_quick_run_writes_every_output(tmp_path):
+  out = {ext: tmp_path / f"r.{ext}" for ext in ("json", "csv", "jsonl", "png")}
+  result = run_module("experiments.compare", *QUICK, "--engines=numpy,eager,jit",
+                      f"--output_json={out['json']}", f"--output_csv={out['csv']}",
+                      f"--output_jsonl={out['jsonl']}", f"--plot={out['png']}")
+  assert result.returncode == 0, result.stderr
+  doc = json.loads(out["json"].read_text())
+  assert doc["machine"]["packages"]["jax"] and doc["machine"]["devices"]
+  rows = doc["results"]
+  assert [(r["workload"], r["engine"]) for r in rows] == [
+      (w, e) for w in ("muladd_sum", "abs_loss") for e in ("numpy", "eager", "jit")]
+  assert all(r["ok"] and r["median_s"] > 0 and r["error"] is None for r in rows)
+  with out["csv"].open() as f:
+    assert len(list(csv.DictReader(f))) == 6
+  assert len(out["jsonl"].read_text().splitlines()) == 6
+  assert out["png"].read_bytes().startswith(b"\x89PNG")
+  assert "[ muladd_sum on cpu (float32): median per call" in result.stdout
+  assert "[6/6] cpu abs_loss 12 jit:" in result.stderr  # progress lines with what remains
+
+
+@pytest.mark.peers
+@pytest.mark.slow
+def test_every_engine_in_table_json_and_csv(tmp_path):
+  missing = [e.name for e in ENGINES.values() if not e.available()]
+  if missing and not os.environ.get("FUNCGRAD_REQUIRE_PEERS"):
+    pytest.skip(f"peers not installed: {missing}")
+  json_path, csv_path = tmp_path / "r.json", tmp_path / "r.csv"
+  result = run_module("experiments.compare", *QUICK, "--workloads=muladd_sum", "--engines=all",
+                      f"--output_json={json_path}", f"--output_csv={csv_path}", timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  rows = json.loads(json_path.read_text())["results"]
+  assert [r["engine"] for r in rows] == list(ENGINES)
+  assert all(r["ok"] for r in rows), [(r["engine"], r["error"]) for r in rows]
+  header = next(line for line in result.stdout.splitlines() if line.startswith("size"))
+  assert header.split()[1:] == list(ENGINES)
+  with csv_path.open() as f:
+    assert [r["engine"] for r in csv.DictReader(f)] == list(ENGINES)
+
+
+def test_wrong_rows_exit_nonzero_after_writing(tmp_path):
+  # float16 cannot hold this sum (it overflows past 65504): every engine is rightly WRONG.
+  path = tmp_path / "r.json"
+  result = run_module("experiments.compare", "--min_run_time=0.01", "--workloads=abs_loss",
+                      "--sizes=100000", "--dtype=float16", "--engines=numpy,jit",
+                      f"--output_json={path}")
+  assert result.returncode == 1
+  rows = json.loads(path.read_text())["results"]
+  assert [r["ok"] for r in rows] == [False, False]
+  assert all("differs from the float64 reference" in r["error"] for r in rows)
+  assert "WRONG: abs_loss 100000 numpy on cpu" in result.stdout
+  assert "Traceback" not in result.stderr
+
+
+def test_interrupted_sweep_keeps_finished_rows(tmp_path):
+  path = tmp_path / "r.jsonl"
+  sizes = ",".join(f"{n}x{n}" for n in range(2, 40))
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "experiments.compare", "--engines=numpy,jit", "--workloads=muladd_sum",
+       f"--sizes={sizes}", "--min_run_time=0.05", f"--output_jsonl={path}"],
+      cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  try:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+      if path.exists() and len(path.read_text().splitlines()) >= 3:
+        break
+      time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+  finally:
+    proc.wait(timeout=30)
+  lines = path.read_text().splitlines()
+  assert 3 <= len(lines) < 76  # killed midway
+  rows = [json.loads(line) for line in lines]  # every finished row is whole, valid JSON
+  assert all(r["ok"] and r["median_s"] > 0 for r in rows)
+  assert [r["shape"] for r in rows[:2]] == [[2, 2], [2, 2]]
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--sizes=3x"], ["'3x'", "NxD"]),
+    (["--sizes=0x4"], ["'0x4'", "positive integers"]),
+    (["--sizes=-1x2"], ["'-1x2'", "positive integers"]),
+    (["--sizes=3x4x5"], ["'3x4x5'"]),
+    (["--engines=bogus"], ["'bogus'", "numpy, eager, jit"]),
+    (["--workloads=bogus"], ["'bogus'", "muladd_sum, abs_loss"]),
+    (["--backends=tpu"], ["'tpu'", "not present", "present: cpu"]),
+    (["--backends=xpu"], ["'xpu'", "cpu, gpu, tpu"]),
+    (["--dtype=float128"], ["'float128'", "Valid names"]),
+    (["--dtype=int32"], ["int32", "not a float dtype"]),
+    (["--min_run_time=-1"], ["--min_run_time=-1"]),
+    (["--sizes=1000000x1000000"], ["1000000x1000000", "GiB", "refused before allocating"]),
+])
+def test_bad_input_is_one_clear_line(args, fragments, tmp_path):
+  jsonl = tmp_path / "r.jsonl"
+  result = run_module("experiments.compare", *args, f"--output_jsonl={jsonl}")
+  assert_one_line_error(result, *fragments)
+  assert not jsonl.exists()  # refused before measuring anything
+
+
+@pytest.mark.skipif("gpu" in __import__("funcgrad").platforms_present(), reason="GPU present")
+def test_absent_gpu_skipped_on_request():
+  result = run_module("experiments.compare", *QUICK, "--engines=numpy", "--workloads=abs_loss",
+                      "--backends=cpu,gpu", "--skip_unavailable")
+  assert result.returncode == 0, result.stderr
+  assert "abs_loss on cpu" in result.stdout and " on gpu" not in result.stdout
+  assert_one_line_error(run_module("experiments.compare", "--backends=cpu,gpu"),
+                        "'gpu'", "--skip_unavailable")

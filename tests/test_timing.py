@@ -1,0 +1,91 @@
+"""The timing core on a fake clock: exact statistics, autorange sizing, dispatch timing."""
+
+import numpy as np
+import pytest
+
+from funcgrad.bench.timing import NOISE_THRESHOLD, Stats, Timer, block_stats, time_once
+
+
+class FakeClock:
+  """A clock that moves only when told: `cost` per call of the timed function, `tick` per read."""
+
+  def __init__(self, cost: float, tick: float = 0.0):
+    self.now, self.cost, self.tick, self.calls, self.syncs = 0.0, cost, tick, 0, 0
+
+  def __call__(self) -> float:
+    self.now += self.tick
+    return self.now
+
+  def fn(self):
+    self.now += self.cost
+    self.calls += 1
+    return self.calls
+
+  def sync(self, out):
+    self.syncs += 1
+    return out
+
+
+def test_block_stats_exact_values():
+  stats = block_stats([1.0, 2.0, 3.0, 4.0, 10.0], calls_per_block=10)
+  assert stats == Stats(median_s=0.3, iqr_s=pytest.approx(0.2), min_s=0.1, mean_s=0.4,
+                        std_s=pytest.approx(np.std([0.1, 0.2, 0.3, 0.4, 1.0])), blocks=5,
+                        calls_per_block=10, noisy=True)
+
+
+def test_block_stats_quiet_and_noisy():
+  assert not block_stats([1.0, 1.01, 0.99, 1.0], 1).noisy
+  spread = 1.0 + 2 * NOISE_THRESHOLD
+  assert block_stats([1.0, spread, 1.0, spread], 1).noisy
+
+
+@pytest.mark.parametrize("times, calls", [([], 1), ([1.0], 0)])
+def test_block_stats_rejects_empty(times, calls):
+  with pytest.raises(ValueError, match="Need >= 1 block"):
+    block_stats(times, calls)
+
+
+def test_blocked_autorange_on_fake_clock():
+  clock = FakeClock(cost=1e-6)
+  stats = Timer(clock.fn, clock.sync, clock).blocked_autorange(min_run_time=0.2)
+  assert stats.median_s == pytest.approx(1e-6) and stats.iqr_s == pytest.approx(0, abs=1e-15)
+  assert not stats.noisy
+  # 1 us calls: a block must last >= 1% of 0.2 s = 2 ms -> 10_000 calls per block.
+  assert stats.calls_per_block == 10_000
+  assert stats.blocks * stats.calls_per_block * 1e-6 >= 0.2 - 1e-9
+  assert clock.syncs == clock.calls  # every call synced
+
+
+def test_autorange_grows_block_until_timer_overhead_negligible():
+  # Each clock read costs 1 us: timer overhead per block is 1 us. A 1 us call needs a block of
+  # >= 1000 us for the overhead to be <= 0.1%, so 1000 calls (plus the 2 ms minimum -> 10_000).
+  clock = FakeClock(cost=1e-6, tick=1e-6)
+  timer = Timer(clock.fn, clock.sync, clock)
+  assert timer.overhead() == pytest.approx(1e-6)
+  number = timer.calls_per_block(min_run_time=0.01)  # minimum block 100 us
+  assert number == 1000
+  assert timer.overhead() <= 1e-3 * timer.timeit(number)
+
+
+def test_slow_call_gets_one_call_per_block_and_min_blocks():
+  clock = FakeClock(cost=0.5)
+  stats = Timer(clock.fn, clock.sync, clock).blocked_autorange(min_run_time=0.2, min_blocks=3)
+  assert stats.calls_per_block == 1 and stats.blocks == 3 and stats.median_s == 0.5
+
+
+def test_warmup_calls_are_not_timed():
+  clock = FakeClock(cost=1.0)
+  Timer(clock.fn, clock.sync, clock).blocked_autorange(min_run_time=0.0, warmup=5, min_blocks=1)
+  assert clock.calls == 5 + 1 + 1  # warm-up, the sizing block, one timed block
+
+
+def test_dispatch_time_syncs_once():
+  clock = FakeClock(cost=2e-6)
+  per_call = Timer(clock.fn, clock.sync, clock).dispatch_time(100)
+  assert per_call == pytest.approx(2e-6) and clock.syncs == 1
+
+
+def test_time_once_returns_output():
+  clock = FakeClock(cost=0.25)
+  out, seconds = time_once(clock.fn, clock.sync, clock)
+  assert out == 1 and seconds == 0.25
