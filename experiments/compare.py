@@ -29,7 +29,8 @@ _SKIP_UNAVAILABLE = flags.DEFINE_bool("skip_unavailable", False,
                                       "Skip requested backends that are absent instead of failing.")
 _SIZES = flags.DEFINE_string("sizes", "3x4,1000x1000",
                              "Comma-separated NxD (2-D workloads) or N (1-D; NxD flattens to N*D).")
-_DTYPE = flags.DEFINE_string("dtype", "float32", "float32, bfloat16, float16, float64 (enables x64).")
+_DTYPE = flags.DEFINE_string("dtype", "float32",
+                             "float32, bfloat16, float16, float64 (enables x64).")
 _MIN_RUN_TIME = flags.DEFINE_float("min_run_time", 0.2, "Seconds of timed blocks per row.",
                                    lower_bound=0.0)
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the inputs (identical for every engine).")
@@ -46,7 +47,8 @@ def _engines(text: str) -> list[engines_lib.Engine]:
     if missing:
       print(f"note: skipping {', '.join(missing)}: {engines_lib.PEERS_HINT}", file=sys.stderr)
     return found
-  chosen = [engines_lib.get_engine(n) for n in specs.parse_names(text, engines_lib.ENGINES, "engine")]
+  names = specs.parse_names(text, engines_lib.ENGINES, "engine")
+  chosen = [engines_lib.get_engine(n) for n in names]
   for engine in chosen:
     if not engine.available():
       raise ValueError(f"Engine {engine.name!r} needs {engine.requires}, which is not installed: "

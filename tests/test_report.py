@@ -7,9 +7,12 @@ import pytest
 from funcgrad.bench import report
 from funcgrad.bench.runner import Result
 
-REQUIRED_FIELDS = """workload engine backend device_kind shape dtype n_elements trace_s lower_s
-compile_s first_call_s dispatch_s median_s iqr_s min_s mean_s blocks calls_per_block bytes gbps
-pct_of_bandwidth max_rel_err ok noisy error""".split()
+REQUIRED_FIELDS = (
+    "workload", "engine", "backend", "device_kind", "shape", "dtype", "n_elements", "trace_s",
+    "lower_s", "compile_s", "first_call_s", "dispatch_s", "median_s", "iqr_s", "min_s", "mean_s",
+    "blocks", "calls_per_block", "bytes", "gbps", "pct_of_bandwidth", "max_rel_err", "ok",
+    "noisy", "error",
+)
 
 
 def _result(engine="jit", shape=(3, 4), median=8.8e-6, **kw):

@@ -2,8 +2,14 @@ import numpy as np
 import pytest
 
 import funcgrad as fg
-from funcgrad.bench.workloads import (ABS_LOSS, MULADD_SUM, WORKLOADS, get_workload,
-                                      max_rel_error, tolerance)
+from funcgrad.bench.workloads import (
+  ABS_LOSS,
+  MULADD_SUM,
+  WORKLOADS,
+  get_workload,
+  max_rel_error,
+  tolerance,
+)
 
 
 def test_inputs_are_seeded_and_shared():
