@@ -121,3 +121,18 @@ def test_absent_gpu_skipped_on_request():
   assert "abs_loss on cpu" in result.stdout and " on gpu" not in result.stdout
   assert_one_line_error(run_module("experiments.compare", "--backends=cpu,gpu"),
                         "'gpu'", "--skip_unavailable")
+
+
+@pytest.mark.slow
+def test_gpu_check_script_smoke_on_cpu(tmp_path):
+  """scripts/gpu_check.sh end to end, pointed at the CPU so it runs anywhere."""
+  env = {**os.environ, "BACKENDS": "cpu", "SIZES": "3x4", "ENGINES": "numpy,jit",
+         "MIN_RUN_TIME": "0.01", "OUT": str(tmp_path), "PYTHON": sys.executable}
+  result = subprocess.run(["bash", "scripts/gpu_check.sh"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600, check=False)
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  names = sorted(p.name for p in tmp_path.iterdir())
+  assert len(names) <= 8  # what the device machine sends back
+  rows = json.loads((tmp_path / "gpu_compare.json").read_text())["results"]
+  assert {r["engine"] for r in rows} == {"numpy", "jit"} and all(r["ok"] for r in rows)
+  assert json.loads((tmp_path / "env.json").read_text())["default_backend"]
