@@ -8,11 +8,17 @@ from collections.abc import Callable
 
 from absl import app, flags, logging
 
-from funcgrad.devices import DeviceUnavailableError
-
-# Errors that mean "the user asked for something invalid or absent", never a funcgrad bug.
-USER_ERRORS = (ValueError, DeviceUnavailableError)
 EXIT_USAGE = 2
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+  """Errors that mean "the user asked for something invalid or absent", never a funcgrad bug.
+
+  Looked up lazily so that a script which imports little of funcgrad (run_exported must not
+  import the workload code) does not import it through here.
+  """
+  devices = sys.modules.get("funcgrad.devices")
+  return (ValueError,) if devices is None else (ValueError, devices.DeviceUnavailableError)
 
 
 def fail(message: str) -> None:
@@ -41,7 +47,7 @@ def run(main: Callable[[list[str]], int | None]) -> None:
       logging.set_verbosity(logging.WARNING)
     try:
       return main(argv)
-    except USER_ERRORS as e:
+    except _user_errors() as e:
       fail(str(e))
 
   app.run(guarded, flags_parser=_parse_flags)

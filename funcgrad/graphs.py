@@ -1,0 +1,71 @@
+"""The static graph made visible: what was traced, what XLA made of it, and what it costs.
+
+TensorFlow 1's case for the static graph was: the same graph is reused every iteration, the
+framework optimises it, and it can be serialised and run without the original code. In JAX:
+
+| claim                       | here                                                        |
+|-----------------------------|-------------------------------------------------------------|
+| one graph, reused           | `jaxpr_text`: the traced program `jax.jit` caches per shape  |
+| the framework optimises it  | `compiled_hlo_text` (XLA's fusions), `cost_analysis`         |
+| serialised, run without code| `stablehlo_text`; `funcgrad.exporting` writes/reads files    |
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+
+
+def _traced(fn: Callable[..., Any], *args: Any) -> Any:
+  return jax.jit(fn).trace(*args)
+
+
+def jaxpr_text(fn: Callable[..., Any], *args: Any) -> str:
+  """The jaxpr `jax.jit` traces `fn` to for these argument shapes: the graph it reuses."""
+  return str(_traced(fn, *args).jaxpr)
+
+
+def stablehlo_text(fn: Callable[..., Any], *args: Any) -> str:
+  """The StableHLO module (the portable form `jax.export` serialises), before optimisation."""
+  return _traced(fn, *args).lower().as_text()
+
+
+def compiled_hlo_text(fn: Callable[..., Any], *args: Any) -> str:
+  """The HLO after XLA's optimisation passes for the default backend: look for `fusion`."""
+  return _traced(fn, *args).lower().compile().as_text()
+
+
+def _as_dict(analysis: Any) -> dict[str, Any] | None:
+  if analysis is None:
+    return None
+  if isinstance(analysis, list | tuple):  # older jaxlibs: one dict per device
+    analysis = analysis[0] if analysis else None
+  if analysis is None:
+    return None
+  if isinstance(analysis, dict):
+    return {k: float(v) for k, v in analysis.items()}
+  fields = [f for f in dir(analysis) if f.endswith("_in_bytes")]
+  return {f: int(getattr(analysis, f)) for f in fields}
+
+
+def cost_analysis(fn: Callable[..., Any], *args: Any) -> dict[str, Any]:
+  """The compiler's cost and memory estimates for `fn` on these arguments.
+
+  Returns:
+    `{"cost": {...} | None, "memory": {...} | None}`: flops and bytes accessed as XLA counts them,
+    and argument/output/temporary buffer sizes. A backend that does not provide one gives None.
+  """
+  compiled = _traced(fn, *args).lower().compile()
+  result = {}
+  for name, method in (("cost", "cost_analysis"), ("memory", "memory_analysis")):
+    try:
+      result[name] = _as_dict(getattr(compiled, method)())
+    except Exception:  # noqa: BLE001 - unsupported on this backend: report None, never crash.
+      result[name] = None
+  return result
+
+
+def count_fusions(hlo_text: str) -> int:
+  """How many fused computations XLA emitted (kernels that each read inputs once)."""
+  return sum(1 for line in hlo_text.splitlines()
+             if line.lstrip().startswith("%fused") or " fusion(" in line)
