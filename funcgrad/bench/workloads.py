@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+import jax
 import numpy as np
 
 from funcgrad import grads
@@ -59,6 +60,10 @@ class Workload:
     """The minimum bytes any implementation moves: inputs read once, outputs written once."""
     elements = int(np.prod(shape))
     return (self.n_inputs + len(self.argnums)) * elements * itemsize + itemsize
+
+  def jax_value_and_grads(self) -> Callable[..., Any]:
+    """`jax.value_and_grad` of the public JAX loss with respect to `argnums`."""
+    return jax.value_and_grad(self.jax_loss, argnums=self.argnums)
 
   def flat_numpy(self, *inputs: np.ndarray) -> Outputs:
     """The hand-written NumPy implementation, flattened to `(value, *grads)`."""

@@ -1,0 +1,73 @@
+import jax
+import jax.numpy as jnp
+import pytest
+
+import funcgrad as fg
+from funcgrad import graphs
+
+ARGS = [jax.ShapeDtypeStruct((3, 4), jnp.float32)] * 3
+
+
+def test_jaxpr_is_the_traced_graph():
+  text = graphs.jaxpr_text(fg.muladd_sum_grads, *ARGS)
+  assert "a:f32[3,4] b:f32[3,4] c:f32[3,4]" in text
+  for primitive in ("mul", "add", "reduce_sum"):
+    assert primitive in text
+
+
+def test_stablehlo_is_portable_text():
+  text = graphs.stablehlo_text(fg.muladd_sum_grads, *ARGS)
+  assert text.startswith("module @jit_muladd_sum_grads")
+  assert "stablehlo.multiply" in text and "tensor<3x4xf32>" in text
+
+
+def test_compiled_hlo_shows_the_fusion():
+  text = graphs.compiled_hlo_text(fg.muladd_sum_grads, *ARGS)
+  assert text.startswith("HloModule jit_muladd_sum_grads")
+  # XLA fuses x*y + z into the reduction: one kernel reads x, y, z once.
+  assert graphs.count_fusions(text) >= 1
+  assert any("fusion(" in line and "reduce" in line for line in text.splitlines())
+
+
+def test_cost_analysis_counts_flops_and_bytes():
+  cost = graphs.cost_analysis(fg.muladd_sum_grads, *ARGS)
+  assert cost["cost"]["flops"] >= 24  # 12 multiplies + 12 adds at least
+  assert cost["memory"]["argument_size_in_bytes"] == 3 * 12 * 4
+  assert cost["memory"]["output_size_in_bytes"] >= 4 + 3 * 12 * 4  # (plus alignment)
+
+
+def test_cost_analysis_never_crashes_when_unsupported(monkeypatch):
+  class NoAnalysis:
+    def cost_analysis(self):
+      raise NotImplementedError("not on this backend")
+
+    memory_analysis = cost_analysis
+
+  class Lowered:
+    def compile(self):
+      return NoAnalysis()
+
+  class Traced:
+    def lower(self):
+      return Lowered()
+
+  monkeypatch.setattr(graphs, "_traced", lambda fn, *args: Traced())
+  assert graphs.cost_analysis(fg.muladd_sum_grads, *ARGS) == {"cost": None, "memory": None}
+
+
+@pytest.mark.parametrize("show, expected", [
+    ("jaxpr", "reduce_sum"), ("stablehlo", "stablehlo.multiply"), ("hlo", "fusion(s) on cpu"),
+    ("cost", "flops")])
+def test_graph_cli(show, expected):
+  from tests.helpers import run_module
+  result = run_module("experiments.graph", "--workload=muladd_sum", "--shape=3x4", f"--show={show}")
+  assert result.returncode == 0, result.stderr
+  assert expected in result.stdout
+
+
+def test_graph_cli_abs_loss_and_bad_input():
+  from tests.helpers import assert_one_line_error, run_module
+  result = run_module("experiments.graph", "--workload=abs_loss", "--shape=12")
+  assert "abs" in result.stdout and "f32[12]" in result.stdout
+  assert_one_line_error(run_module("experiments.graph", "--show=dot"), "--show=dot", "jaxpr")
+  assert_one_line_error(run_module("experiments.graph", "--shape=3x"), "'3x'")
