@@ -14,7 +14,7 @@ import jax
 from absl import flags
 
 from experiments import _cli
-from funcgrad import compile_cache
+from funcgrad import compile_cache, fit, peers
 from funcgrad.bench import engines as engines_lib
 from funcgrad.bench import report, runner, specs, workloads
 from funcgrad.bench.machine import machine_info
@@ -39,6 +39,8 @@ _OUTPUT_JSON = flags.DEFINE_string("output_json", None, "Write {machine, results
 _OUTPUT_CSV = flags.DEFINE_string("output_csv", None, "Write one CSV row per result here.")
 _OUTPUT_JSONL = flags.DEFINE_string("output_jsonl", None, "Append each row here as it finishes.")
 _PLOT = flags.DEFINE_string("plot", None, "Write a log-log plot here (PNG; needs matplotlib).")
+_FIT_STEPS = flags.DEFINE_integer(
+    "fit_steps", 1000, "Steps of the fit_* workloads (adam, learning rate 0.01).", lower_bound=1)
 _COMPILATION_CACHE_DIR = flags.DEFINE_string(
     "compilation_cache_dir", None, "Enable JAX's persistent compilation cache here (small "
     "functions included): a warm cache shortens every jit first call.")
@@ -49,14 +51,14 @@ def _engines(text: str) -> list[engines_lib.Engine]:
     found = [e for e in engines_lib.ENGINES.values() if e.available()]
     missing = [e.name for e in engines_lib.ENGINES.values() if not e.available()]
     if missing:
-      print(f"note: skipping {', '.join(missing)}: {engines_lib.PEERS_HINT}", file=sys.stderr)
+      print(f"note: skipping {', '.join(missing)}: {peers.PEERS_HINT}", file=sys.stderr)
     return found
   names = specs.parse_names(text, engines_lib.ENGINES, "engine")
   chosen = [engines_lib.get_engine(n) for n in names]
   for engine in chosen:
     if not engine.available():
       raise ValueError(f"Engine {engine.name!r} needs {engine.requires}, which is not installed: "
-                       f"{engines_lib.PEERS_HINT}.")
+                       f"{peers.PEERS_HINT}.")
   return chosen
 
 
@@ -67,9 +69,10 @@ def _config() -> runner.SweepConfig:
                      "(float32, bfloat16, float16, float64).")
   if needs_x64(dtype):
     jax.config.update("jax_enable_x64", True)
-  names = specs.parse_names(_WORKLOADS.value, workloads.WORKLOADS, "workload")
+  names = specs.parse_names(_WORKLOADS.value, [*workloads.WORKLOADS, *fit.FIT_WORKLOADS],
+                            "workload")
   config = runner.SweepConfig(
-      workloads=[workloads.get_workload(n) for n in names],
+      workloads=[workloads.get_workload(n) for n in names if n in workloads.WORKLOADS],
       engines=_engines(_ENGINES.value),
       backends=runner.resolve_backends(_BACKENDS.value, _SKIP_UNAVAILABLE.value),
       sizes=specs.parse_sizes(_SIZES.value),
@@ -92,18 +95,29 @@ def main(argv: list[str]) -> int:
   config = _config()  # every bad flag fails here, before anything is measured
   if _COMPILATION_CACHE_DIR.value:
     compile_cache.enable_persistent_cache(_COMPILATION_CACHE_DIR.value)
+  fits = [n for n in specs.parse_names(_WORKLOADS.value, [*workloads.WORKLOADS,
+                                                           *fit.FIT_WORKLOADS], "workload")
+          if n in fit.FIT_WORKLOADS]
+  engine_names = [e.name for e in config.engines]
+  total = len(config.cases()) + len(fit.fit_loops(engine_names)) * sum(
+      len(fit.fit_shapes(fit.FIT_WORKLOADS[n], config.sizes)) for n in fits)
   jsonl = report.JsonlWriter(_OUTPUT_JSONL.value) if _OUTPUT_JSONL.value else None
+  done = []
 
-  def on_result(result: runner.Result, index: int, total: int) -> None:
+  def on_result(result: runner.Result, *_) -> None:
+    done.append(result)
     if jsonl:
       jsonl.write(result)
-    _progress(result, index, total)
+    _progress(result, len(done), total)
 
   try:
-    results = runner.run_sweep(config, on_result)
+    runner.run_sweep(config, on_result)
+    fit.compare_fits(fits, engine_names, config.sizes, _FIT_STEPS.value, config.min_run_time,
+                     config.seed, on_result)
   finally:
     if jsonl:
       jsonl.close()
+  results = done
   if _OUTPUT_JSON.value:
     machine = {**machine_info(), "compilation_cache_dir": _COMPILATION_CACHE_DIR.value}
     report.write_json(_OUTPUT_JSON.value, machine, results)

@@ -8,6 +8,7 @@ import pytest
 
 from funcgrad.bench import engines
 from funcgrad.bench.workloads import WORKLOADS, max_rel_error, tolerance
+from funcgrad.peers import PeerUnavailableError, import_peer
 
 PEER_ENGINES = [e for e in engines.ENGINES.values() if e.requires is not None]
 CORE_ENGINES = [e for e in engines.ENGINES.values() if e.requires is None]
@@ -80,8 +81,8 @@ def test_missing_peer_names_the_extra():
   ghost = engines.Engine("ghost", "a peer that is not installed", "funcgrad_no_such_module",
                          lambda w, i, d: None)
   assert not ghost.available()
-  with pytest.raises(engines.PeerUnavailableError, match=r"funcgrad\[peers\]"):
-    engines._import_peer("funcgrad_no_such_module")
+  with pytest.raises(PeerUnavailableError, match=r"funcgrad\[peers\]"):
+    import_peer("funcgrad_no_such_module")
 
 
 def test_unknown_engine():

@@ -4,13 +4,11 @@ Each engine's `prepare(workload, inputs, device)` places the inputs, does whatev
 once (tracing, lowering, compiling — timed separately where the engine exposes the stages), runs
 the first call, and returns a `Prepared`: a zero-argument `call` for the timer, the `sync` that
 waits for its outputs, and `to_numpy` for the cross-check. Peers (torch, TensorFlow) are imported
-only when asked for; a missing one raises `PeerUnavailableError` naming the extra to install.
+only when asked for; a missing one raises `peers.PeerUnavailableError` naming the extra.
 """
 
 import dataclasses
 import functools
-import importlib
-import os
 import time
 import types
 from collections.abc import Callable
@@ -22,12 +20,7 @@ import numpy as np
 from funcgrad.bench.timing import Sync, time_once
 from funcgrad.bench.workloads import Outputs, Workload
 from funcgrad.compile_cache import persistent_cache_disabled
-
-PEERS_HINT = "pip install 'funcgrad[peers]' 'torch==2.13.0'"
-
-
-class PeerUnavailableError(RuntimeError):
-  """A peer framework (torch, tensorflow) is not installed."""
+from funcgrad.peers import import_peer, peer_available
 
 
 @dataclasses.dataclass
@@ -73,23 +66,7 @@ class Engine:
 
   def available(self) -> bool:
     """Whether this engine's framework can be imported here."""
-    if self.requires is None:
-      return True
-    try:
-      _import_peer(self.requires)
-    except PeerUnavailableError:
-      return False
-    return True
-
-
-def _import_peer(module: str) -> Any:
-  if module == "tensorflow":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before the first import: silence C++ logs
-  try:
-    return importlib.import_module(module)
-  except ImportError:
-    raise PeerUnavailableError(
-        f"The {module} peer is not installed; install the peers extra: {PEERS_HINT}.") from None
+    return self.requires is None or peer_available(self.requires)
 
 
 def _identity(out: Any) -> Any:
@@ -159,7 +136,7 @@ def _prepare_jit(workload: Workload, inputs: tuple[np.ndarray, ...],
 
 
 def _torch_setup(workload: Workload, inputs: tuple[np.ndarray, ...], device: jax.Device):
-  torch = _import_peer("torch")
+  torch = import_peer("torch")
   on_gpu = device.platform == "gpu" and torch.cuda.is_available()
   where = "cuda" if on_gpu else "cpu"
   dtype = getattr(torch, np.dtype(inputs[0].dtype).name)
@@ -205,7 +182,7 @@ def _prepare_torch_compile(workload: Workload, inputs: tuple[np.ndarray, ...],
 
 def _tf_prepare(workload: Workload, inputs: tuple[np.ndarray, ...], device: jax.Device,
                 wrap: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Prepared:
-  tf = _import_peer("tensorflow")
+  tf = import_peer("tensorflow")
   on_gpu = device.platform == "gpu" and bool(tf.config.list_physical_devices("GPU"))
   where = "/GPU:0" if on_gpu else "/CPU:0"
   ops = types.SimpleNamespace(sum=tf.reduce_sum, abs=tf.abs)
@@ -237,12 +214,12 @@ def _prepare_tf_eager(workload, inputs, device) -> Prepared:
 
 
 def _prepare_tf_function(workload, inputs, device) -> Prepared:
-  tf = _import_peer("tensorflow")
+  tf = import_peer("tensorflow")
   return _tf_prepare(workload, inputs, device, tf.function)
 
 
 def _prepare_tf_xla(workload, inputs, device) -> Prepared:
-  tf = _import_peer("tensorflow")
+  tf = import_peer("tensorflow")
   return _tf_prepare(workload, inputs, device, functools.partial(tf.function, jit_compile=True))
 
 

@@ -89,8 +89,9 @@ def render_compare(results: Sequence[Result]) -> str:
           cold[size][label] = format_seconds(getattr(r, field))
     bandwidth = next((r.bandwidth_gbps for r in group if r.bandwidth_gbps), None)
     title = f"{workload} on {backend} ({dtype})"
-    out.append(f"[ {title}: median per call ±IQR (% of {bandwidth or 0:.1f} GB/s copy "
-               "bandwidth) ]")
+    what = "median per whole fit" if workload.startswith("fit_") else "median per call"
+    roofline = f" (% of {bandwidth:.1f} GB/s copy bandwidth)" if bandwidth else ""
+    out.append(f"[ {title}: {what} ±IQR{roofline} ]")
     out.append(_block(steady, engines))
     cold_columns = list(dict.fromkeys(c for cells in cold.values() for c in cells))
     out.append(f"\n[ {title}: first call (cold) and jit stages ]")
@@ -104,7 +105,7 @@ def render_compare(results: Sequence[Result]) -> str:
   return "\n".join(out)
 
 
-def _atomic_write(path: str, text: str) -> None:
+def atomic_write(path: str, text: str) -> None:
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
@@ -120,7 +121,7 @@ def _atomic_write(path: str, text: str) -> None:
 def write_json(path: str, machine: dict[str, Any], results: Sequence[Result]) -> None:
   """Writes `{"machine": ..., "results": [...]}` atomically."""
   document = {"machine": machine, "results": [r.to_dict() for r in results]}
-  _atomic_write(path, json.dumps(document, indent=2) + "\n")
+  atomic_write(path, json.dumps(document, indent=2) + "\n")
 
 
 def write_csv(path: str, results: Sequence[Result]) -> None:
@@ -130,7 +131,7 @@ def write_csv(path: str, results: Sequence[Result]) -> None:
   writer.writeheader()
   for r in results:
     writer.writerow({**r.to_dict(), "shape": shape_label(r.shape)})
-  _atomic_write(path, buffer.getvalue())
+  atomic_write(path, buffer.getvalue())
 
 
 class JsonlWriter:

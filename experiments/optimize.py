@@ -1,0 +1,81 @@
+"""Minimise the tutorial's loss (or least squares) with optax: eager vs jit step vs lax.scan.
+
+  python -m experiments.optimize [--workload=abs_loss|linear_regression] [--shape=1000x10]
+      [--optimizer=adam] [--learning_rate=0.01] [--steps=1000]
+      [--loops=eager,jit_step,scan,numpy,torch] [--output_json=PATH]
+
+Every loop's parameters are checked against a reference fit (hand-written NumPy in float64 for sgd
+and adam) before it is timed; exit 1 at the end if any loop disagreed or failed.
+"""
+
+import json
+import sys
+
+from absl import flags
+
+from experiments import _cli
+from funcgrad import fit, optimize, peers, problems
+from funcgrad._tables import render_text
+from funcgrad.bench import report, specs
+from funcgrad.bench.machine import machine_info
+
+_WORKLOAD = flags.DEFINE_enum("workload", "abs_loss", ["abs_loss", "linear_regression"],
+                              "The problem to fit.")
+_SHAPE = flags.DEFINE_string("shape", "1000x10", "linear_regression: N samples x D features.")
+_OPTIMIZER = flags.DEFINE_string("optimizer", "adam", "Any optax alias taking a learning rate.")
+_LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.01, "Learning rate (> 0).")
+_STEPS = flags.DEFINE_integer("steps", 1000, "Optimisation steps (>= 1).")
+_LOOPS = flags.DEFINE_string("loops", "eager,jit_step,scan,numpy,torch",
+                             f"Comma-separated: {', '.join(optimize.LOOPS)} (or all).")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the linear_regression data.")
+_MIN_RUN_TIME = flags.DEFINE_float("min_run_time", 0.2, "Seconds of timed fits per loop.",
+                                   lower_bound=0.0)
+_OUTPUT_JSON = flags.DEFINE_string("output_json", None,
+                                   "Write {machine, results} JSON here.")
+
+
+def _row(r: fit.FitResult) -> list[str]:
+  if r.error is not None and r.total_s is None:
+    return [r.loop, report.format_seconds(r.first_call_s), "FAILED" if r.reference is None
+            else "WRONG", "-", "-", "-", "-", "-"]
+  return [r.loop, report.format_seconds(r.first_call_s),
+          report.format_seconds(r.per_step_s) + (" *" if r.noisy else ""),
+          report.format_seconds(r.total_s), f"{r.final_loss:.4g}", f"{r.distance_to_optimum:.2g}",
+          "yes" if r.reached_optimum else "NO", f"{r.max_param_diff:.1g}"]
+
+
+def main(argv: list[str]) -> int:
+  del argv
+  if _STEPS.value < 1:
+    raise ValueError(f"Invalid --steps={_STEPS.value}: it must be >= 1.")
+  loops = specs.parse_names(_LOOPS.value, optimize.LOOPS, "loop")
+  (size,) = specs.parse_sizes(_SHAPE.value)
+  n, d = size if len(size) == 2 else (size[0], 1)
+  problem = problems.get_problem(_WORKLOAD.value, n, d, _SEED.value)
+  optimize.make_optimizer(_OPTIMIZER.value, _LEARNING_RATE.value)  # fail before any work
+  if "torch" in loops and not peers.peer_available("torch"):
+    print(f"note: skipping torch: {peers.PEERS_HINT}", file=sys.stderr)
+    loops.remove("torch")
+
+  def progress(r: fit.FitResult) -> None:
+    outcome = report.format_seconds(r.per_step_s) + " per step" if r.error is None else r.error
+    print(f"[{r.loop}] {outcome}", file=sys.stderr, flush=True)
+
+  results = fit.fit_all(loops, problem, _OPTIMIZER.value, _LEARNING_RATE.value, _STEPS.value,
+                        _MIN_RUN_TIME.value, progress)
+  if _OUTPUT_JSON.value:
+    document = {"machine": machine_info(), "results": [r.to_dict() for r in results]}
+    report.atomic_write(_OUTPUT_JSON.value, json.dumps(document, indent=2) + "\n")
+  print(f"{_OPTIMIZER.value}(learning_rate={_LEARNING_RATE.value}) on {problem.name}, "
+        f"{_STEPS.value} steps; optimum: {problem.optimum_description}; reference: "
+        f"{results[0].reference if results else '-'}")
+  print(render_text(["loop", "first call", "per step", "total", "final loss", "to optimum",
+                     "reached", "vs reference"], [_row(r) for r in results]))
+  for r in results:
+    if r.error is not None:
+      print(f"{r.loop}: {r.error}")
+  return 0 if all(r.ok for r in results) else 1
+
+
+if __name__ == "__main__":
+  _cli.run(main)

@@ -1,0 +1,234 @@
+"""Training loops with optax, three ways over one pure step, plus NumPy and torch.optim peers.
+
+- `eager`: a Python loop calling the step without jit: every primitive of every step is
+  dispatched on its own (PyTorch's way).
+- `jit_step`: the step compiled once with `jax.jit`, parameters and optimiser state donated so
+  XLA updates them in place, called from a Python loop: one dispatch per step.
+- `scan`: the whole loop compiled as one XLA program with `jax.lax.scan`: one dispatch in all,
+  returning the loss history.
+
+Every loop returns the final parameters and the loss before each update, so the styles can be
+checked against each other and against the hand-written NumPy optimisers.
+"""
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from funcgrad.peers import import_peer
+from funcgrad.problems import Problem
+
+LOOPS = ("eager", "jit_step", "scan", "numpy", "torch")
+PEER_OPTIMIZERS = ("sgd", "adam")  # what the NumPy and torch peers implement
+
+
+class LoopOutput(NamedTuple):
+  """Final parameters and the loss before each of the `steps` updates."""
+
+  params: Any
+  losses: Any
+
+
+def optimizer_names() -> tuple[str, ...]:
+  """The optax aliases whose first argument is `learning_rate` (usable as --optimizer)."""
+  names = []
+  for name in sorted(dir(optax)):
+    fn = getattr(optax, name)
+    if name.startswith("_") or inspect.isclass(fn) or not callable(fn):
+      continue
+    try:
+      first = next(iter(inspect.signature(fn).parameters), None)
+    except (TypeError, ValueError):
+      continue
+    if first == "learning_rate":
+      names.append(name)
+  return tuple(names)
+
+
+def make_optimizer(name: str, learning_rate: float) -> optax.GradientTransformation:
+  """`optax.<name>(learning_rate)`.
+
+  Raises:
+    ValueError: for an unknown optimiser (listing the valid ones) or a learning rate <= 0.
+  """
+  if name not in optimizer_names():
+    raise ValueError(f"Unknown optimizer {name!r}. Valid (optax aliases taking a learning rate):"
+                     f" {', '.join(optimizer_names())}.")
+  if not learning_rate > 0:
+    raise ValueError(f"Invalid learning_rate={learning_rate}: it must be > 0.")
+  return getattr(optax, name)(learning_rate)
+
+
+def make_step(problem: Problem, optimizer: optax.GradientTransformation) -> Callable[..., Any]:
+  """The pure step `(params, opt_state) -> (params, opt_state, loss)` every JAX loop runs."""
+  loss = functools.partial(problem.loss, jnp)
+  data = tuple(jnp.asarray(d) for d in problem.data)
+
+  def step(params, opt_state):
+    value, grad = jax.value_and_grad(loss)(params, *data)
+    updates, opt_state = optimizer.update(grad, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, value
+
+  return step
+
+
+def _start(problem: Problem, optimizer: optax.GradientTransformation):
+  params = jnp.array(problem.init_params)  # a fresh buffer: the caller's array is never donated
+  return params, optimizer.init(params)
+
+
+def eager_loop(problem: Problem, optimizer: optax.GradientTransformation,
+               steps: int) -> Callable[[], LoopOutput]:
+  """A Python loop over the un-jitted step."""
+  step = make_step(problem, optimizer)
+
+  def run() -> LoopOutput:
+    params, state = _start(problem, optimizer)
+    losses = []
+    for _ in range(steps):
+      params, state, value = step(params, state)
+      losses.append(value)
+    return LoopOutput(params, jnp.stack(losses))
+
+  return run
+
+
+def jit_step_loop(problem: Problem, optimizer: optax.GradientTransformation,
+                  steps: int) -> Callable[[], LoopOutput]:
+  """A Python loop over the jitted step, parameters and optimiser state donated."""
+  step = jax.jit(make_step(problem, optimizer), donate_argnums=(0, 1))
+
+  def run() -> LoopOutput:
+    params, state = _start(problem, optimizer)
+    losses = []
+    for _ in range(steps):
+      params, state, value = step(params, state)
+      losses.append(value)
+    return LoopOutput(params, jnp.stack(losses))
+
+  return run
+
+
+def scan_loop(problem: Problem, optimizer: optax.GradientTransformation,
+              steps: int) -> Callable[[], LoopOutput]:
+  """The whole loop as one compiled `lax.scan`."""
+  step = make_step(problem, optimizer)
+
+  @jax.jit
+  def fit(params, state):
+    def body(carry, _):
+      params, state, value = step(*carry)
+      return (params, state), value
+
+    (params, _), losses = jax.lax.scan(body, (params, state), None, length=steps)
+    return LoopOutput(params, losses)
+
+  return lambda: fit(*_start(problem, optimizer))
+
+
+def numpy_update(name: str, learning_rate: float) -> Callable[[np.ndarray, Any, int], Any]:
+  """optax's SGD or Adam update rule, by hand in NumPy: `update(grad, state, t) -> (delta, state)`.
+
+  Raises:
+    ValueError: for optimisers other than sgd and adam.
+  """
+  if name == "sgd":
+    return lambda grad, state, t: (-learning_rate * grad, state)
+  if name == "adam":
+    b1, b2, eps = 0.9, 0.999, 1e-8  # optax.adam's defaults
+
+    def adam(grad, state, t):
+      mu, nu = state if state is not None else (np.zeros_like(grad), np.zeros_like(grad))
+      mu = b1 * mu + (1 - b1) * grad
+      nu = b2 * nu + (1 - b2) * grad * grad
+      mu_hat, nu_hat = mu / (1 - b1**t), nu / (1 - b2**t)
+      return -learning_rate * mu_hat / (np.sqrt(nu_hat) + eps), (mu, nu)
+
+    return adam
+  raise ValueError(f"The NumPy and torch peers implement {', '.join(PEER_OPTIMIZERS)}, "
+                   f"not {name!r}.")
+
+
+def numpy_loop(problem: Problem, name: str, learning_rate: float, steps: int,
+               dtype: Any = np.float32) -> Callable[[], LoopOutput]:
+  """The hand-written NumPy loop (float64 with `dtype=np.float64`: the reference)."""
+  update = numpy_update(name, learning_rate)
+  data = tuple(np.asarray(d, dtype) for d in problem.data)
+
+  def run() -> LoopOutput:
+    params, state = np.array(problem.init_params, dtype), None
+    losses = np.empty(steps, dtype)
+    for t in range(1, steps + 1):
+      losses[t - 1], grad = problem.numpy_loss_and_grad(params, *data)
+      delta, state = update(grad, state, t)
+      params = (params + delta).astype(dtype)
+    return LoopOutput(params, losses)
+
+  return run
+
+
+def torch_loop(problem: Problem, name: str, learning_rate: float,
+               steps: int) -> Callable[[], LoopOutput]:
+  """`torch.optim.SGD` / `torch.optim.Adam` with optax's hyper-parameters, on the CPU.
+
+  Raises:
+    ValueError: for optimisers other than sgd and adam.
+    PeerUnavailableError: when torch is not installed.
+  """
+  torch = import_peer("torch")
+  numpy_update(name, learning_rate)  # the same optimiser check and message as the NumPy peer
+  data = tuple(torch.from_numpy(d) for d in problem.data)
+
+  def run() -> LoopOutput:
+    params = torch.tensor(problem.init_params, requires_grad=True)
+    if name == "sgd":
+      optimizer = torch.optim.SGD([params], lr=learning_rate)
+    else:
+      optimizer = torch.optim.Adam([params], lr=learning_rate, betas=(0.9, 0.999), eps=1e-8)
+    losses = []
+    for _ in range(steps):
+      optimizer.zero_grad()
+      loss = problem.loss(torch, params, *data)
+      loss.backward()
+      optimizer.step()
+      losses.append(loss.detach())
+    return LoopOutput(params.detach(), torch.stack(losses))
+
+  return run
+
+
+def make_loop(style: str, problem: Problem, optimizer_name: str, learning_rate: float,
+              steps: int) -> Callable[[], LoopOutput]:
+  """The zero-argument callable that runs one whole fit in `style` (one of LOOPS).
+
+  Raises:
+    ValueError: for an unknown style or optimiser, a learning rate <= 0 or steps < 1.
+  """
+  if steps < 1:
+    raise ValueError(f"Invalid steps={steps}: it must be >= 1.")
+  optimizer = make_optimizer(optimizer_name, learning_rate)  # validates name and rate
+  if style == "eager":
+    return eager_loop(problem, optimizer, steps)
+  if style == "jit_step":
+    return jit_step_loop(problem, optimizer, steps)
+  if style == "scan":
+    return scan_loop(problem, optimizer, steps)
+  if style == "numpy":
+    return numpy_loop(problem, optimizer_name, learning_rate, steps)
+  if style == "torch":
+    return torch_loop(problem, optimizer_name, learning_rate, steps)
+  raise ValueError(f"Unknown loop {style!r}. Valid: {', '.join(LOOPS)}.")
+
+
+def to_numpy(output: LoopOutput) -> LoopOutput:
+  """Host NumPy copies of a loop's outputs, whatever framework produced them."""
+  def host(x):
+    return x.numpy() if hasattr(x, "detach") else np.asarray(x)
+
+  return LoopOutput(host(output.params), host(output.losses))
