@@ -14,7 +14,7 @@ import jax
 from absl import flags
 
 from experiments import _cli
-from funcgrad import compile_cache, fit, peers
+from funcgrad import allocator, compile_cache, fit, peers
 from funcgrad.bench import engines as engines_lib
 from funcgrad.bench import report, runner, specs, workloads
 from funcgrad.bench.machine import machine_info
@@ -39,6 +39,9 @@ _OUTPUT_JSON = flags.DEFINE_string("output_json", None, "Write {machine, results
 _OUTPUT_CSV = flags.DEFINE_string("output_csv", None, "Write one CSV row per result here.")
 _OUTPUT_JSONL = flags.DEFINE_string("output_jsonl", None, "Append each row here as it finishes.")
 _PLOT = flags.DEFINE_string("plot", None, "Write a log-log plot here (PNG; needs matplotlib).")
+_ALLOCATOR = flags.DEFINE_enum(
+    "allocator", "auto", list(allocator.ALLOCATORS), "Memory allocator for this run (restarts "
+    "the process with LD_PRELOAD): auto = tcmalloc when installed, else the system's.")
 _FIT_STEPS = flags.DEFINE_integer(
     "fit_steps", 1000, "Steps of the fit_* workloads (adam, learning rate 0.01).", lower_bound=1)
 _COMPILATION_CACHE_DIR = flags.DEFINE_string(
@@ -92,6 +95,7 @@ def _progress(result: runner.Result, index: int, total: int) -> None:
 
 def main(argv: list[str]) -> int:
   del argv
+  allocator.reexec_with(_ALLOCATOR.value)  # first: the allocator is chosen at process start
   config = _config()  # every bad flag fails here, before anything is measured
   if _COMPILATION_CACHE_DIR.value:
     compile_cache.enable_persistent_cache(_COMPILATION_CACHE_DIR.value)

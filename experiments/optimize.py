@@ -14,7 +14,7 @@ import sys
 from absl import flags
 
 from experiments import _cli
-from funcgrad import fit, optimize, peers, problems
+from funcgrad import allocator, fit, optimize, peers, problems
 from funcgrad._tables import render_text
 from funcgrad.bench import report, specs
 from funcgrad.bench.machine import machine_info
@@ -30,6 +30,9 @@ _LOOPS = flags.DEFINE_string("loops", "eager,jit_step,scan,numpy,torch",
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the linear_regression data.")
 _MIN_RUN_TIME = flags.DEFINE_float("min_run_time", 0.2, "Seconds of timed fits per loop.",
                                    lower_bound=0.0)
+_ALLOCATOR = flags.DEFINE_enum(
+    "allocator", "auto", list(allocator.ALLOCATORS), "Memory allocator for this run (restarts "
+    "the process with LD_PRELOAD): auto = tcmalloc when installed, else the system's.")
 _OUTPUT_JSON = flags.DEFINE_string("output_json", None,
                                    "Write {machine, results} JSON here.")
 
@@ -46,6 +49,7 @@ def _row(r: fit.FitResult) -> list[str]:
 
 def main(argv: list[str]) -> int:
   del argv
+  allocator.reexec_with(_ALLOCATOR.value)  # first: the allocator is chosen at process start
   if _STEPS.value < 1:
     raise ValueError(f"Invalid --steps={_STEPS.value}: it must be >= 1.")
   loops = specs.parse_names(_LOOPS.value, optimize.LOOPS, "loop")

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from funcgrad.bench.timing import Sync, time_once
@@ -107,10 +108,32 @@ def _prepare_eager(workload: Workload, inputs: tuple[np.ndarray, ...],
                   {"first_call_s": first})
 
 
-def _prepare_jit(workload: Workload, inputs: tuple[np.ndarray, ...],
-                 device: jax.Device) -> Prepared:
+def _packed(fn: Callable[..., Any]) -> Callable[..., jax.Array]:
+  """`fn`'s outputs raveled into one flat array: one output buffer instead of one per leaf."""
+  def packed(*args):
+    return jnp.concatenate([jnp.ravel(leaf) for leaf in jax.tree.leaves(fn(*args))])
+
+  return packed
+
+
+def _unpacker(workload: Workload, shape: tuple[int, ...]) -> Callable[[Any], Outputs]:
+  """Splits a packed `(value, *grads)` array back into the value and the gradient arrays."""
+  size = int(np.prod(shape))
+
+  def unpack(flat: Any) -> Outputs:
+    flat = np.asarray(flat)
+    grads = [flat[1 + i * size:1 + (i + 1) * size].reshape(shape)
+             for i in range(len(workload.argnums))]
+    return (flat[0], *grads)
+
+  return unpack
+
+
+def _prepare_jit(workload: Workload, inputs: tuple[np.ndarray, ...], device: jax.Device,
+                 packed: bool = False) -> Prepared:
   args = [jax.device_put(a, device) for a in inputs]
-  jitted = jax.jit(workload.jax_value_and_grads())
+  fn = workload.jax_value_and_grads()
+  jitted = jax.jit(_packed(fn) if packed else fn)
   jax.clear_caches()
   call = functools.partial(jitted, *args)
   # First the user's first call: trace, lower, compile (or load from a persistent cache), run.
@@ -128,7 +151,8 @@ def _prepare_jit(workload: Workload, inputs: tuple[np.ndarray, ...],
     compiled_at = time.perf_counter()
   stages = {"trace_s": traced_at - start, "lower_s": lowered_at - traced_at,
             "compile_s": compiled_at - lowered_at, "first_call_s": first}
-  return Prepared(call, jax.block_until_ready, _flat_jax, out, *_jax_kind(device), stages,
+  to_numpy = _unpacker(workload, inputs[0].shape) if packed else _flat_jax
+  return Prepared(call, jax.block_until_ready, to_numpy, out, *_jax_kind(device), stages,
                   measure_dispatch=True)
 
 
@@ -230,6 +254,8 @@ ENGINES = {
         Engine("eager", "JAX without jit: jax.value_and_grad, op by op", None, _prepare_eager),
         Engine("jit", "jax.jit(jax.value_and_grad(...)): traced once, compiled by XLA", None,
                _prepare_jit),
+        Engine("jit_packed", "jax.jit, the value and gradients returned packed in one array",
+               None, functools.partial(_prepare_jit, packed=True)),
         Engine("torch_eager", "PyTorch autograd, eager", "torch", _prepare_torch_eager),
         Engine("torch_compile", "PyTorch torch.compile (Inductor) + autograd", "torch",
                _prepare_torch_compile),

@@ -1,9 +1,10 @@
-"""Machine info for results: the environment report plus peer versions and the allocator."""
+"""Machine info for results: the environment report, peer versions and the allocator in use."""
 
 import importlib.metadata
 import os
 from typing import Any
 
+from funcgrad import allocator
 from funcgrad.env import environment_report
 
 _PEERS = ("torch", "tensorflow-cpu", "tensorflow")
@@ -19,5 +20,6 @@ def machine_info() -> dict[str, Any]:
     except importlib.metadata.PackageNotFoundError:
       continue
   info["peers"] = peers
+  info["allocator"] = allocator.in_use()
   info["ld_preload"] = os.environ.get("LD_PRELOAD") or None
   return info
