@@ -1,0 +1,94 @@
+"""The headline performance targets in one run, each measured ratio beside its goal.
+
+  python -m experiments.benchmark [--allocator=auto] [--output_json=PATH] [--output_markdown=PATH]
+      [--targets=large,small,adam,cache,harness] [--large_size=4000x4000] [--steps=1000]
+
+Every engine runs under the same allocator in this one process (restarted with LD_PRELOAD when
+needed). Prints a Markdown table ready for docs/PERFORMANCE.md; exits 1 only if a row was wrong
+or failed (a MISS is a result, not an error).
+"""
+
+import sys
+
+from absl import flags
+
+from experiments import _cli
+from funcgrad import allocator
+from funcgrad.bench import headline, report, specs, targets
+from funcgrad.bench.machine import machine_info
+
+GROUPS = ("large", "small", "adam", "cache", "harness")
+
+_ALLOCATOR = flags.DEFINE_enum("allocator", "auto", list(allocator.ALLOCATORS),
+                               "Memory allocator for every engine: auto = tcmalloc if installed.")
+_TARGETS = flags.DEFINE_string("targets", "all", f"Comma-separated: {', '.join(GROUPS)} (or all).")
+_LARGE_SIZE = flags.DEFINE_string("large_size", "4000x4000", "Size of the bandwidth target.")
+_STEPS = flags.DEFINE_integer("steps", 1000, "Adam steps of the loop target.", lower_bound=1)
+_MIN_RUN_TIME = flags.DEFINE_float("min_run_time", 0.3, "Seconds of timed blocks per row.",
+                                   lower_bound=0.0)
+_OUTPUT_JSON = flags.DEFINE_string("output_json", None, "Write {machine, targets} JSON here.")
+_OUTPUT_MARKDOWN = flags.DEFINE_string("output_markdown", None, "Write the Markdown here.")
+
+
+def _log(message: str) -> None:
+  print(message, file=sys.stderr, flush=True)
+
+
+def _summary(machine: dict) -> str:
+  peers = ", ".join(f"{k} {v}" for k, v in machine["peers"].items()) or "no peers"
+  return (f"Machine: {machine['machine']['cpu_model']}, {machine['machine']['cpu_count']} cores; "
+          f"Python {machine['python']}, jax {machine['packages']['jax']}, "
+          f"numpy {machine['packages']['numpy']}, {peers}; allocator {machine['allocator']}.")
+
+
+def main(argv: list[str]) -> int:
+  del argv
+  allocator.reexec_with(_ALLOCATOR.value)
+  groups = specs.parse_names(_TARGETS.value, GROUPS, "target group")
+  (large,) = specs.parse_sizes(_LARGE_SIZE.value)
+  if len(large) != 2:
+    raise ValueError(f"--large_size={_LARGE_SIZE.value!r} must be NxD.")
+  min_run_time = _MIN_RUN_TIME.value
+  results, rows = [], []
+  small_engines = ("numpy", *headline.JIT_ENGINES, *headline.SMALL_PEERS)
+  large_engines = (*headline.JIT_ENGINES, *headline.LARGE_PEERS)
+  label = "x".join(map(str, large))
+  if "large" in groups or "harness" in groups:
+    _log(f"muladd_sum {label}: {', '.join(large_engines)}")
+    large_rows = headline.sweep(large, large_engines, min_run_time)
+    rows += large_rows
+    if "large" in groups:
+      results += headline.large_targets(large_rows, label)
+  if "small" in groups or "harness" in groups:
+    _log(f"muladd_sum 3x4: {', '.join(small_engines)}")
+    small_rows = headline.sweep((3, 4), small_engines, min_run_time)
+    rows += small_rows
+    if "small" in groups:
+      results += headline.small_targets(small_rows)
+  if "adam" in groups:
+    _log(f"{_STEPS.value} Adam steps: scan, jit_step, numpy")
+    results += headline.adam_targets(_STEPS.value, min_run_time)
+  if "cache" in groups:
+    _log("first call, cold and warm persistent cache, fresh processes")
+    results += headline.cache_target()
+  if "harness" in groups:
+    _log("the same rows again, back to back")
+    again = (headline.sweep(large, large_engines, min_run_time)
+             + headline.sweep((3, 4), small_engines, min_run_time))
+    results += headline.harness_targets(rows, again)
+    rows += again
+  machine = machine_info()
+  markdown = f"{_summary(machine)}\n\n{targets.render(results)}\n"
+  if rows:
+    table = report.render_compare(rows)
+    markdown += f"\nThe rows behind them (both runs):\n\n```text\n{table}\n```\n"
+  print(markdown)
+  if _OUTPUT_JSON.value:
+    targets.write_json(_OUTPUT_JSON.value, machine, results)
+  if _OUTPUT_MARKDOWN.value:
+    report.atomic_write(_OUTPUT_MARKDOWN.value, markdown)
+  return 0 if all(r.ok for r in rows) else 1
+
+
+if __name__ == "__main__":
+  _cli.run(main)

@@ -1,0 +1,145 @@
+"""The headline measurements behind `experiments.benchmark`, each returning `Target`s.
+
+Every value+grads row goes through the runner (checked against the float64 reference before it
+is timed); every fit through `funcgrad.fit` (checked against the float64 NumPy fit).
+"""
+
+import json
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+from funcgrad import fit, problems
+from funcgrad.bench import engines as engines_lib
+from funcgrad.bench import runner
+from funcgrad.bench.targets import Target, ratio
+from funcgrad.bench.timing import Timer
+from funcgrad.bench.workloads import MULADD_SUM
+
+JIT_ENGINES = ("jit", "jit_packed")
+LARGE_PEERS = ("numpy", "torch_eager", "torch_compile", "tf_xla")
+SMALL_PEERS = ("torch_eager", "torch_compile", "tf_eager", "tf_function", "tf_xla")
+
+
+def _engines(names) -> list[engines_lib.Engine]:
+  return [engines_lib.ENGINES[n] for n in names if engines_lib.ENGINES[n].available()]
+
+
+def sweep(size: tuple[int, int], engine_names, min_run_time: float) -> list[runner.Result]:
+  """muladd_sum value+grads at one size on the CPU, the named engines that are installed."""
+  config = runner.SweepConfig(workloads=[MULADD_SUM], engines=_engines(engine_names),
+                              backends=["cpu"], sizes=[size], dtype=np.dtype(np.float32),
+                              min_run_time=min_run_time)
+  runner.check_fits(config)
+  return runner.run_sweep(config)
+
+
+def _median(rows, engine):
+  return next((r.median_s for r in rows if r.engine == engine and r.ok), None)
+
+
+def _best_jit(rows):
+  candidates = [r for r in rows if r.engine in JIT_ENGINES and r.ok]
+  return min(candidates, key=lambda r: r.median_s, default=None)
+
+
+def _fastest_peer(rows, peers):
+  candidates = [r for r in rows if r.engine in peers and r.ok]
+  return min(candidates, key=lambda r: r.median_s, default=None)
+
+
+def large_targets(rows: list[runner.Result], label: str) -> list[Target]:
+  """Target 1: the jit engine near copy bandwidth and ahead of every peer on a large input."""
+  jit = next((r for r in rows if r.engine == "jit" and r.ok), None)
+  peer = _fastest_peer(rows, LARGE_PEERS)
+  return [
+      Target(f"jit % of copy bandwidth, {label}", jit and jit.pct_of_bandwidth, 85, "%", True,
+             f"{jit.gbps:.1f} GB/s of {jit.bandwidth_gbps:.1f} GB/s, {jit.bytes / 1e6:.0f} MB "
+             f"in {jit.median_s * 1e3:.2f} ms" if jit else "jit row failed"),
+      Target(f"fastest peer / jit, {label}", ratio(peer and peer.median_s, jit and jit.median_s),
+             1.0, "x", True, f"fastest peer {peer.engine} {peer.median_s * 1e3:.2f} ms vs jit "
+             f"{jit.median_s * 1e3:.2f} ms" if peer and jit else "no peer row"),
+  ]
+
+
+def small_targets(rows: list[runner.Result]) -> list[Target]:
+  """Target 2: per call at 3x4, the best jit engine within 1.5x of NumPy, ahead of every peer."""
+  jit, numpy = _best_jit(rows), _median(rows, "numpy")
+  peer = _fastest_peer(rows, SMALL_PEERS)
+  return [
+      Target("best jit / numpy per call, 3x4", ratio(jit and jit.median_s, numpy), 1.5, "x",
+             False, f"{jit.engine} {jit.median_s * 1e6:.2f} us vs numpy {numpy * 1e6:.2f} us"
+             if jit and numpy else "row failed"),
+      Target("fastest peer / best jit per call, 3x4",
+             ratio(peer and peer.median_s, jit and jit.median_s), 1.0, "x", True,
+             f"fastest peer {peer.engine} {peer.median_s * 1e6:.2f} us vs {jit.engine} "
+             f"{jit.median_s * 1e6:.2f} us" if peer and jit else "no peer row"),
+  ]
+
+
+def adam_targets(steps: int, min_run_time: float) -> list[Target]:
+  """Target 3: `steps` Adam steps on the tutorial's loss; scan and jit_step against NumPy."""
+  rows = fit.fit_all(["scan", "jit_step", "numpy"], problems.abs_loss_problem(), "adam", 0.01,
+                     steps, min_run_time)
+  per_step = {r.loop: r.per_step_s for r in rows if r.ok}
+
+  def us(loop):
+    return f"{per_step[loop] * 1e6:.3g} us" if loop in per_step else "failed"
+
+  return [
+      Target(f"numpy / scan per Adam step ({steps} steps)",
+             ratio(per_step.get("numpy"), per_step.get("scan")), 100, "x", True,
+             f"numpy {us('numpy')} vs scan {us('scan')} per step"),
+      Target(f"numpy / jit_step per Adam step ({steps} steps)",
+             ratio(per_step.get("numpy"), per_step.get("jit_step")), 1.0, "x", True,
+             f"numpy {us('numpy')} vs jit_step {us('jit_step')} per step"),
+  ]
+
+
+def _first_call_in_fresh_process(cache_dir: str) -> dict:
+  result = subprocess.run(
+      [sys.executable, "-m", "experiments.compile_cache", "--child", f"--cache_dir={cache_dir}",
+       "--workload=muladd_sum", "--shape=3x4"], capture_output=True, text=True, timeout=300,
+      check=False)
+  if result.returncode != 0:
+    raise RuntimeError(f"first-call subprocess failed: {result.stderr.strip()[-1000:]}")
+  return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def cache_target(repeats: int = 3) -> list[Target]:
+  """Target 4: first call with a warm persistent cache over cold, each in a fresh process.
+
+  Each of `repeats` pairs uses a new cache directory; the medians of cold and warm are compared.
+  """
+  cold, warm = [], []
+  for _ in range(repeats):
+    with tempfile.TemporaryDirectory(prefix="funcgrad-cache-") as cache_dir:
+      cold.append(_first_call_in_fresh_process(cache_dir)["first_call_s"])
+      warm.append(_first_call_in_fresh_process(cache_dir)["first_call_s"])
+  cold_s, warm_s = float(np.median(cold)), float(np.median(warm))
+  return [Target("warm-cache / cold first call, 3x4 (fresh process)", 100 * warm_s / cold_s, 35,
+                 "%", False, f"median of {repeats}: warm {warm_s * 1e3:.1f} ms vs cold "
+                 f"{cold_s * 1e3:.1f} ms")]
+
+
+def harness_targets(first: list[runner.Result], second: list[runner.Result]) -> list[Target]:
+  """Target 5: the timer's own cost per call against the 3x4 jit time; run-to-run agreement."""
+  harness = Timer(lambda: None, sync=lambda out: out).blocked_autorange(min_run_time=0.2)
+  jit = _best_jit(first)
+  spreads = []
+  for a in first:
+    b = next((r for r in second if (r.engine, r.shape) == (a.engine, a.shape)), None)
+    if a.median_s and b and b.median_s:
+      spreads.append((abs(a.median_s - b.median_s) / min(a.median_s, b.median_s), a))
+  worst = max(spreads, key=lambda s: s[0], default=None)
+  overhead_pct = 100 * harness.median_s / jit.median_s if jit else None
+  return [
+      Target("timer overhead / 3x4 jit call", overhead_pct, 1.0, "%", False,
+             f"harness {harness.median_s * 1e9:.0f} ns per call vs {jit.engine} "
+             f"{jit.median_s * 1e6:.2f} us" if jit else "no jit row"),
+      Target("worst back-to-back median difference", worst and 100 * worst[0], 10, "%", False,
+             f"over {len(spreads)} rows; worst: {worst[1].engine} "
+             f"{'x'.join(map(str, worst[1].shape))}" if worst else "no rows"),
+  ]

@@ -1,0 +1,68 @@
+"""Performance targets: each measured ratio beside its goal, PASS or MISS, as data and Markdown."""
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from funcgrad._tables import render_markdown
+from funcgrad.bench.report import atomic_write
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+  """One target.
+
+  Attributes:
+    name: short identifier ('jit_pct_of_copy_bandwidth_4000x4000').
+    measured: the measured value (None when it could not be measured).
+    target: the goal.
+    unit: '%', 'x' (a ratio) or 'ns'.
+    at_least: True when measured must be >= target, False when <=.
+    detail: what was compared, with the raw numbers.
+  """
+
+  name: str
+  measured: float | None
+  target: float
+  unit: str
+  at_least: bool
+  detail: str = ""
+
+  @property
+  def passed(self) -> bool:
+    if self.measured is None:
+      return False
+    return self.measured >= self.target if self.at_least else self.measured <= self.target
+
+  def to_dict(self) -> dict[str, Any]:
+    return {"name": self.name, "measured": self.measured, "target": self.target,
+            "unit": self.unit, "pass": self.passed, "comparison": ">=" if self.at_least else "<=",
+            "detail": self.detail}
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+  """numerator / denominator, or None when either is missing or the denominator is 0."""
+  if numerator is None or denominator is None or denominator == 0:
+    return None
+  return numerator / denominator
+
+
+def _number(value: float | None, unit: str) -> str:
+  if value is None:
+    return "not measured"
+  return f"{value:.3g}{' ' + unit if unit != 'x' else 'x'}"
+
+
+def render(targets: Sequence[Target]) -> str:
+  """A Markdown table: target, measured, goal, PASS/MISS, detail."""
+  rows = [[t.name, _number(t.measured, t.unit),
+           f"{'>=' if t.at_least else '<='} {_number(t.target, t.unit)}",
+           "PASS" if t.passed else "MISS", t.detail] for t in targets]
+  return render_markdown(["target", "measured", "goal", "result", "detail"], rows)
+
+
+def write_json(path: str, machine: dict[str, Any], targets: Sequence[Target]) -> None:
+  """Writes `{"machine": ..., "targets": [{name, measured, target, unit, pass, ...}]}`."""
+  document = {"machine": machine, "targets": [t.to_dict() for t in targets]}
+  atomic_write(path, json.dumps(document, indent=2) + "\n")

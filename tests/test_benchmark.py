@@ -1,0 +1,135 @@
+"""Benchmark targets, report writer and CLI parsing; the allocator re-exec in real processes."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from funcgrad import allocator
+from funcgrad.bench import targets
+from funcgrad.bench.headline import harness_targets, large_targets, small_targets
+from funcgrad.bench.runner import Result
+from tests.helpers import ROOT, assert_one_line_error, run_module
+
+
+def _row(engine, median, shape=(3, 4), ok=True, **kw):
+  return Result(workload="muladd_sum", engine=engine, backend="cpu", device="cpu:0",
+                device_kind="cpu", shape=list(shape), dtype="float32", n_elements=12,
+                median_s=median, ok=ok, **kw)
+
+
+def test_target_pass_and_miss():
+  assert targets.Target("a", 90.0, 85, "%", True).passed
+  assert not targets.Target("b", 80.0, 85, "%", True).passed
+  assert targets.Target("c", 1.2, 1.5, "x", False).passed
+  assert not targets.Target("d", 1.6, 1.5, "x", False).passed
+  assert not targets.Target("e", None, 1.5, "x", False).passed
+  assert targets.ratio(3.0, 2.0) == 1.5 and targets.ratio(None, 2.0) is None
+  assert targets.ratio(1.0, 0.0) is None
+
+
+def test_report_writer(tmp_path):
+  results = [targets.Target("jit % of copy bandwidth", 91.5, 85, "%", True, "detail one"),
+             targets.Target("best jit / numpy", 2.0, 1.5, "x", False, "detail two"),
+             targets.Target("not measured", None, 1.0, "x", True)]
+  markdown = targets.render(results)
+  lines = markdown.splitlines()
+  assert lines[0] == "| target | measured | goal | result | detail |"
+  assert lines[2] == "| jit % of copy bandwidth | 91.5 % | >= 85 % | PASS | detail one |"
+  assert lines[3] == "| best jit / numpy | 2x | <= 1.5x | MISS | detail two |"
+  assert "| not measured | not measured |" in lines[4]
+  path = tmp_path / "b.json"
+  targets.write_json(str(path), {"python": "3.11"}, results)
+  doc = json.loads(path.read_text())
+  assert doc["machine"] == {"python": "3.11"}
+  assert [t["pass"] for t in doc["targets"]] == [True, False, False]
+  for t in doc["targets"]:
+    assert {"name", "measured", "target", "unit", "pass"} <= set(t)
+
+
+def test_headline_target_arithmetic():
+  large = [_row("jit", 0.018, (4000, 4000), gbps=21.4, bandwidth_gbps=23.3, bytes=384_000_004,
+                pct_of_bandwidth=91.8),
+           _row("numpy", 0.050, (4000, 4000)), _row("torch_compile", 0.014, (4000, 4000)),
+           _row("tf_xla", 0.001, (4000, 4000), ok=False)]  # a wrong row never counts
+  pct, peer = large_targets(large, "4000x4000")
+  assert pct.measured == 91.8 and pct.passed
+  assert peer.measured == pytest.approx(0.014 / 0.018) and not peer.passed
+  assert "torch_compile" in peer.detail
+  small = [_row("numpy", 5e-6), _row("jit", 9e-6), _row("jit_packed", 6e-6),
+           _row("torch_eager", 40e-6)]
+  vs_numpy, vs_peer = small_targets(small)
+  assert vs_numpy.measured == pytest.approx(1.2) and "jit_packed" in vs_numpy.detail
+  assert vs_peer.measured == pytest.approx(40 / 6)
+  again = [_row("numpy", 5.5e-6), _row("jit", 9e-6), _row("jit_packed", 6e-6),
+           _row("torch_eager", 40e-6)]
+  overhead, spread = harness_targets(small, again)
+  assert 0 < overhead.measured < 100
+  assert spread.measured == pytest.approx(10.0) and "numpy" in spread.detail
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--targets=bogus"], ["'bogus'", "large, small, adam, cache, harness"]),
+    (["--large_size=4000"], ["4000", "NxD"]),
+    (["--large_size=0x4"], ["'0x4'"]),
+    (["--steps=0"], ["--steps=0"]),
+    (["--allocator=mimalloc"], ["--allocator=mimalloc", "auto|system|tcmalloc|jemalloc"]),
+])
+def test_benchmark_bad_flags(args, fragments):
+  assert_one_line_error(run_module("experiments.benchmark", *args), *fragments)
+
+
+@pytest.mark.slow
+def test_benchmark_quick_run(tmp_path):
+  json_path, md_path = tmp_path / "b.json", tmp_path / "b.md"
+  result = run_module("experiments.benchmark", "--targets=small,adam", "--steps=100",
+                      "--min_run_time=0.02", "--allocator=system", f"--output_json={json_path}",
+                      f"--output_markdown={md_path}", timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  doc = json.loads(json_path.read_text())
+  assert doc["machine"]["allocator"] == "system"
+  names = [t["name"] for t in doc["targets"]]
+  assert names == ["best jit / numpy per call, 3x4", "fastest peer / best jit per call, 3x4",
+                   "numpy / scan per Adam step (100 steps)",
+                   "numpy / jit_step per Adam step (100 steps)"]
+  assert all(t["measured"] is not None for t in doc["targets"])
+  assert "| target | measured | goal | result | detail |" in md_path.read_text()
+
+
+
+def _probe(name, env=None):
+  script = ROOT / "tests" / "_allocator_probe.py"
+  return subprocess.run([sys.executable, str(script), name], cwd=ROOT, capture_output=True,
+                        text=True, timeout=60, env={**os.environ, **(env or {})}, check=False)
+
+
+@pytest.mark.parametrize("name", ["tcmalloc", "jemalloc"])
+def test_reexec_under_allocator(name):
+  if allocator.find_library(name) is None:
+    if os.environ.get("FUNCGRAD_REQUIRE_PEERS"):
+      pytest.fail(f"{name} must be installed here (.ci/run installs it)")
+    pytest.skip(f"{name} not installed")
+  result = _probe(name)
+  assert result.returncode == 0, result.stderr
+  in_use, preload = json.loads(result.stdout)
+  assert in_use == name and allocator.find_library(name) in preload
+
+
+def test_reexec_back_to_system_strips_preload():
+  path = allocator.find_library("tcmalloc")
+  if path is None:
+    pytest.skip("tcmalloc not installed")
+  result = _probe("system", {"LD_PRELOAD": path})
+  assert result.returncode == 0, result.stderr
+  assert json.loads(result.stdout) == ["system", ""]
+
+
+def test_missing_allocator_names_the_debian_package():
+  with pytest.raises(ValueError, match="apt-get install libjemalloc2"):
+    allocator.resolve("jemalloc", search_dirs=())
+  with pytest.raises(ValueError, match="Unknown allocator 'mimalloc'"):
+    allocator.resolve("mimalloc")
+  assert allocator.resolve("auto", search_dirs=()) == ("system", None)
+  assert allocator.resolve("system") == ("system", None)
