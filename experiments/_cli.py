@@ -11,14 +11,18 @@ from absl import app, flags, logging
 EXIT_USAGE = 2
 
 
-def _user_errors() -> tuple[type[Exception], ...]:
-  """Errors that mean "the user asked for something invalid or absent", never a funcgrad bug.
+# Errors that mean "the user asked for something invalid or absent", never a funcgrad bug:
+# ValueError, and these classes, looked up lazily so that a script importing little of funcgrad
+# (run_exported must not import the workload code) does not import more through here.
+_USER_ERROR_CLASSES = (("funcgrad.devices", "DeviceUnavailableError"),
+                       ("funcgrad.peers", "PeerUnavailableError"),
+                       ("funcgrad.distributed", "JobError"))
 
-  Looked up lazily so that a script which imports little of funcgrad (run_exported must not
-  import the workload code) does not import it through here.
-  """
-  devices = sys.modules.get("funcgrad.devices")
-  return (ValueError,) if devices is None else (ValueError, devices.DeviceUnavailableError)
+
+def _user_errors() -> tuple[type[Exception], ...]:
+  loaded = [getattr(sys.modules[module], name) for module, name in _USER_ERROR_CLASSES
+            if module in sys.modules]
+  return (ValueError, *loaded)
 
 
 def fail(message: str) -> None:

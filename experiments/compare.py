@@ -8,13 +8,15 @@ Every engine's output is checked against a float64 NumPy reference before it is 
 exits 1 at the end (after writing every output) if any row was wrong or failed.
 """
 
+import dataclasses
+import math
 import sys
 
 import jax
 from absl import flags
 
 from experiments import _cli
-from funcgrad import allocator, compile_cache, fit, peers
+from funcgrad import allocator, compile_cache, fit, peers, sharding
 from funcgrad.bench import engines as engines_lib
 from funcgrad.bench import report, runner, specs, workloads
 from funcgrad.bench.machine import machine_info
@@ -44,6 +46,14 @@ _ALLOCATOR = flags.DEFINE_enum(
     "the process with LD_PRELOAD): auto = tcmalloc when installed, else the system's.")
 _FIT_STEPS = flags.DEFINE_integer(
     "fit_steps", 1000, "Steps of the fit_* workloads (adam, learning rate 0.01).", lower_bound=1)
+_DEVICES = flags.DEFINE_integer(
+    "devices", None, "Spread the inputs of the JAX engines (eager, jit, jit_packed) over this many "
+    "devices of each backend (a 1-D mesh).", lower_bound=1)
+_MESH = flags.DEFINE_string("mesh", None, "A 2-D device mesh AxB instead (rows over A, columns "
+                            "over B).")
+_SIMULATE_CPU_DEVICES = flags.DEFINE_integer(
+    "simulate_cpu_devices", None, "Give the CPU backend this many devices (set before JAX "
+    "starts).", lower_bound=1)
 _COMPILATION_CACHE_DIR = flags.DEFINE_string(
     "compilation_cache_dir", None, "Enable JAX's persistent compilation cache here (small "
     "functions included): a warm cache shortens every jit first call.")
@@ -75,15 +85,28 @@ def _config() -> runner.SweepConfig:
   names = specs.parse_names(_WORKLOADS.value, [*workloads.WORKLOADS, *fit.FIT_WORKLOADS],
                             "workload")
   config = runner.SweepConfig(
+      mesh_shape=_mesh_shape(),
       workloads=[workloads.get_workload(n) for n in names if n in workloads.WORKLOADS],
-      engines=_engines(_ENGINES.value),
+      engines=[],  # below, once everything cheap to check has been checked
       backends=runner.resolve_backends(_BACKENDS.value, _SKIP_UNAVAILABLE.value),
       sizes=specs.parse_sizes(_SIZES.value),
       dtype=resolve_dtype(dtype),
       min_run_time=_MIN_RUN_TIME.value,
       seed=_SEED.value)
+  runner.check_mesh(config)
   runner.check_fits(config)
-  return config
+  # Last: finding out which peers are installed imports them (seconds for TensorFlow).
+  return dataclasses.replace(config, engines=_engines(_ENGINES.value))
+
+
+def _mesh_shape() -> tuple[int, ...] | None:
+  if _MESH.value is None:
+    return None if _DEVICES.value is None else (_DEVICES.value,)
+  shape = sharding.parse_mesh(_MESH.value)
+  if _DEVICES.value is not None and _DEVICES.value != math.prod(shape):
+    raise ValueError(f"--devices={_DEVICES.value} disagrees with --mesh={_MESH.value} "
+                     f"({math.prod(shape)} devices).")
+  return shape
 
 
 def _progress(result: runner.Result, index: int, total: int) -> None:
@@ -96,6 +119,8 @@ def _progress(result: runner.Result, index: int, total: int) -> None:
 def main(argv: list[str]) -> int:
   del argv
   allocator.reexec_with(_ALLOCATOR.value)  # first: the allocator is chosen at process start
+  if _SIMULATE_CPU_DEVICES.value:
+    sharding.set_cpu_device_count(_SIMULATE_CPU_DEVICES.value)  # before JAX starts its backends
   config = _config()  # every bad flag fails here, before anything is measured
   if _COMPILATION_CACHE_DIR.value:
     compile_cache.enable_persistent_cache(_COMPILATION_CACHE_DIR.value)

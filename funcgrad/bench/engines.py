@@ -17,7 +17,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
+from funcgrad import sharding
 from funcgrad.bench.timing import Sync, time_once
 from funcgrad.bench.workloads import Outputs, Workload
 from funcgrad.compile_cache import persistent_cache_disabled
@@ -47,6 +49,8 @@ class Prepared:
   device_kind: str
   stages: dict[str, float]
   measure_dispatch: bool = False
+  n_devices: int = 1
+  sharding: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,13 +61,16 @@ class Engine:
     name: the flag value.
     description: one line for --help and the README.
     requires: the module a peer needs (None for numpy and JAX engines).
-    prepare: `prepare(workload, inputs, device) -> Prepared`.
+    prepare: `prepare(workload, inputs, device) -> Prepared`; a shardable engine's also takes
+      `mesh=` and then spreads its inputs over that mesh of devices.
+    shardable: whether `prepare` accepts a mesh.
   """
 
   name: str
   description: str
   requires: str | None
-  prepare: Callable[[Workload, tuple[np.ndarray, ...], jax.Device], Prepared]
+  prepare: Callable[..., Prepared]
+  shardable: bool = False
 
   def available(self) -> bool:
     """Whether this engine's framework can be imported here."""
@@ -97,15 +104,24 @@ def _prepare_numpy(workload: Workload, inputs: tuple[np.ndarray, ...],
 # ------------------------------------------------------------------------------------------ JAX
 
 
+def _place(inputs: tuple[np.ndarray, ...], device: jax.Device,
+           mesh: Mesh | None) -> tuple[list[jax.Array], dict[str, Any]]:
+  """Inputs on one device, or spread over `mesh`; and what to record about where they went."""
+  if mesh is None:
+    return [jax.device_put(a, device) for a in inputs], {}
+  args = [sharding.shard(a, mesh) for a in inputs]
+  return args, {"n_devices": mesh.size, "sharding": sharding.describe(args[0])}
+
+
 def _prepare_eager(workload: Workload, inputs: tuple[np.ndarray, ...],
-                   device: jax.Device) -> Prepared:
-  args = [jax.device_put(a, device) for a in inputs]
+                   device: jax.Device, mesh: Mesh | None = None) -> Prepared:
+  args, placement = _place(inputs, device, mesh)
   fn = workload.jax_value_and_grads()
   jax.clear_caches()  # the first call pays for compiling each primitive, as a fresh process would
   call = functools.partial(fn, *args)
   out, first = time_once(call)
   return Prepared(call, jax.block_until_ready, _flat_jax, out, *_jax_kind(device),
-                  {"first_call_s": first})
+                  {"first_call_s": first}, **placement)
 
 
 def _packed(fn: Callable[..., Any]) -> Callable[..., jax.Array]:
@@ -130,8 +146,8 @@ def _unpacker(workload: Workload, shape: tuple[int, ...]) -> Callable[[Any], Out
 
 
 def _prepare_jit(workload: Workload, inputs: tuple[np.ndarray, ...], device: jax.Device,
-                 packed: bool = False) -> Prepared:
-  args = [jax.device_put(a, device) for a in inputs]
+                 packed: bool = False, mesh: Mesh | None = None) -> Prepared:
+  args, placement = _place(inputs, device, mesh)
   fn = workload.jax_value_and_grads()
   jitted = jax.jit(_packed(fn) if packed else fn)
   jax.clear_caches()
@@ -153,7 +169,7 @@ def _prepare_jit(workload: Workload, inputs: tuple[np.ndarray, ...], device: jax
             "compile_s": compiled_at - lowered_at, "first_call_s": first}
   to_numpy = _unpacker(workload, inputs[0].shape) if packed else _flat_jax
   return Prepared(call, jax.block_until_ready, to_numpy, out, *_jax_kind(device), stages,
-                  measure_dispatch=True)
+                  measure_dispatch=True, **placement)
 
 
 # ---------------------------------------------------------------------------------------- torch
@@ -251,11 +267,12 @@ ENGINES = {
     e.name: e
     for e in (
         Engine("numpy", "hand-written NumPy forward + backward", None, _prepare_numpy),
-        Engine("eager", "JAX without jit: jax.value_and_grad, op by op", None, _prepare_eager),
+        Engine("eager", "JAX without jit: jax.value_and_grad, op by op", None, _prepare_eager,
+               shardable=True),
         Engine("jit", "jax.jit(jax.value_and_grad(...)): traced once, compiled by XLA", None,
-               _prepare_jit),
+               _prepare_jit, shardable=True),
         Engine("jit_packed", "jax.jit, the value and gradients returned packed in one array",
-               None, functools.partial(_prepare_jit, packed=True)),
+               None, functools.partial(_prepare_jit, packed=True), shardable=True),
         Engine("torch_eager", "PyTorch autograd, eager", "torch", _prepare_torch_eager),
         Engine("torch_compile", "PyTorch torch.compile (Inductor) + autograd", "torch",
                _prepare_torch_compile),

@@ -15,7 +15,9 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.sharding import Mesh
 
+from funcgrad import sharding
 from funcgrad.bench import roofline
 from funcgrad.bench.engines import Engine, Prepared
 from funcgrad.bench.timing import Timer
@@ -37,6 +39,8 @@ class Result:
   shape: list[int]
   dtype: str
   n_elements: int
+  n_devices: int = 1
+  sharding: str | None = None
   trace_s: float | None = None
   lower_s: float | None = None
   compile_s: float | None = None
@@ -74,6 +78,7 @@ class SweepConfig:
   dtype: np.dtype
   min_run_time: float = 0.2
   seed: int = 0
+  mesh_shape: tuple[int, ...] | None = None  # shardable engines spread their inputs over it
 
   def cases(self) -> list[tuple[str, Workload, tuple[int, ...], Engine]]:
     """Every (backend, workload, shape, engine) row, in sweep order."""
@@ -131,6 +136,21 @@ def footprint_bytes(workload: Workload, shape: tuple[int, ...], dtype: np.dtype)
   return math.prod(shape) * arrays * (2 * np.dtype(dtype).itemsize + 8)
 
 
+def check_mesh(config: SweepConfig) -> None:
+  """Refuses a mesh that needs more devices than a backend has, or sizes it cannot split evenly.
+
+  Raises:
+    ValueError: naming the mesh, the device count or the size.
+  """
+  if not config.mesh_shape:
+    return
+  for backend in config.backends:
+    mesh = sharding.make_mesh(config.mesh_shape, jax.devices(backend))
+    for workload in config.workloads:
+      for size in config.sizes:
+        sharding.check_divisible(workload.shape_for(size), mesh)
+
+
 def check_fits(config: SweepConfig) -> None:
   """Refuses, before anything is allocated, sizes whose footprint would not fit in memory.
 
@@ -165,7 +185,8 @@ def _measure(prepared: Prepared, result: Result, min_run_time: float) -> None:
 
 def run_case(backend: str, workload: Workload, shape: tuple[int, ...], engine: Engine,
              inputs: tuple[np.ndarray, ...], reference: tuple[Any, tuple[float, ...]],
-             dtype: np.dtype, min_run_time: float, bandwidth_gbps: float | None) -> Result:
+             dtype: np.dtype, min_run_time: float, bandwidth_gbps: float | None,
+             mesh: Mesh | None = None) -> Result:
   """Prepares, checks, then times one row; any exception becomes the row's `error`."""
   result = Result(workload=workload.name, engine=engine.name, backend=backend, device=None,
                   device_kind=None, shape=list(shape), dtype=np.dtype(dtype).name,
@@ -173,8 +194,13 @@ def run_case(backend: str, workload: Workload, shape: tuple[int, ...], engine: E
                   bytes=workload.bytes_moved(shape, np.dtype(dtype).itemsize),
                   bandwidth_gbps=bandwidth_gbps)
   try:
-    prepared = engine.prepare(workload, inputs, jax.devices(backend)[0])
+    device = jax.devices(backend)[0]
+    if mesh is not None and engine.shardable:
+      prepared = engine.prepare(workload, inputs, device, mesh=mesh)
+    else:
+      prepared = engine.prepare(workload, inputs, device)
     result.device, result.device_kind = prepared.device, prepared.device_kind
+    result.n_devices, result.sharding = prepared.n_devices, prepared.sharding
     for stage, seconds in prepared.stages.items():
       setattr(result, stage, seconds)
     want, scales = reference
@@ -208,6 +234,8 @@ def run_sweep(config: SweepConfig,
     The results in sweep order.
   """
   cases = config.cases()
+  meshes = {b: sharding.make_mesh(config.mesh_shape, jax.devices(b))
+            for b in config.backends} if config.mesh_shape else {}
   results: list[Result] = []
   bandwidths: dict[str, float] = {}
   inputs_for: dict[tuple[str, tuple[int, ...]], Any] = {}
@@ -221,7 +249,7 @@ def run_sweep(config: SweepConfig,
       inputs_for[key] = (inputs, workload.reference(*inputs))
     inputs, reference = inputs_for[key]
     result = run_case(backend, workload, shape, engine, inputs, reference, config.dtype,
-                      config.min_run_time, bandwidths[backend])
+                      config.min_run_time, bandwidths[backend], meshes.get(backend))
     results.append(result)
     on_result(result, len(results), len(cases))
   return results

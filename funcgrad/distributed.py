@@ -1,0 +1,186 @@
+"""One program across processes with `jax.distributed`: join a job, run sharded, gather, check.
+
+Every process runs this same code. Each builds the same global inputs from one seed, keeps only
+the shards that live on its own devices (`jax.make_array_from_callback`), and runs one jitted
+value+grads over the global mesh; XLA inserts the cross-process all-reduce for the sum (gloo on
+CPU, NCCL on GPU). The outputs are gathered to every process and checked against a float64 NumPy
+reference and against the same function run unsharded on one local device.
+"""
+
+import dataclasses
+import os
+import socket
+import subprocess
+import sys
+from typing import Any
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding
+
+from funcgrad import sharding
+from funcgrad.bench.timing import Timer
+from funcgrad.bench.workloads import Workload, max_rel_error, tolerance
+
+
+class JobError(RuntimeError):
+  """The processes could not form or finish the job."""
+
+
+def parse_address(text: str) -> tuple[str, int]:
+  """'HOST:PORT' -> (host, port).
+
+  Raises:
+    ValueError: naming the bad address.
+  """
+  host, _, port = text.rpartition(":")
+  if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    raise ValueError(f"Invalid coordinator {text!r}: expected HOST:PORT, e.g. 127.0.0.1:12355.")
+  return host, int(port)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+  """A TCP port nobody listens on right now."""
+  with socket.socket() as s:
+    s.bind((host, 0))
+    return s.getsockname()[1]
+
+
+def check_port_free(host: str, port: int) -> None:
+  """Raises ValueError if the coordinator's port is already taken on this host."""
+  with socket.socket() as s:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+      s.bind((host, port))
+    except OSError as e:
+      raise ValueError(f"Coordinator port {port} on {host} is in use ({e.strerror}); pick "
+                       "another --coordinator port, or --local_processes (a free port).") from None
+
+
+_WATCHER = """
+import os, signal, sys, time
+pid, deadline, message = int(sys.argv[1]), time.monotonic() + float(sys.argv[2]), sys.argv[3]
+while time.monotonic() < deadline:
+  if os.getppid() != pid:
+    sys.exit(0)  # the watched process (our parent) is gone, even if not yet reaped
+  time.sleep(0.1)
+sys.stderr.write(message + "\\n")
+sys.stderr.flush()
+os.kill(pid, signal.SIGKILL)
+"""
+
+
+class Watchdog:
+  """Ends this process with one clear line if the job is not done within `timeout` seconds.
+
+  A peer that dies mid-collective leaves the others blocked inside XLA, holding the GIL, where no
+  Python thread or signal handler can run; so the watchdog is a tiny separate process that prints
+  the message and kills this one.
+  """
+
+  def __init__(self, timeout: float, what: str):
+    self._args = (str(timeout), f"error: {what} did not finish within {timeout:g} s: a process "
+                  "died, hung or never joined (see --timeout).")
+    self._watcher: subprocess.Popen | None = None
+
+  def __enter__(self) -> "Watchdog":
+    self._watcher = subprocess.Popen([sys.executable, "-c", _WATCHER, str(os.getpid()),
+                                      *self._args])
+    return self
+
+  def __exit__(self, *exc: Any) -> None:
+    if self._watcher is not None:
+      self._watcher.kill()
+      self._watcher.wait()
+
+
+def initialize(coordinator: str, num_processes: int, process_id: int, local_devices: int,
+               timeout: int) -> None:
+  """Joins the job: `local_devices` CPU devices per process, gloo collectives on CPU.
+
+  Raises:
+    ValueError: bad arguments, or the coordinator port is taken (process 0 checks).
+    JobError: JAX could not form the job (a message naming the coordinator).
+  """
+  host, port = parse_address(coordinator)
+  if not 0 <= process_id < num_processes:
+    raise ValueError(f"Invalid --process_id={process_id}: it must be in 0..{num_processes - 1}.")
+  if process_id == 0:
+    check_port_free(host, port)
+  sharding.set_cpu_device_count(local_devices)
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  try:
+    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
+                               process_id=process_id, initialization_timeout=timeout,
+                               heartbeat_timeout_seconds=timeout + 30)
+  except Exception as e:  # noqa: BLE001 - XLA raises several types; the user needs one line.
+    raise JobError(f"process {process_id} could not join the job at {coordinator} within "
+                       f"{timeout} s: {str(e).splitlines()[0] if str(e) else type(e).__name__}") \
+        from None
+
+
+def shutdown() -> None:
+  """Leaves the job (waits for every process to arrive)."""
+  jax.distributed.shutdown()
+
+
+def abort(message: str) -> None:
+  """Prints one `error:` line (the first line of `message`) and exits at once with status 1.
+
+  `os._exit` skips JAX's atexit shutdown, which would wait for a peer that is gone.
+  """
+  first = message.strip().splitlines()[0] if message.strip() else "the job failed"
+  sys.stderr.write(f"error: {first}\n")
+  sys.stderr.flush()
+  sys.stdout.flush()
+  os._exit(1)
+
+
+@dataclasses.dataclass
+class JobResult:
+  """What process 0 reports."""
+
+  process_id: int
+  num_processes: int
+  n_devices: int
+  sharding: str
+  shape: list[int]
+  value: float
+  max_rel_err: float
+  max_rel_diff_vs_single_process: float
+  median_s: float
+  ok: bool
+
+
+def run_sharded(workload: Workload, shape: tuple[int, ...], seed: int, repeats: int) -> JobResult:
+  """Runs jit(value+grads) over every device of the job, gathers and checks the outputs.
+
+  Every process must call this with the same arguments (they issue the same collectives).
+  """
+  inputs = workload.make_inputs(shape, np.float32, seed)  # the same numbers in every process
+  mesh = sharding.make_mesh((jax.device_count(),))
+  sharding.check_divisible(shape, mesh)
+  spec = NamedSharding(mesh, sharding.spec_for(len(shape), mesh))
+  args = [jax.make_array_from_callback(shape, spec, lambda index, a=a: a[index]) for a in inputs]
+  fn = jax.jit(workload.jax_value_and_grads())
+  outputs = jax.block_until_ready(fn(*args))
+  # Timing: a fixed number of calls, identical in every process (adaptive sizing could make
+  # processes issue different numbers of collectives and deadlock).
+  timer = Timer(lambda: fn(*args))
+  blocks = [timer.timeit(repeats) / repeats for _ in range(5)]
+  gathered = multihost_utils.process_allgather(outputs, tiled=True)
+  flat = tuple(np.asarray(leaf) for leaf in jax.tree.leaves(gathered))
+  want, scales = workload.reference(*inputs)
+  local = tuple(np.asarray(leaf) for leaf in jax.tree.leaves(jax.jit(
+      workload.jax_value_and_grads())(*(jax.device_put(a, jax.local_devices()[0])
+                                        for a in inputs))))
+  diff = max_rel_error(flat, local, scales)  # relative, as against the reference
+  err = max_rel_error(flat, want, scales)
+  return JobResult(
+      process_id=jax.process_index(), num_processes=jax.process_count(),
+      n_devices=jax.device_count(), sharding=sharding.describe(args[0]), shape=list(shape),
+      value=float(flat[0]), max_rel_err=err, max_rel_diff_vs_single_process=diff,
+      median_s=float(np.median(blocks)),
+      ok=bool(err <= tolerance(np.float32) and diff <= tolerance(np.float32)))
+
