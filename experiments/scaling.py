@@ -13,7 +13,7 @@ import json
 from absl import flags
 
 from experiments import _cli
-from funcgrad import sharding
+from funcgrad import allocator, sharding
 from funcgrad.bench import report, specs, workloads
 from funcgrad.bench import scaling as scaling_lib
 from funcgrad.bench.machine import machine_info
@@ -27,10 +27,14 @@ _BACKEND = flags.DEFINE_enum("backend", "cpu", ["cpu", "gpu"], "Backend whose de
 _MIN_RUN_TIME = flags.DEFINE_float("min_run_time", 0.2, "Seconds of timed blocks per row.",
                                    lower_bound=0.0)
 _OUTPUT_JSON = flags.DEFINE_string("output_json", None, "Write {machine, strong, weak} here.")
+_ALLOCATOR = flags.DEFINE_enum("allocator", "auto", list(allocator.ALLOCATORS),
+                               "Memory allocator (restarts with LD_PRELOAD): auto = tcmalloc if "
+                               "installed.")
 
 
 def main(argv: list[str]) -> int:
   del argv
+  allocator.reexec_with(_ALLOCATOR.value)
   if _SIMULATE.value:
     sharding.set_cpu_device_count(_SIMULATE.value)
   counts = []

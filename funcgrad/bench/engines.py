@@ -39,6 +39,8 @@ class Prepared:
     device_kind: that device's kind ('cpu', 'NVIDIA H100 80GB HBM3').
     stages: seconds for the stages that apply: trace_s, lower_s, compile_s, first_call_s.
     measure_dispatch: whether a dispatch-only time (no sync per call) means something here.
+    n_devices: how many devices the inputs were spread over.
+    sharding: how they were spread (None on a single device).
   """
 
   call: Callable[[], Any]

@@ -47,6 +47,7 @@ def render(strong: Sequence[runner.Result], weak: Sequence[runner.Result]) -> st
                     f"{report.format_seconds(r.median_s)} ±{report.format_seconds(r.iqr_s)}",
                     f"{speedup:.2f}x", f"{100 * speedup / r.n_devices:.0f}%"])
     out.append(f"[ {rows[0].workload} jit, {title} ]")
-    out.append(render_text(["devices", "size", "median", "speed-up", "efficiency"], table))
+    gain = "scaled speed-up" if is_weak else "speed-up"  # weak: N x T1 / TN (Gustafson)
+    out.append(render_text(["devices", "size", "median", gain, "efficiency"], table))
     out.append("")
   return "\n".join(out)
