@@ -75,7 +75,8 @@ def _engines(text: str) -> list[engines_lib.Engine]:
   return chosen
 
 
-def _config() -> runner.SweepConfig:
+def _config() -> tuple[runner.SweepConfig, list[str]]:
+  """The sweep and the fit workloads to run; every bad flag fails here, before any measurement."""
   dtype = canonical_dtype(_DTYPE.value)
   if dtype.kind != "f" and dtype.name != "bfloat16":
     raise ValueError(f"--dtype={_DTYPE.value!r} is not a float dtype; gradients need one "
@@ -95,8 +96,11 @@ def _config() -> runner.SweepConfig:
       seed=_SEED.value)
   runner.check_mesh(config)
   runner.check_fits(config)
+  if _PLOT.value:
+    report.check_plot_available()
+  fits = [n for n in names if n in fit.FIT_WORKLOADS]
   # Last: finding out which peers are installed imports them (seconds for TensorFlow).
-  return dataclasses.replace(config, engines=_engines(_ENGINES.value))
+  return dataclasses.replace(config, engines=_engines(_ENGINES.value)), fits
 
 
 def _mesh_shape() -> tuple[int, ...] | None:
@@ -121,12 +125,9 @@ def main(argv: list[str]) -> int:
   allocator.reexec_with(_ALLOCATOR.value)  # first: the allocator is chosen at process start
   if _SIMULATE_CPU_DEVICES.value:
     sharding.set_cpu_device_count(_SIMULATE_CPU_DEVICES.value)  # before JAX starts its backends
-  config = _config()  # every bad flag fails here, before anything is measured
+  config, fits = _config()
   if _COMPILATION_CACHE_DIR.value:
     compile_cache.enable_persistent_cache(_COMPILATION_CACHE_DIR.value)
-  fits = [n for n in specs.parse_names(_WORKLOADS.value, [*workloads.WORKLOADS,
-                                                           *fit.FIT_WORKLOADS], "workload")
-          if n in fit.FIT_WORKLOADS]
   engine_names = [e.name for e in config.engines]
   total = len(config.cases()) + len(fit.fit_loops(engine_names)) * sum(
       len(fit.fit_shapes(fit.FIT_WORKLOADS[n], config.sizes)) for n in fits)
@@ -146,16 +147,15 @@ def main(argv: list[str]) -> int:
   finally:
     if jsonl:
       jsonl.close()
-  results = done
   if _OUTPUT_JSON.value:
     machine = {**machine_info(), "compilation_cache_dir": _COMPILATION_CACHE_DIR.value}
-    report.write_json(_OUTPUT_JSON.value, machine, results)
+    report.write_json(_OUTPUT_JSON.value, machine, done)
   if _OUTPUT_CSV.value:
-    report.write_csv(_OUTPUT_CSV.value, results)
+    report.write_csv(_OUTPUT_CSV.value, done)
   if _PLOT.value:
-    report.plot(_PLOT.value, results)
-  print(report.render_compare(results))
-  return 0 if all(r.ok for r in results) else 1
+    report.plot(_PLOT.value, done)
+  print(report.render_compare(done))
+  return 0 if all(r.ok for r in done) else 1
 
 
 if __name__ == "__main__":

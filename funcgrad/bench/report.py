@@ -150,16 +150,26 @@ class JsonlWriter:
     self._file.close()
 
 
-def plot(path: str, results: Sequence[Result]) -> None:
-  """Median time vs elements, log-log, one line per engine, one panel per (backend, workload),
-  plus a panel of jit compile and first-call times. Needs the `plot` extra (matplotlib)."""
+def _pyplot() -> Any:
   try:
     import matplotlib  # noqa: PLC0415 - optional extra
 
     matplotlib.use("Agg")
-    from matplotlib import pyplot as plt  # noqa: PLC0415
+    from matplotlib import pyplot  # noqa: PLC0415
   except ImportError:
     raise ValueError("--plot needs matplotlib: pip install 'funcgrad[plot]'.") from None
+  return pyplot
+
+
+def check_plot_available() -> None:
+  """Raises ValueError (naming the extra to install) when matplotlib is missing."""
+  _pyplot()
+
+
+def plot(path: str, results: Sequence[Result]) -> None:
+  """Median time vs elements, log-log, one line per engine, one panel per (backend, workload),
+  plus a panel of jit compile and first-call times. Needs the `plot` extra (matplotlib)."""
+  plt = _pyplot()
   groups = _grouped([r for r in results if r.median_s is not None])
   panels = len(groups) + 1
   fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4), squeeze=False)
