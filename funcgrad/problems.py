@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from funcgrad import grads
+from funcgrad.bench.workloads import ABS_LOSS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,10 +49,6 @@ class Problem:
     return 1e-3 + (0.0 if self.smooth else 2 * learning_rate)
 
 
-def _abs_loss(ops, x, target):
-  return ops.sum(ops.abs(2 * x**2 + 3 - target))
-
-
 def abs_loss_problem() -> Problem:
   """The tutorial's loss sum|2x^2 + 3 - target| from x0 = [2, 3], target = [3, 4].
 
@@ -60,7 +57,7 @@ def abs_loss_problem() -> Problem:
   optimum = np.array([0.0, np.sqrt(0.5)])
   return Problem(
       name="abs_loss", init_params=np.array([2.0, 3.0], np.float32),
-      data=(np.array([3.0, 4.0], np.float32),), loss=_abs_loss,
+      data=(np.array([3.0, 4.0], np.float32),), loss=ABS_LOSS.loss,
       numpy_loss_and_grad=grads.abs_loss_grads_numpy,
       distance_to_optimum=lambda x: float(np.max(np.abs(np.abs(x) - optimum))),
       optimum_description="x = [0, +-sqrt(0.5)], loss 0", smooth=False)
