@@ -7,9 +7,6 @@ cold (empty) then warm (filled), each split by JAX's own compile events. Then, i
 counts compilations: a second call with the same shapes compiles nothing; a new shape compiles once.
 """
 
-import json
-import subprocess
-import sys
 import tempfile
 
 import jax
@@ -25,7 +22,6 @@ from funcgrad.bench.report import format_seconds
 _WORKLOAD = flags.DEFINE_enum("workload", "muladd_sum", list(workloads.WORKLOADS), "Workload.")
 _SHAPE = flags.DEFINE_string("shape", "3x4", "Input shape: NxD (or N for 1-D workloads).")
 _CACHE_DIR = flags.DEFINE_string("cache_dir", None, "Cache directory (default: a fresh temp dir).")
-_CHILD = flags.DEFINE_bool("child", False, "Internal: measure one first call and print JSON.")
 
 _STAGES = ("first_call_s", "trace_s", "lower_s", "compile_s", "cache_retrieval_s")
 _COUNTS = ("compiles", "cache_hits", "cache_misses")
@@ -33,22 +29,6 @@ _COUNTS = ("compiles", "cache_hits", "cache_misses")
 
 def _args(workload, shape, seed=0):
   return [jax.device_put(a) for a in workload.make_inputs(shape, np.float32, seed)]
-
-
-def _child(workload, shape) -> None:
-  compile_cache.enable_persistent_cache(_CACHE_DIR.value)
-  print(json.dumps(compile_cache.first_call_breakdown(workload.jax_value_and_grads(),
-                                                      *_args(workload, shape))))
-
-
-def _fresh_process(cache_dir: str) -> dict:
-  result = subprocess.run(
-      [sys.executable, "-m", "experiments.compile_cache", "--child", f"--cache_dir={cache_dir}",
-       f"--workload={_WORKLOAD.value}", f"--shape={_SHAPE.value}"],
-      capture_output=True, text=True, check=False, timeout=300)
-  if result.returncode != 0:
-    raise RuntimeError(f"measuring subprocess failed: {result.stderr.strip()[-2000:]}")
-  return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def _recompilations(workload, shape) -> dict[str, int]:
@@ -69,12 +49,10 @@ def main(argv: list[str]) -> int:
   workload = workloads.get_workload(_WORKLOAD.value)
   (size,) = specs.parse_sizes(_SHAPE.value)
   shape = workload.shape_for(size)
-  if _CHILD.value:
-    _child(workload, shape)
-    return 0
   with tempfile.TemporaryDirectory(prefix="funcgrad-cache-") as tmp:
     cache_dir = _CACHE_DIR.value or tmp
-    cold, warm = _fresh_process(cache_dir), _fresh_process(cache_dir)
+    cold, warm = (compile_cache.first_call_in_fresh_process(cache_dir, workload.name, _SHAPE.value)
+                  for _ in range(2))
   rows = [[k, format_seconds(cold[k]), format_seconds(warm[k])] for k in _STAGES]
   rows += [[k, str(cold[k]), str(warm[k])] for k in _COUNTS]
   print(f"first call of jit({workload.name} value+grads) on {'x'.join(map(str, shape))}, "

@@ -8,6 +8,9 @@ JAX reports each stage of a compilation through `jax.monitoring`; `compile_event
 
 import contextlib
 import dataclasses
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -134,3 +137,36 @@ def first_call_breakdown(fn: Callable[..., Any], *args: Any) -> dict[str, float 
     first_call = time.perf_counter() - start
   return {"first_call_s": first_call, **events.stage_seconds(), "compiles": events.compiles,
           "cache_hits": events.cache_hits, "cache_misses": events.cache_misses}
+
+
+def first_call_in_fresh_process(cache_dir: str, workload: str = "muladd_sum",
+                                shape: str = "3x4") -> dict[str, float | int]:
+  """`first_call_breakdown` of a workload's jit(value+grads), in a new Python process that uses
+  the persistent cache in `cache_dir`.
+
+  Raises:
+    RuntimeError: the measuring process failed (its stderr's tail in the message).
+  """
+  result = subprocess.run(
+      [sys.executable, "-m", "funcgrad.compile_cache", cache_dir, workload, shape],
+      capture_output=True, text=True, check=False, timeout=300)
+  if result.returncode != 0:
+    raise RuntimeError(f"measuring subprocess failed: {result.stderr.strip()[-2000:]}")
+  return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _measure_in_this_process(cache_dir: str, workload_name: str, shape_text: str) -> None:
+  """The fresh process's side of `first_call_in_fresh_process`: prints one JSON line."""
+  import numpy as np  # noqa: PLC0415 - only the measuring process needs these
+
+  from funcgrad.bench import specs, workloads  # noqa: PLC0415
+
+  enable_persistent_cache(cache_dir)
+  workload = workloads.get_workload(workload_name)
+  (size,) = specs.parse_sizes(shape_text)
+  args = [jax.device_put(a) for a in workload.make_inputs(workload.shape_for(size), np.float32, 0)]
+  print(json.dumps(first_call_breakdown(workload.jax_value_and_grads(), *args)))
+
+
+if __name__ == "__main__":
+  _measure_in_this_process(*sys.argv[1:4])

@@ -4,14 +4,11 @@ Every value+grads row goes through the runner (checked against the float64 refer
 is timed); every fit through `funcgrad.fit` (checked against the float64 NumPy fit).
 """
 
-import json
-import subprocess
-import sys
 import tempfile
 
 import numpy as np
 
-from funcgrad import fit, problems
+from funcgrad import compile_cache, fit, problems
 from funcgrad.bench import engines as engines_lib
 from funcgrad.bench import runner
 from funcgrad.bench.targets import Target, ratio
@@ -98,16 +95,6 @@ def adam_targets(steps: int, min_run_time: float) -> list[Target]:
   ]
 
 
-def _first_call_in_fresh_process(cache_dir: str) -> dict:
-  result = subprocess.run(
-      [sys.executable, "-m", "experiments.compile_cache", "--child", f"--cache_dir={cache_dir}",
-       "--workload=muladd_sum", "--shape=3x4"], capture_output=True, text=True, timeout=300,
-      check=False)
-  if result.returncode != 0:
-    raise RuntimeError(f"first-call subprocess failed: {result.stderr.strip()[-1000:]}")
-  return json.loads(result.stdout.strip().splitlines()[-1])
-
-
 def cache_target(repeats: int = 3) -> list[Target]:
   """Target 4: first call with a warm persistent cache over cold, each in a fresh process.
 
@@ -116,8 +103,8 @@ def cache_target(repeats: int = 3) -> list[Target]:
   cold, warm = [], []
   for _ in range(repeats):
     with tempfile.TemporaryDirectory(prefix="funcgrad-cache-") as cache_dir:
-      cold.append(_first_call_in_fresh_process(cache_dir)["first_call_s"])
-      warm.append(_first_call_in_fresh_process(cache_dir)["first_call_s"])
+      cold.append(compile_cache.first_call_in_fresh_process(cache_dir)["first_call_s"])
+      warm.append(compile_cache.first_call_in_fresh_process(cache_dir)["first_call_s"])
   cold_s, warm_s = float(np.median(cold)), float(np.median(warm))
   return [Target("warm-cache / cold first call, 3x4 (fresh process)", 100 * warm_s / cold_s, 35,
                  "%", False, f"median of {repeats}: warm {warm_s * 1e3:.1f} ms vs cold "
