@@ -25,6 +25,16 @@ def _user_errors() -> tuple[type[Exception], ...]:
   return (ValueError, *loaded)
 
 
+def define_allocator_flag() -> flags.FlagHolder[str]:
+  """`--allocator`, for the scripts that time things (each defines it once, by calling this)."""
+  from funcgrad import allocator  # noqa: PLC0415 - only the scripts that call this need it
+
+  return flags.DEFINE_enum(
+      "allocator", "auto", list(allocator.ALLOCATORS), "Memory allocator for this run (restarts "
+      "the process with LD_PRELOAD): auto = tcmalloc when installed, else the system's.",
+      module_name=sys.argv[0])  # listed by --help as the calling script's own flag
+
+
 def fail(message: str) -> None:
   """Prints one `error:` line to stderr and exits with status 2."""
   sys.stderr.write(f"error: {message}\n")

@@ -19,8 +19,7 @@ from funcgrad.bench.machine import machine_info
 
 GROUPS = ("large", "small", "adam", "cache", "harness")
 
-_ALLOCATOR = flags.DEFINE_enum("allocator", "auto", list(allocator.ALLOCATORS),
-                               "Memory allocator for every engine: auto = tcmalloc if installed.")
+_ALLOCATOR = _cli.define_allocator_flag()
 _TARGETS = flags.DEFINE_string("targets", "all", f"Comma-separated: {', '.join(GROUPS)} (or all).")
 _LARGE_SIZE = flags.DEFINE_string("large_size", "4000x4000", "Size of the bandwidth target.")
 _STEPS = flags.DEFINE_integer("steps", 1000, "Adam steps of the loop target.", lower_bound=1)

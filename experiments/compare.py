@@ -41,9 +41,7 @@ _OUTPUT_JSON = flags.DEFINE_string("output_json", None, "Write {machine, results
 _OUTPUT_CSV = flags.DEFINE_string("output_csv", None, "Write one CSV row per result here.")
 _OUTPUT_JSONL = flags.DEFINE_string("output_jsonl", None, "Append each row here as it finishes.")
 _PLOT = flags.DEFINE_string("plot", None, "Write a log-log plot here (PNG; needs matplotlib).")
-_ALLOCATOR = flags.DEFINE_enum(
-    "allocator", "auto", list(allocator.ALLOCATORS), "Memory allocator for this run (restarts "
-    "the process with LD_PRELOAD): auto = tcmalloc when installed, else the system's.")
+_ALLOCATOR = _cli.define_allocator_flag()
 _FIT_STEPS = flags.DEFINE_integer(
     "fit_steps", 1000, "Steps of the fit_* workloads (adam, learning rate 0.01).", lower_bound=1)
 _DEVICES = flags.DEFINE_integer(

@@ -30,9 +30,7 @@ _LOOPS = flags.DEFINE_string("loops", "eager,jit_step,scan,numpy,torch",
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the linear_regression data.")
 _MIN_RUN_TIME = flags.DEFINE_float("min_run_time", 0.2, "Seconds of timed fits per loop.",
                                    lower_bound=0.0)
-_ALLOCATOR = flags.DEFINE_enum(
-    "allocator", "auto", list(allocator.ALLOCATORS), "Memory allocator for this run (restarts "
-    "the process with LD_PRELOAD): auto = tcmalloc when installed, else the system's.")
+_ALLOCATOR = _cli.define_allocator_flag()
 _OUTPUT_JSON = flags.DEFINE_string("output_json", None,
                                    "Write {machine, results} JSON here.")
 

@@ -27,9 +27,7 @@ _BACKEND = flags.DEFINE_enum("backend", "cpu", ["cpu", "gpu"], "Backend whose de
 _MIN_RUN_TIME = flags.DEFINE_float("min_run_time", 0.2, "Seconds of timed blocks per row.",
                                    lower_bound=0.0)
 _OUTPUT_JSON = flags.DEFINE_string("output_json", None, "Write {machine, strong, weak} here.")
-_ALLOCATOR = flags.DEFINE_enum("allocator", "auto", list(allocator.ALLOCATORS),
-                               "Memory allocator (restarts with LD_PRELOAD): auto = tcmalloc if "
-                               "installed.")
+_ALLOCATOR = _cli.define_allocator_flag()
 
 
 def main(argv: list[str]) -> int:
