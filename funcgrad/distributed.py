@@ -172,9 +172,9 @@ def run_sharded(workload: Workload, shape: tuple[int, ...], seed: int, repeats: 
   gathered = multihost_utils.process_allgather(outputs, tiled=True)
   flat = tuple(np.asarray(leaf) for leaf in jax.tree.leaves(gathered))
   want, scales = workload.reference(*inputs)
-  local = tuple(np.asarray(leaf) for leaf in jax.tree.leaves(jax.jit(
-      workload.jax_value_and_grads())(*(jax.device_put(a, jax.local_devices()[0])
-                                        for a in inputs))))
+  # The same jitted function on unsharded inputs on one local device: the single-process run.
+  single = fn(*(jax.device_put(a, jax.local_devices()[0]) for a in inputs))
+  local = tuple(np.asarray(leaf) for leaf in jax.tree.leaves(single))
   diff = max_rel_error(flat, local, scales)  # relative, as against the reference
   err = max_rel_error(flat, want, scales)
   return JobResult(
