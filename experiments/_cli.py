@@ -8,21 +8,9 @@ from collections.abc import Callable
 
 from absl import app, flags, logging
 
+from funcgrad.errors import UsageError
+
 EXIT_USAGE = 2
-
-
-# Errors that mean "the user asked for something invalid or absent", never a funcgrad bug:
-# ValueError, and these classes, looked up lazily so that a script importing little of funcgrad
-# (run_exported must not import the workload code) does not import more through here.
-_USER_ERROR_CLASSES = (("funcgrad.devices", "DeviceUnavailableError"),
-                       ("funcgrad.peers", "PeerUnavailableError"),
-                       ("funcgrad.distributed", "JobError"))
-
-
-def _user_errors() -> tuple[type[Exception], ...]:
-  loaded = [getattr(sys.modules[module], name) for module, name in _USER_ERROR_CLASSES
-            if module in sys.modules]
-  return (ValueError, *loaded)
 
 
 def define_allocator_flag() -> flags.FlagHolder[str]:
@@ -61,7 +49,7 @@ def run(main: Callable[[list[str]], int | None]) -> None:
       logging.set_verbosity(logging.WARNING)
     try:
       return main(argv)
-    except _user_errors() as e:
+    except UsageError as e:  # only these: any other exception is a bug and keeps its traceback
       fail(str(e))
 
   app.run(guarded, flags_parser=_parse_flags)

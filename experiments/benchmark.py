@@ -16,6 +16,7 @@ from experiments import _cli
 from funcgrad import allocator
 from funcgrad.bench import headline, report, specs, targets
 from funcgrad.bench.machine import machine_info
+from funcgrad.errors import UsageError
 
 GROUPS = ("large", "small", "adam", "cache", "harness")
 
@@ -46,7 +47,7 @@ def main(argv: list[str]) -> int:
   groups = specs.parse_names(_TARGETS.value, GROUPS, "target group")
   (large,) = specs.parse_sizes(_LARGE_SIZE.value)
   if len(large) != 2:
-    raise ValueError(f"--large_size={_LARGE_SIZE.value!r} must be NxD.")
+    raise UsageError(f"--large_size={_LARGE_SIZE.value!r} must be NxD.")
   min_run_time = _MIN_RUN_TIME.value
   results, rows = [], []
   small_engines = ("numpy", *headline.JIT_ENGINES, *headline.SMALL_PEERS)

@@ -19,7 +19,8 @@ from funcgrad._tables import render_text
 from funcgrad.bench import specs, workloads
 from funcgrad.bench.report import format_seconds
 
-_WORKLOAD = flags.DEFINE_enum("workload", "muladd_sum", list(workloads.WORKLOADS), "Workload.")
+_WORKLOAD = flags.DEFINE_enum("workload", "muladd_sum", list(workloads.TUTORIAL_WORKLOADS),
+                              "Workload.")
 _SHAPE = flags.DEFINE_string("shape", "3x4", "Input shape: NxD (or N for 1-D workloads).")
 _CACHE_DIR = flags.DEFINE_string("cache_dir", None, "Cache directory (default: a fresh temp dir).")
 

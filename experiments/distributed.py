@@ -19,7 +19,8 @@ from absl import flags
 
 from experiments import _cli
 from funcgrad import distributed
-from funcgrad.bench import report, specs, workloads
+from funcgrad.bench import jobs, report, specs, workloads
+from funcgrad.errors import UsageError
 
 _COORDINATOR = flags.DEFINE_string("coordinator", None, "HOST:PORT of process 0.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job.",
@@ -29,7 +30,8 @@ _LOCAL_PROCESSES = flags.DEFINE_integer("local_processes", None, "Spawn this man
                                         "127.0.0.1 (a free port) and run the job.", lower_bound=1)
 _LOCAL_DEVICES = flags.DEFINE_integer("local_devices", 2, "CPU devices per process.",
                                       lower_bound=1)
-_WORKLOAD = flags.DEFINE_enum("workload", "muladd_sum", list(workloads.WORKLOADS), "Workload.")
+_WORKLOAD = flags.DEFINE_enum("workload", "muladd_sum", list(workloads.TUTORIAL_WORKLOADS),
+                              "Workload.")
 _SIZE = flags.DEFINE_string("size", "64x32", "Global input size (NxD, or N for 1-D workloads).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the inputs (the same in every process).")
 _REPEATS = flags.DEFINE_integer("repeats", 20, "Calls per timed block.", lower_bound=1)
@@ -77,7 +79,7 @@ def _spawn(count: int) -> int:
 
 def _join() -> int:
   if _COORDINATOR.value is None or _NUM_PROCESSES.value is None or _PROCESS_ID.value is None:
-    raise ValueError("Pass --coordinator, --num_processes and --process_id to join a job, or "
+    raise UsageError("Pass --coordinator, --num_processes and --process_id to join a job, or "
                      "--local_processes=P to run one here.")
   workload = workloads.get_workload(_WORKLOAD.value)
   (size,) = specs.parse_sizes(_SIZE.value)
@@ -87,7 +89,7 @@ def _join() -> int:
       distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
                              _LOCAL_DEVICES.value, _TIMEOUT.value)
       print(f"process {_PROCESS_ID.value} joined", file=sys.stderr, flush=True)
-      result = distributed.run_sharded(workload, shape, _SEED.value, _REPEATS.value)
+      result = jobs.run_sharded(workload, shape, _SEED.value, _REPEATS.value)
       distributed.shutdown()
     except Exception as e:  # noqa: BLE001 - a failed job is one line, whatever XLA raised
       # os._exit: a normal exit would run JAX's atexit shutdown, which waits for the dead peer.

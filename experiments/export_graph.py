@@ -12,8 +12,9 @@ from experiments import _cli
 from funcgrad import exporting
 from funcgrad.bench import workloads
 from funcgrad.dtypes import resolve_dtype
+from funcgrad.errors import UsageError
 
-_WORKLOAD = flags.DEFINE_enum("workload", "muladd_sum", list(workloads.WORKLOADS),
+_WORKLOAD = flags.DEFINE_enum("workload", "muladd_sum", list(workloads.TUTORIAL_WORKLOADS),
                               "Which value+grads function to export.")
 _SHAPE = flags.DEFINE_string("shape", "3x4", "3x4 (fixed) or N,D (symbolic: one file, every shape);"
                              " 1-D workloads: 12 or N.")
@@ -30,11 +31,11 @@ def main(argv: list[str]) -> None:
   shape = exporting.parse_shape(_SHAPE.value)
   if len(shape) != workload.ndim:
     example = "3x4 or N,D" if workload.ndim == 2 else "12 or N"
-    raise ValueError(f"--shape={_SHAPE.value!r} has {len(shape)} dimension(s); {workload.name} "
+    raise UsageError(f"--shape={_SHAPE.value!r} has {len(shape)} dimension(s); {workload.name} "
                      f"takes {workload.ndim} (e.g. {example}).")
   bad = [p for p in _PLATFORMS.value if p not in _VALID_PLATFORMS]
   if bad:
-    raise ValueError(f"Unknown platform(s) {bad} in --platforms. "
+    raise UsageError(f"Unknown platform(s) {bad} in --platforms. "
                      f"Valid: {', '.join(_VALID_PLATFORMS)}.")
   dtype = resolve_dtype(_DTYPE.value)
   exported = exporting.export_function(

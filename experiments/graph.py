@@ -11,7 +11,7 @@ from funcgrad import graphs
 from funcgrad.bench import specs, workloads
 from funcgrad.dtypes import resolve_dtype
 
-_WORKLOAD = flags.DEFINE_enum("workload", "muladd_sum", list(workloads.WORKLOADS),
+_WORKLOAD = flags.DEFINE_enum("workload", "muladd_sum", list(workloads.TUTORIAL_WORKLOADS),
                               "Which value+grads function to show.")
 _SHAPE = flags.DEFINE_string("shape", "3x4", "Input shape: NxD (or N for 1-D workloads).")
 _SHOW = flags.DEFINE_enum("show", "jaxpr", ["jaxpr", "stablehlo", "hlo", "cost"], "What to show.")

@@ -14,10 +14,11 @@ import sys
 from absl import flags
 
 from experiments import _cli
-from funcgrad import allocator, fit, optimize, peers, problems
+from funcgrad import allocator, optimize, peers, problems
 from funcgrad._tables import render_text
-from funcgrad.bench import report, specs
+from funcgrad.bench import fits, report, specs
 from funcgrad.bench.machine import machine_info
+from funcgrad.errors import UsageError
 
 _WORKLOAD = flags.DEFINE_enum("workload", "abs_loss", ["abs_loss", "linear_regression"],
                               "The problem to fit.")
@@ -35,7 +36,7 @@ _OUTPUT_JSON = flags.DEFINE_string("output_json", None,
                                    "Write {machine, results} JSON here.")
 
 
-def _row(r: fit.FitResult) -> list[str]:
+def _row(r: fits.FitResult) -> list[str]:
   if r.error is not None and r.total_s is None:
     return [r.loop, report.format_seconds(r.first_call_s), "FAILED" if r.reference is None
             else "WRONG", "-", "-", "-", "-", "-"]
@@ -49,7 +50,7 @@ def main(argv: list[str]) -> int:
   del argv
   allocator.reexec_with(_ALLOCATOR.value)  # first: the allocator is chosen at process start
   if _STEPS.value < 1:
-    raise ValueError(f"Invalid --steps={_STEPS.value}: it must be >= 1.")
+    raise UsageError(f"Invalid --steps={_STEPS.value}: it must be >= 1.")
   loops = specs.parse_names(_LOOPS.value, optimize.LOOPS, "loop")
   (size,) = specs.parse_sizes(_SHAPE.value)
   n, d = size if len(size) == 2 else (size[0], 1)
@@ -59,11 +60,11 @@ def main(argv: list[str]) -> int:
     print(f"note: skipping torch: {peers.PEERS_HINT}", file=sys.stderr)
     loops.remove("torch")
 
-  def progress(r: fit.FitResult) -> None:
+  def progress(r: fits.FitResult) -> None:
     outcome = report.format_seconds(r.per_step_s) + " per step" if r.error is None else r.error
     print(f"[{r.loop}] {outcome}", file=sys.stderr, flush=True)
 
-  results = fit.fit_all(loops, problem, _OPTIMIZER.value, _LEARNING_RATE.value, _STEPS.value,
+  results = fits.fit_all(loops, problem, _OPTIMIZER.value, _LEARNING_RATE.value, _STEPS.value,
                         _MIN_RUN_TIME.value, progress)
   if _OUTPUT_JSON.value:
     document = {"machine": machine_info(), "results": [r.to_dict() for r in results]}

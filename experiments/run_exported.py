@@ -15,6 +15,7 @@ from absl import flags
 
 from experiments import _cli
 from funcgrad import exporting
+from funcgrad.errors import UsageError
 
 _IN = flags.DEFINE_string("in", None, "The exported file.", required=True)
 _SHAPE = flags.DEFINE_string("shape", None, "Input shape (default: the one recorded at export).")
@@ -38,7 +39,7 @@ def _inputs(exported, header) -> list[np.ndarray]:
   shape = (tuple(exporting.parse_shape(_SHAPE.value)) if _SHAPE.value
            else tuple(header["example_shape"]))
   if not all(isinstance(d, int) for d in shape):
-    raise ValueError(f"--shape={_SHAPE.value!r} must be concrete, e.g. 3x4.")
+    raise UsageError(f"--shape={_SHAPE.value!r} must be concrete, e.g. 3x4.")
   dtype = np.dtype(_DTYPE.value) if _DTYPE.value else np.dtype(exported.in_avals[0].dtype)
   rng = np.random.default_rng(_SEED.value)
   arrays = [rng.standard_normal(shape).astype(dtype) for _ in exported.in_avals]
@@ -53,7 +54,7 @@ def main(argv: list[str]) -> int:
   try:
     arrays = _inputs(exported, header)
   except TypeError as e:  # np.dtype('float128x') and friends
-    raise ValueError(f"Invalid --dtype={_DTYPE.value!r}: {e}") from None
+    raise UsageError(f"Invalid --dtype={_DTYPE.value!r}: {e}") from None
   outputs = [np.asarray(o) for o in jax.tree.leaves(exported.call(*arrays))]
   print(f"{header['workload']} value+grads from {_IN.value} on {jax.default_backend()}, inputs "
         f"{len(arrays)} x {arrays[0].dtype}{list(arrays[0].shape)} (seed {_SEED.value})")

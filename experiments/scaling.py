@@ -17,10 +17,12 @@ from funcgrad import allocator, sharding
 from funcgrad.bench import report, specs, workloads
 from funcgrad.bench import scaling as scaling_lib
 from funcgrad.bench.machine import machine_info
+from funcgrad.errors import UsageError
 
 _SIMULATE = flags.DEFINE_integer("simulate_cpu_devices", 8, "CPU devices to simulate (set "
                                  "before JAX starts); 0 = use the real devices.", lower_bound=0)
-_WORKLOAD = flags.DEFINE_enum("workload", "muladd_sum", list(workloads.WORKLOADS), "Workload.")
+_WORKLOAD = flags.DEFINE_enum("workload", "muladd_sum", list(workloads.TUTORIAL_WORKLOADS),
+                              "Workload.")
 _SIZE = flags.DEFINE_string("size", "2048x512", "Strong-scaling size; weak scaling starts here.")
 _COUNTS = flags.DEFINE_list("device_counts", ["1", "2", "4", "8"], "Device counts to run.")
 _BACKEND = flags.DEFINE_enum("backend", "cpu", ["cpu", "gpu"], "Backend whose devices to use.")
@@ -38,7 +40,7 @@ def main(argv: list[str]) -> int:
   counts = []
   for text in _COUNTS.value:
     if not text.isdigit() or int(text) < 1:
-      raise ValueError(f"Invalid device count {text!r} in --device_counts: positive integers.")
+      raise UsageError(f"Invalid device count {text!r} in --device_counts: positive integers.")
     counts.append(int(text))
   workload = workloads.get_workload(_WORKLOAD.value)
   (size,) = specs.parse_sizes(_SIZE.value)

@@ -10,6 +10,7 @@ from absl import flags
 from experiments import _cli
 from funcgrad import devices, tensors
 from funcgrad.dtypes import resolve_dtype
+from funcgrad.errors import UsageError
 
 _DTYPE = flags.DEFINE_string(
     "dtype", "float32", "dtype for the float examples (any torch/NumPy name).")
@@ -28,7 +29,7 @@ def main(argv: list[str]) -> None:
   dtype, device = _DTYPE.value, _DEVICE.value
   # Fail on a bad --dtype or --device before printing anything.
   if not jnp.issubdtype(resolve_dtype(dtype), jnp.floating):
-    raise ValueError(f"--dtype={dtype!r} is not a float dtype; randn and gradients need one "
+    raise UsageError(f"--dtype={dtype!r} is not a float dtype; randn and gradients need one "
                      "(float32, float16, bfloat16, or float64 with x64).")
   devices.resolve_device(device)
   _show("torch.zeros(2, 3)", f"zeros((2, 3), {dtype!r}, {device!r})",

@@ -12,6 +12,8 @@ __version__ = "0.1.0"
 
 # Public name -> the module that defines it, one per line (optax's explicit style).
 _EXPORTS = {
+    "Comparison": "funcgrad.bench.comparison",
+    "compare": "funcgrad.bench.comparison",
     "DeviceUnavailableError": "funcgrad.devices",
     "describe_device": "funcgrad.devices",
     "device_of": "funcgrad.devices",
@@ -25,6 +27,7 @@ _EXPORTS = {
     "resolve_dtype": "funcgrad.dtypes",
     "valid_dtype_names": "funcgrad.dtypes",
     "EnvReport": "funcgrad.env",
+    "UsageError": "funcgrad.errors",
     "environment_report": "funcgrad.env",
     "format_report": "funcgrad.env",
     "AbsLossGrads": "funcgrad.grads",
@@ -59,6 +62,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+  from funcgrad.bench.comparison import Comparison as Comparison
+  from funcgrad.bench.comparison import compare as compare
   from funcgrad.devices import DeviceUnavailableError as DeviceUnavailableError
   from funcgrad.devices import describe_device as describe_device
   from funcgrad.devices import device_of as device_of
@@ -74,6 +79,7 @@ if TYPE_CHECKING:
   from funcgrad.env import EnvReport as EnvReport
   from funcgrad.env import environment_report as environment_report
   from funcgrad.env import format_report as format_report
+  from funcgrad.errors import UsageError as UsageError
   from funcgrad.grads import AbsLossGrads as AbsLossGrads
   from funcgrad.grads import abs_loss as abs_loss
   from funcgrad.grads import abs_loss_grad as abs_loss_grad

@@ -9,6 +9,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from funcgrad.errors import UsageError
+
 ALLOCATORS = ("auto", "system", "tcmalloc", "jemalloc")
 _LIBRARIES = {"tcmalloc": ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4"),
               "jemalloc": ("libjemalloc.so.2",)}
@@ -47,11 +49,11 @@ def resolve(name: str, search_dirs: Sequence[str] = SEARCH_DIRS) -> tuple[str, s
   'auto' is tcmalloc when installed (the measured best here, see BUILD.md), else the system's.
 
   Raises:
-    ValueError: an unknown name, or a named allocator that is not installed (the message names
+    UsageError: an unknown name, or a named allocator that is not installed (the message names
       the Debian package).
   """
   if name not in ALLOCATORS:
-    raise ValueError(f"Unknown allocator {name!r}. Valid: {', '.join(ALLOCATORS)}.")
+    raise UsageError(f"Unknown allocator {name!r}. Valid: {', '.join(ALLOCATORS)}.")
   if name == "system":
     return "system", None
   if name == "auto":
@@ -59,7 +61,7 @@ def resolve(name: str, search_dirs: Sequence[str] = SEARCH_DIRS) -> tuple[str, s
     return ("tcmalloc", path) if path else ("system", None)
   path = find_library(name, search_dirs)
   if path is None:
-    raise ValueError(f"Allocator {name!r} is not installed: apt-get install "
+    raise UsageError(f"Allocator {name!r} is not installed: apt-get install "
                      f"{_DEBIAN_PACKAGES[name]} (or pass --allocator=system).")
   return name, path
 
@@ -72,13 +74,13 @@ def reexec_with(name: str, argv: Sequence[str] | None = None,
   use when no restart is needed; otherwise does not return.
 
   Raises:
-    ValueError: see `resolve`; or the restart did not take effect.
+    UsageError: see `resolve`; or the restart did not take effect.
   """
   wanted, path = resolve(name, search_dirs)
   if in_use() == wanted:
     return wanted
   if os.environ.get(_REEXEC_MARK):
-    raise ValueError(f"Restarted with LD_PRELOAD={path!r} but the allocator in use is still "
+    raise UsageError(f"Restarted with LD_PRELOAD={path!r} but the allocator in use is still "
                      f"{in_use()!r}.")
   preload = [p for p in os.environ.get("LD_PRELOAD", "").split(":")
              if p and not any(lib.split(".so")[0] in p for libs in _LIBRARIES.values()

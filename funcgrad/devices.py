@@ -11,6 +11,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from funcgrad._types import DeviceSpec
+from funcgrad.errors import UsageError
 
 CUDA_INSTALL_HINT = ("Install JAX with CUDA: pip install 'funcgrad[cuda13]' "
                      "(or 'jax[cuda13]'; 'cuda12' for CUDA 12).")
@@ -21,7 +22,7 @@ _SPEC = re.compile(r"^(?P<kind>[a-z]+)(?::(?P<index>\d+))?$")
 VALID_DEVICE_SPECS = "cpu, cpu:N, cuda, cuda:N, gpu, gpu:N (or a jax.Device)"
 
 
-class DeviceUnavailableError(RuntimeError):
+class DeviceUnavailableError(UsageError, RuntimeError):
   """The requested platform has no device in this process."""
 
 
@@ -53,7 +54,7 @@ def resolve_device(spec: DeviceSpec = None) -> jax.Device:
     The device.
 
   Raises:
-    ValueError: if the spec is malformed or its index is out of range (the message gives the
+    UsageError: if the spec is malformed or its index is out of range (the message gives the
       number of devices).
     DeviceUnavailableError: if the platform is absent (the message lists the platforms present and
       how to install JAX with CUDA).
@@ -68,7 +69,7 @@ def resolve_device(spec: DeviceSpec = None) -> jax.Device:
     return spec
   match = _SPEC.match(str(spec).strip().lower())
   if match is None or match["kind"] not in _PLATFORM_OF:
-    raise ValueError(f"Invalid device {spec!r}. Valid: {VALID_DEVICE_SPECS}.")
+    raise UsageError(f"Invalid device {spec!r}. Valid: {VALID_DEVICE_SPECS}.")
   platform = _PLATFORM_OF[match["kind"]]
   try:
     devices = jax.devices(platform)
@@ -79,7 +80,7 @@ def resolve_device(spec: DeviceSpec = None) -> jax.Device:
         f"{', '.join(platforms_present())}.{hint}") from None
   index = int(match["index"] or 0)
   if index >= len(devices):
-    raise ValueError(
+    raise UsageError(
         f"Device index out of range in {spec!r}: there {'is' if len(devices) == 1 else 'are'} "
         f"{len(devices)} {platform} device(s), so valid indices are 0..{len(devices) - 1}.")
   return devices[index]
@@ -107,11 +108,11 @@ def device_of(x: jax.Array) -> jax.Device:
   """Returns the single device `x` lives on (torch: `x.device`).
 
   Raises:
-    ValueError: if `x` is spread over several devices (use `x.sharding` for those).
+    UsageError: if `x` is spread over several devices (use `x.sharding` for those).
   """
   devices = x.devices()
   if len(devices) != 1:
-    raise ValueError(f"Array lives on {len(devices)} devices, not one; see x.sharding.")
+    raise UsageError(f"Array lives on {len(devices)} devices, not one; see x.sharding.")
   return next(iter(devices))
 
 

@@ -7,7 +7,6 @@ CPU, NCCL on GPU). The outputs are gathered to every process and checked against
 reference and against the same function run unsharded on one local device.
 """
 
-import dataclasses
 import os
 import socket
 import subprocess
@@ -15,16 +14,12 @@ import sys
 from typing import Any
 
 import jax
-import numpy as np
-from jax.experimental import multihost_utils
-from jax.sharding import NamedSharding
 
 from funcgrad import sharding
-from funcgrad.bench.timing import Timer
-from funcgrad.bench.workloads import Workload, max_rel_error, tolerance
+from funcgrad.errors import UsageError
 
 
-class JobError(RuntimeError):
+class JobError(UsageError, RuntimeError):
   """The processes could not form or finish the job."""
 
 
@@ -32,11 +27,11 @@ def parse_address(text: str) -> tuple[str, int]:
   """'HOST:PORT' -> (host, port).
 
   Raises:
-    ValueError: naming the bad address.
+    UsageError: naming the bad address.
   """
   host, _, port = text.rpartition(":")
   if not host or not port.isdigit() or not 0 < int(port) < 65536:
-    raise ValueError(f"Invalid coordinator {text!r}: expected HOST:PORT, e.g. 127.0.0.1:12355.")
+    raise UsageError(f"Invalid coordinator {text!r}: expected HOST:PORT, e.g. 127.0.0.1:12355.")
   return host, int(port)
 
 
@@ -54,7 +49,7 @@ def check_port_free(host: str, port: int) -> None:
     try:
       s.bind((host, port))
     except OSError as e:
-      raise ValueError(f"Coordinator port {port} on {host} is in use ({e.strerror}); pick "
+      raise UsageError(f"Coordinator port {port} on {host} is in use ({e.strerror}); pick "
                        "another --coordinator port, or --local_processes (a free port).") from None
 
 
@@ -100,12 +95,12 @@ def initialize(coordinator: str, num_processes: int, process_id: int, local_devi
   """Joins the job: `local_devices` CPU devices per process, gloo collectives on CPU.
 
   Raises:
-    ValueError: bad arguments, or the coordinator port is taken (process 0 checks).
+    UsageError: bad arguments, or the coordinator port is taken (process 0 checks).
     JobError: JAX could not form the job (a message naming the coordinator).
   """
   host, port = parse_address(coordinator)
   if not 0 <= process_id < num_processes:
-    raise ValueError(f"Invalid --process_id={process_id}: it must be in 0..{num_processes - 1}.")
+    raise UsageError(f"Invalid --process_id={process_id}: it must be in 0..{num_processes - 1}.")
   if process_id == 0:
     check_port_free(host, port)
   sharding.set_cpu_device_count(local_devices)
@@ -135,52 +130,3 @@ def abort(message: str) -> None:
   sys.stderr.flush()
   sys.stdout.flush()
   os._exit(1)
-
-
-@dataclasses.dataclass
-class JobResult:
-  """What process 0 reports."""
-
-  process_id: int
-  num_processes: int
-  n_devices: int
-  sharding: str
-  shape: list[int]
-  value: float
-  max_rel_err: float
-  max_rel_diff_vs_single_process: float
-  median_s: float
-  ok: bool
-
-
-def run_sharded(workload: Workload, shape: tuple[int, ...], seed: int, repeats: int) -> JobResult:
-  """Runs jit(value+grads) over every device of the job, gathers and checks the outputs.
-
-  Every process must call this with the same arguments (they issue the same collectives).
-  """
-  inputs = workload.make_inputs(shape, np.float32, seed)  # the same numbers in every process
-  mesh = sharding.make_mesh((jax.device_count(),))
-  sharding.check_divisible(shape, mesh)
-  spec = NamedSharding(mesh, sharding.spec_for(len(shape), mesh))
-  args = [jax.make_array_from_callback(shape, spec, lambda index, a=a: a[index]) for a in inputs]
-  fn = jax.jit(workload.jax_value_and_grads())
-  outputs = jax.block_until_ready(fn(*args))
-  # Timing: a fixed number of calls, identical in every process (adaptive sizing could make
-  # processes issue different numbers of collectives and deadlock).
-  timer = Timer(lambda: fn(*args))
-  blocks = [timer.timeit(repeats) / repeats for _ in range(5)]
-  gathered = multihost_utils.process_allgather(outputs, tiled=True)
-  flat = tuple(np.asarray(leaf) for leaf in jax.tree.leaves(gathered))
-  want, scales = workload.reference(*inputs)
-  # The same jitted function on unsharded inputs on one local device: the single-process run.
-  single = fn(*(jax.device_put(a, jax.local_devices()[0]) for a in inputs))
-  local = tuple(np.asarray(leaf) for leaf in jax.tree.leaves(single))
-  diff = max_rel_error(flat, local, scales)  # relative, as against the reference
-  err = max_rel_error(flat, want, scales)
-  return JobResult(
-      process_id=jax.process_index(), num_processes=jax.process_count(),
-      n_devices=jax.device_count(), sharding=sharding.describe(args[0]), shape=list(shape),
-      value=float(flat[0]), max_rel_err=err, max_rel_diff_vs_single_process=diff,
-      median_s=float(np.median(blocks)),
-      ok=bool(err <= tolerance(np.float32) and diff <= tolerance(np.float32)))
-

@@ -14,6 +14,7 @@ import numpy as np
 
 from funcgrad._types import DtypeSpec
 from funcgrad.devices import platforms_present
+from funcgrad.errors import UsageError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,21 +93,21 @@ def canonical_dtype(spec: DtypeSpec) -> np.dtype:
   """Like `resolve_dtype`, without the x64 check: the dtype a spelling names.
 
   Raises:
-    ValueError: if the name is unknown (the message lists every valid name).
+    UsageError: if the name is unknown (the message lists every valid name).
   """
   if isinstance(spec, str) or type(spec).__module__.startswith("torch"):
     name = str(spec)  # str(torch.float32) == 'torch.float32'
     if name not in _NAMES:
-      raise ValueError(
+      raise UsageError(
           f"Unknown dtype {name!r}. Valid names: {_valid_message()}.")
     return np.dtype(_NAMES[name])
   try:
     dtype = np.dtype(spec)
   except TypeError:
-    raise ValueError(
+    raise UsageError(
         f"Unknown dtype {spec!r}. Valid names: {_valid_message()}.") from None
   if dtype.name not in _NAMES:
-    raise ValueError(
+    raise UsageError(
         f"Unsupported dtype {dtype.name!r}. Valid names: {_valid_message()}.")
   return dtype
 
@@ -122,7 +123,7 @@ def resolve_dtype(spec: DtypeSpec) -> np.dtype:
     The `np.dtype`.
 
   Raises:
-    ValueError: if the name is unknown (the message lists every valid name), or if the dtype is
+    UsageError: if the name is unknown (the message lists every valid name), or if the dtype is
       64-bit while `jax_enable_x64` is off (JAX would silently narrow it to 32 bits).
 
   Examples:
@@ -133,7 +134,7 @@ def resolve_dtype(spec: DtypeSpec) -> np.dtype:
   """
   dtype = canonical_dtype(spec)
   if needs_x64(dtype) and not x64_enabled():
-    raise ValueError(
+    raise UsageError(
         f"dtype {dtype.name!r} needs 64-bit mode, which is off: JAX would silently give "
         f"{dtype.name.replace('64', '32')}. Enable it with "
         "jax.config.update('jax_enable_x64', True) (or JAX_ENABLE_X64=1) before creating arrays.")

@@ -15,6 +15,7 @@ from typing import Any
 
 import jax
 
+from funcgrad import _compat
 from funcgrad.devices import platforms_present
 from funcgrad.dtypes import x64_enabled
 
@@ -77,15 +78,6 @@ def _cpu_model() -> str | None:
   return platform.processor() or None
 
 
-def _cuda_versions_module() -> Any | None:
-  """jaxlib's private CUDA version bindings (absent on CPU-only installs)."""
-  try:
-    from jax._src.lib import cuda_versions  # noqa: PLC0415 - private, may move between releases.
-  except ImportError:
-    return None
-  return cuda_versions
-
-
 def _call(module: Any, name: str, *args: Any) -> Any | None:
   try:
     return getattr(module, name)(*args)
@@ -104,7 +96,7 @@ def cuda_info() -> CudaInfo | None:
   """Returns CUDA runtime/driver and cuDNN versions when a GPU is present, else None."""
   if "gpu" not in platforms_present():
     return None
-  module = _cuda_versions_module()
+  module = _compat.cuda_versions()
   if module is None:
     return CudaInfo(None, None, None)
   return CudaInfo(

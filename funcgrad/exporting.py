@@ -21,6 +21,8 @@ import jax
 import numpy as np
 from jax import export
 
+from funcgrad.errors import UsageError
+
 MAGIC = b"funcgrad-export/1\n"
 _HEADER_LENGTH = struct.Struct("<I")
 # JAX's device platform -> the lowering platform names jax.export uses.
@@ -31,14 +33,14 @@ def parse_shape(text: str) -> tuple[int | str, ...]:
   """'3x4' -> (3, 4); 'N,D' -> ('N', 'D') (symbolic); '12' -> (12,); 'N' -> ('N',).
 
   Raises:
-    ValueError: naming the bad shape and the accepted forms.
+    UsageError: naming the bad shape and the accepted forms.
   """
   parts = [p.strip() for p in text.replace(",", "x").split("x")]
   if parts and all(p.isdigit() and int(p) > 0 for p in parts):
     return tuple(int(p) for p in parts)
   if parts and all(p.isidentifier() for p in parts):
     return tuple(parts)
-  raise ValueError(f"Invalid shape {text!r}: expected positive integers (3x4, 12) or symbolic "
+  raise UsageError(f"Invalid shape {text!r}: expected positive integers (3x4, 12) or symbolic "
                    "dimension names (N,D or N).")
 
 
@@ -77,37 +79,37 @@ def read_artifact(path: str) -> tuple[export.Exported, dict[str, Any]]:
   """Reads and validates a container written by `write_artifact`.
 
   Raises:
-    ValueError: the file is missing, empty, not a funcgrad export, truncated, corrupted, or not
+    UsageError: the file is missing, empty, not a funcgrad export, truncated, corrupted, or not
       deserialisable; the message names the file and what is wrong.
   """
   try:
     with open(path, "rb") as f:
       blob = f.read()
   except OSError as e:
-    raise ValueError(f"Cannot read {path!r}: {e.strerror}.") from None
+    raise UsageError(f"Cannot read {path!r}: {e.strerror}.") from None
   if not blob:
-    raise ValueError(f"{path!r} is empty, not a funcgrad export file.")
+    raise UsageError(f"{path!r} is empty, not a funcgrad export file.")
   if not blob.startswith(MAGIC):
-    raise ValueError(f"{path!r} is not a funcgrad export file (it does not start with "
+    raise UsageError(f"{path!r} is not a funcgrad export file (it does not start with "
                      f"{MAGIC.strip().decode()!r}); write one with experiments.export_graph.")
   start = len(MAGIC) + _HEADER_LENGTH.size
   if len(blob) < start:
-    raise ValueError(f"{path!r} is truncated: its header is incomplete.")
+    raise UsageError(f"{path!r} is truncated: its header is incomplete.")
   (header_length,) = _HEADER_LENGTH.unpack_from(blob, len(MAGIC))
   try:
     header = json.loads(blob[start:start + header_length])
   except (UnicodeDecodeError, json.JSONDecodeError):
-    raise ValueError(f"{path!r} is truncated or corrupted: its header is not valid JSON.") from None
+    raise UsageError(f"{path!r} is truncated or corrupted: its header is not valid JSON.") from None
   payload = blob[start + header_length:]
   if len(payload) != header.get("payload_bytes"):
-    raise ValueError(f"{path!r} is truncated or padded: the graph should be "
+    raise UsageError(f"{path!r} is truncated or padded: the graph should be "
                      f"{header.get('payload_bytes')} bytes, the file holds {len(payload)}.")
   if hashlib.sha256(payload).hexdigest() != header.get("sha256"):
-    raise ValueError(f"{path!r} is corrupted: its SHA-256 does not match the one recorded.")
+    raise UsageError(f"{path!r} is corrupted: its SHA-256 does not match the one recorded.")
   try:
     exported = export.deserialize(bytearray(payload))
   except Exception as e:  # noqa: BLE001 - any deserialiser failure is a bad file to the user.
-    raise ValueError(f"{path!r} could not be deserialised by this JAX ({jax.__version__}): "
+    raise UsageError(f"{path!r} could not be deserialised by this JAX ({jax.__version__}): "
                      f"{type(e).__name__}: {e}") from None
   return exported, header
 
@@ -117,7 +119,7 @@ def check_platform(exported: export.Exported) -> None:
   backend = jax.default_backend()
   accepted = _EXPORT_PLATFORMS.get(backend, (backend,))
   if not set(accepted) & set(exported.platforms):
-    raise ValueError(f"This graph was exported for {', '.join(exported.platforms)} but this "
+    raise UsageError(f"This graph was exported for {', '.join(exported.platforms)} but this "
                      f"process runs on {backend}; export it with --platforms including "
                      f"{accepted[0]}.")
 
@@ -125,12 +127,12 @@ def check_platform(exported: export.Exported) -> None:
 def check_inputs(exported: export.Exported, arrays: Sequence[np.ndarray]) -> None:
   """Raises ValueError if the arrays do not fit the exported input shapes and dtypes."""
   if len(arrays) != len(exported.in_avals):
-    raise ValueError(f"The graph takes {len(exported.in_avals)} inputs, got {len(arrays)}.")
+    raise UsageError(f"The graph takes {len(exported.in_avals)} inputs, got {len(arrays)}.")
   for i, (array, aval) in enumerate(zip(arrays, exported.in_avals, strict=True)):
     expected = "x".join(str(d) for d in aval.shape)
     if array.dtype != aval.dtype:
-      raise ValueError(f"Input {i} has dtype {array.dtype}; the graph takes {aval.dtype}.")
+      raise UsageError(f"Input {i} has dtype {array.dtype}; the graph takes {aval.dtype}.")
     if array.ndim != len(aval.shape) or any(
         isinstance(d, int) and d != n for d, n in zip(aval.shape, array.shape, strict=True)):
-      raise ValueError(f"Input {i} has shape {'x'.join(map(str, array.shape)) or 'scalar'}; the "
+      raise UsageError(f"Input {i} has shape {'x'.join(map(str, array.shape)) or 'scalar'}; the "
                        f"graph takes {expected} (symbolic dimensions take any size).")

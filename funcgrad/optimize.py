@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from funcgrad.errors import UsageError
 from funcgrad.peers import import_peer
 from funcgrad.problems import Problem
 
@@ -55,13 +56,13 @@ def make_optimizer(name: str, learning_rate: float) -> optax.GradientTransformat
   """`optax.<name>(learning_rate)`.
 
   Raises:
-    ValueError: for an unknown optimiser (listing the valid ones) or a learning rate <= 0.
+    UsageError: for an unknown optimiser (listing the valid ones) or a learning rate <= 0.
   """
   if name not in optimizer_names():
-    raise ValueError(f"Unknown optimizer {name!r}. Valid (optax aliases taking a learning rate):"
+    raise UsageError(f"Unknown optimizer {name!r}. Valid (optax aliases taking a learning rate):"
                      f" {', '.join(optimizer_names())}.")
   if not learning_rate > 0:
-    raise ValueError(f"Invalid learning_rate={learning_rate}: it must be > 0.")
+    raise UsageError(f"Invalid learning_rate={learning_rate}: it must be > 0.")
   return getattr(optax, name)(learning_rate)
 
 
@@ -144,7 +145,7 @@ def numpy_update(name: str, learning_rate: float) -> Callable[[np.ndarray, Any, 
   """optax's SGD or Adam update rule, by hand in NumPy: `update(grad, state, t) -> (delta, state)`.
 
   Raises:
-    ValueError: for optimisers other than sgd and adam.
+    UsageError: for optimisers other than sgd and adam.
   """
   if name == "sgd":
     return lambda grad, state, t: (-learning_rate * grad, state)
@@ -159,7 +160,7 @@ def numpy_update(name: str, learning_rate: float) -> Callable[[np.ndarray, Any, 
       return -learning_rate * mu_hat / (np.sqrt(nu_hat) + eps), (mu, nu)
 
     return adam
-  raise ValueError(f"The NumPy and torch peers implement {', '.join(PEER_OPTIMIZERS)}, "
+  raise UsageError(f"The NumPy and torch peers implement {', '.join(PEER_OPTIMIZERS)}, "
                    f"not {name!r}.")
 
 
@@ -186,7 +187,7 @@ def torch_loop(problem: Problem, name: str, learning_rate: float,
   """`torch.optim.SGD` / `torch.optim.Adam` with optax's hyper-parameters, on the CPU.
 
   Raises:
-    ValueError: for optimisers other than sgd and adam.
+    UsageError: for optimisers other than sgd and adam.
     PeerUnavailableError: when torch is not installed.
   """
   torch = import_peer("torch")
@@ -216,10 +217,10 @@ def make_loop(style: str, problem: Problem, optimizer_name: str, learning_rate: 
   """The zero-argument callable that runs one whole fit in `style` (one of LOOPS).
 
   Raises:
-    ValueError: for an unknown style or optimiser, a learning rate <= 0 or steps < 1.
+    UsageError: for an unknown style or optimiser, a learning rate <= 0 or steps < 1.
   """
   if steps < 1:
-    raise ValueError(f"Invalid steps={steps}: it must be >= 1.")
+    raise UsageError(f"Invalid steps={steps}: it must be >= 1.")
   optimizer = make_optimizer(optimizer_name, learning_rate)  # validates name and rate
   if style == "eager":
     return eager_loop(problem, optimizer, steps)
@@ -231,7 +232,7 @@ def make_loop(style: str, problem: Problem, optimizer_name: str, learning_rate: 
     return numpy_loop(problem, optimizer_name, learning_rate, steps)
   if style == "torch":
     return torch_loop(problem, optimizer_name, learning_rate, steps)
-  raise ValueError(f"Unknown loop {style!r}. Valid: {', '.join(LOOPS)}.")
+  raise UsageError(f"Unknown loop {style!r}. Valid: {', '.join(LOOPS)}.")
 
 
 def to_numpy(output: LoopOutput) -> LoopOutput:

@@ -4,10 +4,12 @@ import importlib
 import os
 from typing import Any
 
+from funcgrad.errors import UsageError
+
 PEERS_HINT = "pip install 'funcgrad[peers]' 'torch==2.13.0'"
 
 
-class PeerUnavailableError(RuntimeError):
+class PeerUnavailableError(UsageError, RuntimeError):
   """A peer framework (torch, tensorflow) is not installed."""
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from funcgrad import grads
-from funcgrad.bench.workloads import ABS_LOSS
+from funcgrad import grads, losses
+from funcgrad.errors import UsageError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,15 +57,11 @@ def abs_loss_problem() -> Problem:
   optimum = np.array([0.0, np.sqrt(0.5)])
   return Problem(
       name="abs_loss", init_params=np.array([2.0, 3.0], np.float32),
-      data=(np.array([3.0, 4.0], np.float32),), loss=ABS_LOSS.loss,
+      data=(np.array([3.0, 4.0], np.float32),), loss=losses.abs_loss,
       numpy_loss_and_grad=grads.abs_loss_grads_numpy,
       distance_to_optimum=lambda x: float(np.max(np.abs(np.abs(x) - optimum))),
       optimum_description="x = [0, +-sqrt(0.5)], loss 0", smooth=False)
 
-
-def _least_squares(ops, w, features, labels):
-  residual = features @ w - labels
-  return ops.mean(residual * residual)
 
 
 def _least_squares_numpy(w, features, labels):
@@ -85,7 +81,7 @@ def linear_regression_problem(n: int = 1000, d: int = 10, seed: int = 0) -> Prob
   solution = np.linalg.lstsq(features.astype(np.float64), labels.astype(np.float64), rcond=None)[0]
   return Problem(
       name="linear_regression", init_params=np.zeros(d, np.float32), data=(features, labels),
-      loss=_least_squares, numpy_loss_and_grad=_least_squares_numpy,
+      loss=losses.least_squares, numpy_loss_and_grad=_least_squares_numpy,
       distance_to_optimum=lambda w: float(np.max(np.abs(w - solution))),
       optimum_description=f"numpy.linalg.lstsq solution of a {n}x{d} system")
 
@@ -94,10 +90,10 @@ def get_problem(name: str, n: int = 1000, d: int = 10, seed: int = 0) -> Problem
   """Looks up a problem by name.
 
   Raises:
-    ValueError: naming the valid problems.
+    UsageError: naming the valid problems.
   """
   if name == "abs_loss":
     return abs_loss_problem()
   if name == "linear_regression":
     return linear_regression_problem(n, d, seed)
-  raise ValueError(f"Unknown problem {name!r}. Valid: abs_loss, linear_regression.")
+  raise UsageError(f"Unknown problem {name!r}. Valid: abs_loss, linear_regression.")

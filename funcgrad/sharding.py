@@ -14,6 +14,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from funcgrad.errors import UsageError
+
 AXES_1D = ("data",)
 AXES_2D = ("data", "model")
 
@@ -22,14 +24,14 @@ def set_cpu_device_count(n: int) -> None:
   """Simulates `n` CPU devices. Must run before JAX initialises its backends.
 
   Raises:
-    ValueError: if `n` < 1, or the backends are already initialised with another count.
+    UsageError: if `n` < 1, or the backends are already initialised with another count.
   """
   if n < 1:
-    raise ValueError(f"Invalid CPU device count {n}: it must be >= 1.")
+    raise UsageError(f"Invalid CPU device count {n}: it must be >= 1.")
   try:
     jax.config.update("jax_num_cpu_devices", n)
   except RuntimeError as e:
-    raise ValueError(f"Cannot set {n} CPU devices now: JAX's backends are already initialised "
+    raise UsageError(f"Cannot set {n} CPU devices now: JAX's backends are already initialised "
                      f"({e}). Set it before any JAX computation.") from None
 
 
@@ -37,11 +39,11 @@ def parse_mesh(text: str) -> tuple[int, ...]:
   """'4' -> (4,); '2x2' -> (2, 2).
 
   Raises:
-    ValueError: naming the bad mesh.
+    UsageError: naming the bad mesh.
   """
   parts = text.split("x")
   if not 1 <= len(parts) <= 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-    raise ValueError(f"Invalid mesh {text!r}: expected N or AxB with positive integers.")
+    raise UsageError(f"Invalid mesh {text!r}: expected N or AxB with positive integers.")
   return tuple(int(p) for p in parts)
 
 
@@ -49,12 +51,12 @@ def make_mesh(shape: Sequence[int], devices: Sequence[jax.Device] | None = None)
   """A 1-D ('data') or 2-D ('data', 'model') mesh over the first prod(shape) devices.
 
   Raises:
-    ValueError: if there are fewer devices than the mesh needs (the message gives the count).
+    UsageError: if there are fewer devices than the mesh needs (the message gives the count).
   """
   devices = list(jax.devices() if devices is None else devices)
   need = math.prod(shape)
   if need > len(devices):
-    raise ValueError(f"Mesh {'x'.join(map(str, shape))} needs {need} devices; there "
+    raise UsageError(f"Mesh {'x'.join(map(str, shape))} needs {need} devices; there "
                      f"{'is' if len(devices) == 1 else 'are'} {len(devices)} "
                      f"({devices[0].platform}). On CPU, simulate more with "
                      f"--simulate_cpu_devices={need}.")
@@ -80,7 +82,7 @@ def check_divisible(shape: Sequence[int], mesh: Mesh) -> None:
       continue
     parts = math.prod(mesh.shape[a] for a in (axes if isinstance(axes, tuple) else (axes,)))
     if dim % parts:
-      raise ValueError(f"Shape {'x'.join(map(str, shape))} does not split evenly over mesh "
+      raise UsageError(f"Shape {'x'.join(map(str, shape))} does not split evenly over mesh "
                        f"{dict(mesh.shape)}: {dim} is not a multiple of {parts}.")
 
 

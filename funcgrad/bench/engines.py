@@ -1,16 +1,16 @@
-"""One engine per way of computing value + gradients; adding a peer is adding one entry.
+"""One engine per way of running a workload; adding a peer is adding one entry.
 
-Each engine's `prepare(workload, inputs, device)` places the inputs, does whatever the engine does
-once (tracing, lowering, compiling — timed separately where the engine exposes the stages), runs
-the first call, and returns a `Prepared`: a zero-argument `call` for the timer, the `sync` that
-waits for its outputs, and `to_numpy` for the cross-check. Peers (torch, TensorFlow) are imported
-only when asked for; a missing one raises `peers.PeerUnavailableError` naming the extra.
+Each engine's `prepare(workload, inputs, device, mesh=None)` places the inputs, does whatever the
+engine does once (tracing, lowering, compiling), runs the first call (timed, and for the jit
+engines split into trace / lower / compile by JAX's own events during that very call), and
+returns a `Prepared`: a zero-argument `call` for the timer, the `sync` that waits for its
+outputs, and `to_numpy` for the check. An engine that a workload does not implement raises
+`NotImplementedForWorkload` (the row says so; the sweep goes on). Peers are imported only when
+asked for; a missing one raises `peers.PeerUnavailableError` naming the extra.
 """
 
 import dataclasses
 import functools
-import time
-import types
 from collections.abc import Callable
 from typing import Any
 
@@ -19,25 +19,43 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from funcgrad import sharding
+from funcgrad import _compat, compile_cache, sharding
 from funcgrad.bench.timing import Sync, time_once
-from funcgrad.bench.workloads import Outputs, Workload
-from funcgrad.compile_cache import persistent_cache_disabled
+from funcgrad.bench.workloads import Outputs, Workload, flat_outputs
+from funcgrad.errors import UsageError
 from funcgrad.peers import import_peer, peer_available
 
 
-@dataclasses.dataclass
+class NotImplementedForWorkload(Exception):  # noqa: N818 - reads as a sentence in the runner
+  """This engine has no implementation of this workload (a row marked not implemented)."""
+
+
+@dataclasses.dataclass(slots=True)
+class Stages:
+  """Seconds of a first call and, for the jit engines, of the stages inside that same call.
+
+  `first_call_s >= trace_s + lower_s + compile_s` always: the stages are JAX's own events
+  reported during the first call, not a second compilation.
+  """
+
+  first_call_s: float | None = None
+  trace_s: float | None = None
+  lower_s: float | None = None
+  compile_s: float | None = None
+
+
+@dataclasses.dataclass(slots=True)
 class Prepared:
   """An engine ready to time.
 
   Attributes:
-    call: one value + gradients on already-placed inputs.
+    call: one call on already-placed inputs.
     sync: waits until `call`'s outputs are computed.
-    to_numpy: flattens `call`'s outputs to NumPy `(value, *grads)`.
-    first_output: the output of the first call (checked before anything is timed).
+    to_numpy: flattens `call`'s outputs to NumPy leaves.
+    first_output: the output of the first call, already on the host (checked before timing).
     device: where the engine ran ('cpu:0', 'cuda:0', 'host').
     device_kind: that device's kind ('cpu', 'NVIDIA H100 80GB HBM3').
-    stages: seconds for the stages that apply: trace_s, lower_s, compile_s, first_call_s.
+    stages: the first call and its stages.
     measure_dispatch: whether a dispatch-only time (no sync per call) means something here.
     n_devices: how many devices the inputs were spread over.
     sharding: how they were spread (None on a single device).
@@ -46,10 +64,10 @@ class Prepared:
   call: Callable[[], Any]
   sync: Sync
   to_numpy: Callable[[Any], Outputs]
-  first_output: Any
+  first_output: Outputs
   device: str
   device_kind: str
-  stages: dict[str, float]
+  stages: Stages
   measure_dispatch: bool = False
   n_devices: int = 1
   sharding: str | None = None
@@ -57,15 +75,14 @@ class Prepared:
 
 @dataclasses.dataclass(frozen=True)
 class Engine:
-  """A named way to compute value + gradients.
+  """A named way to run a workload.
 
   Attributes:
     name: the flag value.
     description: one line for --help and the README.
-    requires: the module a peer needs (None for numpy and JAX engines).
-    prepare: `prepare(workload, inputs, device) -> Prepared`; a shardable engine's also takes
-      `mesh=` and then spreads its inputs over that mesh of devices.
-    shardable: whether `prepare` accepts a mesh.
+    requires: the module a peer needs (None for the NumPy and JAX engines).
+    prepare: `prepare(workload, inputs, device, mesh) -> Prepared`.
+    shardable: whether `prepare` spreads its inputs over a mesh of devices.
   """
 
   name: str
@@ -83,216 +100,266 @@ def _identity(out: Any) -> Any:
   return out
 
 
-def _flat_jax(out: Any) -> Outputs:
-  return tuple(np.asarray(leaf) for leaf in jax.tree.leaves(out))
+def _device_label(device: jax.Device) -> tuple[str, str]:
+  return f"{'cuda' if device.platform == 'gpu' else device.platform}:{device.id}", \
+      device.device_kind
 
 
-def _jax_kind(device: jax.Device) -> tuple[str, str]:
-  label = f"{'cuda' if device.platform == 'gpu' else device.platform}:{device.id}"
-  return label, device.device_kind
+def _not_implemented(engine: str, workload: Workload, why: str = "") -> NotImplementedForWorkload:
+  return NotImplementedForWorkload(f"{engine} is not implemented for {workload.name}"
+                                   f"{': ' + why if why else ''}")
 
 
 # ---------------------------------------------------------------------------------------- NumPy
 
 
-def _prepare_numpy(workload: Workload, inputs: tuple[np.ndarray, ...],
-                   device: jax.Device) -> Prepared:
-  del device  # NumPy runs on the host whatever the backend.
-  call = functools.partial(workload.flat_numpy, *inputs)
+def _prepare_numpy(workload: Workload, inputs: tuple[Any, ...], device: jax.Device,
+                   mesh: Mesh | None = None) -> Prepared:
+  del device, mesh  # NumPy runs on the host whatever the backend.
+  program = workload.peers.get("numpy")
+  if program is None:
+    raise _not_implemented("numpy", workload)
+  if workload.kind == "train":
+    call = program(inputs, workload.steps)
+  else:
+    call = functools.partial(program, *inputs)
   out, first = time_once(call, _identity)
-  return Prepared(call, _identity, _identity, out, "host", "cpu", {"first_call_s": first})
+  return Prepared(call, _identity, flat_outputs, flat_outputs(out), "host", "cpu",
+                  Stages(first_call_s=first))
 
 
 # ------------------------------------------------------------------------------------------ JAX
 
 
-def _place(inputs: tuple[np.ndarray, ...], device: jax.Device,
-           mesh: Mesh | None) -> tuple[list[jax.Array], dict[str, Any]]:
+def _place(inputs: tuple[Any, ...], device: jax.Device,
+           mesh: Mesh | None) -> tuple[list[Any], dict[str, Any]]:
   """Inputs on one device, or spread over `mesh`; and what to record about where they went."""
   if mesh is None:
     return [jax.device_put(a, device) for a in inputs], {}
-  args = [sharding.shard(a, mesh) for a in inputs]
-  return args, {"n_devices": mesh.size, "sharding": sharding.describe(args[0])}
+  args = [jax.tree.map(lambda leaf: sharding.shard(leaf, mesh), a) for a in inputs]
+  first_leaf = jax.tree.leaves(args[0])[0]
+  return args, {"n_devices": mesh.size, "sharding": sharding.describe(first_leaf)}
 
 
-def _prepare_eager(workload: Workload, inputs: tuple[np.ndarray, ...],
-                   device: jax.Device, mesh: Mesh | None = None) -> Prepared:
-  args, placement = _place(inputs, device, mesh)
-  fn = workload.jax_value_and_grads()
-  jax.clear_caches()  # the first call pays for compiling each primitive, as a fresh process would
-  call = functools.partial(fn, *args)
-  out, first = time_once(call)
-  return Prepared(call, jax.block_until_ready, _flat_jax, out, *_jax_kind(device),
-                  {"first_call_s": first}, **placement)
+def _first_call_with_stages(call: Callable[[], Any]) -> tuple[Any, Stages]:
+  """Runs the first call once and splits it by JAX's compile events during that call."""
+  with compile_cache.compile_events() as events:
+    out, first = time_once(call)
+  seconds = events.stage_seconds()
+  return out, Stages(first_call_s=first, trace_s=seconds["trace_s"], lower_s=seconds["lower_s"],
+                     compile_s=seconds["compile_s"] + seconds["cache_retrieval_s"])
 
 
 def _packed(fn: Callable[..., Any]) -> Callable[..., jax.Array]:
   """`fn`'s outputs raveled into one flat array: one output buffer instead of one per leaf."""
   def packed(*args):
-    return jnp.concatenate([jnp.ravel(leaf) for leaf in jax.tree.leaves(fn(*args))])
+    leaves = jax.tree.leaves(fn(*args))
+    dtype = jnp.result_type(*leaves)
+    return jnp.concatenate([jnp.ravel(leaf).astype(dtype) for leaf in leaves])
 
   return packed
 
 
-def _unpacker(workload: Workload, shape: tuple[int, ...]) -> Callable[[Any], Outputs]:
-  """Splits a packed `(value, *grads)` array back into the value and the gradient arrays."""
-  size = int(np.prod(shape))
+def _unpacker(shapes: list[tuple[int, ...]]) -> Callable[[Any], Outputs]:
+  """Splits a packed array back into leaves of `shapes`."""
+  sizes = [int(np.prod(s)) for s in shapes]
+  bounds = np.cumsum([0, *sizes])
 
   def unpack(flat: Any) -> Outputs:
     flat = np.asarray(flat)
-    grads = [flat[1 + i * size:1 + (i + 1) * size].reshape(shape)
-             for i in range(len(workload.argnums))]
-    return (flat[0], *grads)
+    return tuple(flat[a:b].reshape(s) for a, b, s in zip(bounds[:-1], bounds[1:], shapes, strict=True))
 
   return unpack
 
 
-def _prepare_jit(workload: Workload, inputs: tuple[np.ndarray, ...], device: jax.Device,
-                 packed: bool = False, mesh: Mesh | None = None) -> Prepared:
+def _train_loop(workload: Workload, args: list[Any], style: str) -> Callable[[], Any]:
+  """`steps` optimiser steps per call, the parameters and state carried from call to call.
+
+  eager: the step op by op; jit: the step compiled once, parameters and state donated (updated in
+  place), one dispatch per step; jit_scan: all `steps` steps in one compiled `lax.scan`.
+  """
+  params, *data = args
+  optimizer, step, steps = workload.optimizer, workload.fn, workload.steps
+  params = jax.tree.map(jnp.copy, params)  # a fresh buffer: the caller's array is never donated
+  carry = {"params": params, "state": optimizer.init(params)}
+  if style == "jit_scan":
+    def many(params, state, *data):
+      def body(c, _):
+        p, s, loss = step(*c, *data)
+        return (p, s), loss
+
+      (params, state), losses_ = jax.lax.scan(body, (params, state), None, length=steps)
+      return params, state, losses_[-1]
+
+    run = jax.jit(many, donate_argnums=(0, 1))
+
+    def call():
+      carry["params"], carry["state"], loss = run(carry["params"], carry["state"], *data)
+      return carry["params"], loss
+
+    return call
+  one = jax.jit(step, donate_argnums=(0, 1)) if style == "jit" else step
+
+  def call():
+    loss = None
+    for _ in range(steps):
+      carry["params"], carry["state"], loss = one(carry["params"], carry["state"], *data)
+    return carry["params"], loss
+
+  return call
+
+
+def _prepare_jax(workload: Workload, inputs: tuple[Any, ...], device: jax.Device,
+                 mesh: Mesh | None = None, style: str = "eager") -> Prepared:
+  if mesh is not None and not workload.shardable:
+    raise UsageError(f"--devices/--mesh do not apply to {workload.name}: its inputs are not "
+                     "split over devices.")
+  if workload.kind == "train" and style == "jit_packed":
+    raise _not_implemented(style, workload, "a training step returns its parameters")
+  if workload.kind != "train" and style == "jit_scan":
+    raise _not_implemented(style, workload, "only training workloads loop over steps")
   args, placement = _place(inputs, device, mesh)
-  fn = workload.jax_value_and_grads()
-  jitted = jax.jit(_packed(fn) if packed else fn)
-  jax.clear_caches()
-  call = functools.partial(jitted, *args)
-  # First the user's first call: trace, lower, compile (or load from a persistent cache), run.
-  out, first = time_once(call)
-  # Then the stages of compiling from scratch, through the AOT API, with the persistent cache
-  # (if any) switched off so that a warm cache does not hide the compile.
-  jax.clear_caches()
-  with persistent_cache_disabled():
-    start = time.perf_counter()
-    traced = jitted.trace(*args)
-    traced_at = time.perf_counter()
-    lowered = traced.lower()
-    lowered_at = time.perf_counter()
-    lowered.compile()
-    compiled_at = time.perf_counter()
-  stages = {"trace_s": traced_at - start, "lower_s": lowered_at - traced_at,
-            "compile_s": compiled_at - lowered_at, "first_call_s": first}
-  to_numpy = _unpacker(workload, inputs[0].shape) if packed else _flat_jax
-  return Prepared(call, jax.block_until_ready, to_numpy, out, *_jax_kind(device), stages,
-                  measure_dispatch=True, **placement)
+  jax.clear_caches()  # the first call compiles from scratch, as in a fresh process
+  to_numpy = flat_outputs
+  if workload.kind == "train":
+    call = _train_loop(workload, args, style)
+  else:
+    fn = workload.jax_program()
+    if style == "jit_packed":
+      shapes = [np.shape(leaf) for leaf in jax.tree.leaves(jax.eval_shape(fn, *args))]
+      fn, to_numpy = _packed(fn), _unpacker(shapes)
+    call = functools.partial(jax.jit(fn) if style != "eager" else fn, *args)
+  out, stages = _first_call_with_stages(call)
+  if style == "eager":
+    stages = Stages(first_call_s=stages.first_call_s)  # eager compiles per primitive: no stages
+  return Prepared(call, jax.block_until_ready, to_numpy, to_numpy(out), *_device_label(device),
+                  stages, measure_dispatch=style != "eager", **placement)
 
 
 # ---------------------------------------------------------------------------------------- torch
 
 
-def _torch_setup(workload: Workload, inputs: tuple[np.ndarray, ...], device: jax.Device):
+def _torch_tensors(torch: Any, inputs: tuple[Any, ...], where: str) -> list[Any]:
+  def tensor(leaf):
+    leaf = np.asarray(leaf)
+    if leaf.dtype.name == "bfloat16":
+      return torch.from_numpy(leaf.astype(np.float32)).to(where, torch.bfloat16)
+    return torch.from_numpy(np.ascontiguousarray(leaf)).to(where)
+
+  return [jax.tree.map(tensor, a) for a in inputs]
+
+
+def _torch_value_and_grads(torch: Any, loss: Callable[..., Any], argnums: tuple[int, ...],
+                           tensors: list[Any]) -> Any:
+  wrt = [tensors[i] for i in argnums]
+  leaves, treedef = jax.tree.flatten(wrt)
+  value = loss(*tensors)
+  grads = torch.autograd.grad(value, leaves)
+  return value, tuple(jax.tree.unflatten(treedef, list(grads)))
+
+
+def _prepare_torch(workload: Workload, inputs: tuple[Any, ...], device: jax.Device,
+                   mesh: Mesh | None = None, compiled: bool = False) -> Prepared:
+  del mesh  # torch runs on one device
+  name = "torch_compile" if compiled else "torch_eager"
+  program = workload.peers.get("torch")
+  if program is None or workload.kind == "value":
+    raise _not_implemented(name, workload)
   torch = import_peer("torch")
   on_gpu = device.platform == "gpu" and torch.cuda.is_available()
   where = "cuda" if on_gpu else "cpu"
-  dtype = getattr(torch, np.dtype(inputs[0].dtype).name)
-  tensors = [torch.from_numpy(np.asarray(a, np.float32)).to(where, dtype) for a in inputs]
-  for i in workload.argnums:
-    tensors[i].requires_grad_(True)
+  tensors = _torch_tensors(torch, inputs, where)
+  if compiled:
+    # Cold: the first call compiles forward and backward with Inductor.
+    _compat.torch_reset_compiled(torch)
+  if workload.kind == "train":
+    call = program(torch, tensors, workload.steps, compiled)
+  else:
+    for i in workload.argnums:
+      jax.tree.map(lambda t: t.requires_grad_(True), tensors[i])
+    loss = functools.partial(program, torch)
+    if compiled:
+      loss = torch.compile(loss, dynamic=False)
+    call = functools.partial(_torch_value_and_grads, torch, loss, workload.argnums, tensors)
   sync = (lambda out: (torch.cuda.synchronize(), out)[1]) if on_gpu else _identity
+  out, first = time_once(call, sync)
   kind = torch.cuda.get_device_name() if on_gpu else "cpu"
-  return torch, tensors, sync, (f"{where}:0", kind)
-
-
-def _torch_to_numpy(out: Any) -> Outputs:
-  return tuple(t.detach().float().cpu().numpy() for t in out)
-
-
-def _torch_value_and_grads(torch, loss, workload, tensors):
-  value = loss(*tensors)
-  grads = torch.autograd.grad(value, [tensors[i] for i in workload.argnums])
-  return (value, *grads)
-
-
-def _prepare_torch_eager(workload: Workload, inputs: tuple[np.ndarray, ...],
-                         device: jax.Device) -> Prepared:
-  torch, tensors, sync, where = _torch_setup(workload, inputs, device)
-  loss = functools.partial(workload.loss, torch)
-  call = functools.partial(_torch_value_and_grads, torch, loss, workload, tensors)
-  out, first = time_once(call, sync)
-  return Prepared(call, sync, _torch_to_numpy, out, *where, {"first_call_s": first})
-
-
-def _prepare_torch_compile(workload: Workload, inputs: tuple[np.ndarray, ...],
-                           device: jax.Device) -> Prepared:
-  torch, tensors, sync, where = _torch_setup(workload, inputs, device)
-  torch._dynamo.reset()  # cold: the first call compiles forward and backward with Inductor
-  loss = torch.compile(functools.partial(workload.loss, torch), dynamic=False)
-  call = functools.partial(_torch_value_and_grads, torch, loss, workload, tensors)
-  out, first = time_once(call, sync)
-  return Prepared(call, sync, _torch_to_numpy, out, *where, {"first_call_s": first})
+  return Prepared(call, sync, flat_outputs, flat_outputs(out), f"{where}:0", kind,
+                  Stages(first_call_s=first))
 
 
 # ----------------------------------------------------------------------------------- TensorFlow
 
 
-def _tf_prepare(workload: Workload, inputs: tuple[np.ndarray, ...], device: jax.Device,
-                wrap: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Prepared:
+def _prepare_tf(workload: Workload, inputs: tuple[Any, ...], device: jax.Device,
+                mesh: Mesh | None = None, wrap: str = "eager") -> Prepared:
+  del mesh
+  program = workload.peers.get("tf")
+  if program is None or workload.kind != "value_and_grad":
+    raise _not_implemented(f"tf_{wrap}", workload)
   tf = import_peer("tensorflow")
   on_gpu = device.platform == "gpu" and bool(tf.config.list_physical_devices("GPU"))
   where = "/GPU:0" if on_gpu else "/CPU:0"
-  ops = types.SimpleNamespace(sum=tf.reduce_sum, abs=tf.abs)
 
   def value_and_grads(*tensors):
     with tf.GradientTape() as tape:
-      for i in workload.argnums:
-        tape.watch(tensors[i])
-      value = workload.loss(ops, *tensors)
-    return (value, *tape.gradient(value, [tensors[i] for i in workload.argnums]))
+      wrt = [tensors[i] for i in workload.argnums]
+      leaves, treedef = jax.tree.flatten(wrt)
+      for leaf in leaves:
+        tape.watch(leaf)
+      value = program(tf, *tensors)
+    return value, tuple(jax.tree.unflatten(treedef, tape.gradient(value, leaves)))
 
+  wrappers = {"eager": lambda f: f, "function": tf.function,
+              "xla": functools.partial(tf.function, jit_compile=True)}
   with tf.device(where):
-    tensors = [tf.constant(a) for a in inputs]
-    fn = wrap(value_and_grads)
+    tensors = [jax.tree.map(tf.constant, a) for a in inputs]
+    fn = wrappers[wrap](value_and_grads)
 
-    def call():
-      with tf.device(where):
-        return fn(*tensors)
+  def call():
+    with tf.device(where):
+      return fn(*tensors)
 
-  # TF's CPU kernels finish before returning; .numpy() in the cross-check copies to the host.
+  # TF's CPU kernels finish before returning; .numpy() in the check copies to the host.
   out, first = time_once(call, _identity)
-  return Prepared(call, _identity, lambda out: tuple(t.numpy() for t in out), out,
+  return Prepared(call, _identity, flat_outputs, flat_outputs(out),
                   f"{'cuda' if on_gpu else 'cpu'}:0", "gpu" if on_gpu else "cpu",
-                  {"first_call_s": first})
-
-
-def _prepare_tf_eager(workload, inputs, device) -> Prepared:
-  return _tf_prepare(workload, inputs, device, lambda f: f)
-
-
-def _prepare_tf_function(workload, inputs, device) -> Prepared:
-  tf = import_peer("tensorflow")
-  return _tf_prepare(workload, inputs, device, tf.function)
-
-
-def _prepare_tf_xla(workload, inputs, device) -> Prepared:
-  tf = import_peer("tensorflow")
-  return _tf_prepare(workload, inputs, device, functools.partial(tf.function, jit_compile=True))
+                  Stages(first_call_s=first))
 
 
 ENGINES = {
     e.name: e
     for e in (
         Engine("numpy", "hand-written NumPy forward + backward", None, _prepare_numpy),
-        Engine("eager", "JAX without jit: jax.value_and_grad, op by op", None, _prepare_eager,
+        Engine("eager", "JAX without jit: jax.value_and_grad, op by op", None, _prepare_jax,
                shardable=True),
         Engine("jit", "jax.jit(jax.value_and_grad(...)): traced once, compiled by XLA", None,
-               _prepare_jit, shardable=True),
+               functools.partial(_prepare_jax, style="jit"), shardable=True),
         Engine("jit_packed", "jax.jit, the value and gradients returned packed in one array",
-               None, functools.partial(_prepare_jit, packed=True), shardable=True),
-        Engine("torch_eager", "PyTorch autograd, eager", "torch", _prepare_torch_eager),
+               None, functools.partial(_prepare_jax, style="jit_packed"), shardable=True),
+        Engine("jit_scan", "jax.jit of a lax.scan over a training workload's steps", None,
+               functools.partial(_prepare_jax, style="jit_scan"), shardable=True),
+        Engine("torch_eager", "PyTorch autograd, eager", "torch", _prepare_torch),
         Engine("torch_compile", "PyTorch torch.compile (Inductor) + autograd", "torch",
-               _prepare_torch_compile),
-        Engine("tf_eager", "TensorFlow GradientTape, eager", "tensorflow", _prepare_tf_eager),
+               functools.partial(_prepare_torch, compiled=True)),
+        Engine("tf_eager", "TensorFlow GradientTape, eager", "tensorflow", _prepare_tf),
         Engine("tf_function", "TensorFlow tf.function (graph)", "tensorflow",
-               _prepare_tf_function),
+               functools.partial(_prepare_tf, wrap="function")),
         Engine("tf_xla", "TensorFlow tf.function(jit_compile=True) (XLA)", "tensorflow",
-               _prepare_tf_xla),
+               functools.partial(_prepare_tf, wrap="xla")),
     )
 }
+
+# The engines that run any JAX function: what `funcgrad.compare` offers for a user's function.
+JAX_ENGINES = ("eager", "jit", "jit_packed")
 
 
 def get_engine(name: str) -> Engine:
   """Looks up an engine by name.
 
   Raises:
-    ValueError: naming the valid engines.
+    UsageError: naming the valid engines.
   """
   if name not in ENGINES:
-    raise ValueError(f"Unknown engine {name!r}. Valid: {', '.join(ENGINES)}.")
+    raise UsageError(f"Unknown engine {name!r}. Valid: {', '.join(ENGINES)}.")
   return ENGINES[name]

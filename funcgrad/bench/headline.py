@@ -8,9 +8,9 @@ import tempfile
 
 import numpy as np
 
-from funcgrad import compile_cache, fit, problems
+from funcgrad import compile_cache, problems
 from funcgrad.bench import engines as engines_lib
-from funcgrad.bench import runner
+from funcgrad.bench import fits, runner
 from funcgrad.bench.targets import Target, ratio
 from funcgrad.bench.timing import Timer
 from funcgrad.bench.workloads import MULADD_SUM
@@ -78,7 +78,7 @@ def small_targets(rows: list[runner.Result]) -> list[Target]:
 
 def adam_targets(steps: int, min_run_time: float) -> list[Target]:
   """Target 3: `steps` Adam steps on the tutorial's loss; scan and jit_step against NumPy."""
-  rows = fit.fit_all(["scan", "jit_step", "numpy"], problems.abs_loss_problem(), "adam", 0.01,
+  rows = fits.fit_all(["scan", "jit_step", "numpy"], problems.abs_loss_problem(), "adam", 0.01,
                      steps, min_run_time)
   per_step = {r.loop: r.per_step_s for r in rows if r.ok}
 

@@ -16,7 +16,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from funcgrad._tables import render_text
-from funcgrad.bench.runner import Result
+from funcgrad.bench.runner import NOT_IMPLEMENTED, OK, WRONG, Result
+from funcgrad.bench.speedups import Speedup
+from funcgrad.errors import UsageError
+from funcgrad.shapes import format_shape
 
 FIELDS = tuple(f.name for f in dataclasses.fields(Result))
 STAGES = (("trace_s", "jit trace"), ("lower_s", "jit lower"), ("compile_s", "jit compile"),
@@ -43,20 +46,26 @@ def format_seconds(seconds: float | None, unit: tuple[str, float] | None = None)
   return f"{_number(seconds / scale)} {name}"
 
 
-def shape_label(shape: Sequence[int]) -> str:
-  return "x".join(map(str, shape))
+shape_label = format_shape
+
+
+def status_label(result: Result) -> str:
+  """'WRONG', 'FAILED' or 'n/a' (not implemented) for a row that has no time."""
+  return {WRONG: "WRONG", NOT_IMPLEMENTED: "n/a"}.get(result.status, "FAILED")
 
 
 def _cell(result: Result | None) -> str:
   if result is None:
     return ""
-  if result.error is not None or result.median_s is None:
-    return "FAILED" if result.max_rel_err is None or result.ok else "WRONG"
+  if result.status != OK or result.median_s is None:
+    return status_label(result)
   unit = _unit_for(result.median_s)
   iqr = format_seconds(result.iqr_s, unit).split()[0]
   cell = f"{format_seconds(result.median_s, unit)} ±{iqr}"
   if result.pct_of_bandwidth is not None and result.pct_of_bandwidth >= 1:
     cell += f" ({result.pct_of_bandwidth:.0f}%)"
+  elif result.cache_resident and result.pct_of_bandwidth is None and result.bytes:
+    cell += " (c)"
   return cell + (" *" if result.noisy else "")
 
 
@@ -77,10 +86,13 @@ def render_compare(results: Sequence[Result]) -> str:
   times (rows: size, columns: engine), then a block of first-call and jit stage times."""
   out = []
   for (workload, backend, dtype), group in _grouped(results).items():
-    engines = list(dict.fromkeys(r.engine for r in group))
+    # An engine that implements none of this workload's sizes gets no column (the legend says so).
+    engines = list(dict.fromkeys(r.engine for r in group if r.status != NOT_IMPLEMENTED))
     steady: dict[str, dict[str, str]] = {}
     cold: dict[str, dict[str, str]] = {}
     for r in group:
+      if r.status == NOT_IMPLEMENTED:
+        continue
       size = shape_label(r.shape)
       steady.setdefault(size, {})[r.engine] = _cell(r)
       cold.setdefault(size, {})[f"{r.engine} first"] = format_seconds(r.first_call_s)
@@ -88,21 +100,62 @@ def render_compare(results: Sequence[Result]) -> str:
         if getattr(r, field) is not None:
           cold[size][label] = format_seconds(getattr(r, field))
     bandwidth = next((r.bandwidth_gbps for r in group if r.bandwidth_gbps), None)
-    title = f"{workload} on {backend} ({dtype})"
-    what = "median per whole fit" if workload.startswith("fit_") else "median per call"
-    roofline = f" (% of {bandwidth:.1f} GB/s copy bandwidth)" if bandwidth else ""
+    devices = max(r.n_devices for r in group)
+    title = f"{workload} on {backend}{f' x{devices} devices' if devices > 1 else ''} ({dtype})"
+    steps = next((r.steps_per_call for r in group if r.steps_per_call), None)
+    what = f"median per call of {steps} steps" if steps else "median per call"
+    roofline = f" (% of {bandwidth:.1f} GB/s all-core copy bandwidth)" if bandwidth else ""
     out.append(f"[ {title}: {what} ±IQR{roofline} ]")
     out.append(_block(steady, engines))
     cold_columns = list(dict.fromkeys(c for cells in cold.values() for c in cells))
     out.append(f"\n[ {title}: first call (cold) and jit stages ]")
     out.append(_block(cold, cold_columns))
     out.append("")
-  failures = [r for r in results if r.error is not None]
-  out.append("* noisy: IQR/median > 10%.  WRONG: output disagreed with the float64 reference.")
-  for r in failures:
-    out.append(f"{'WRONG' if r.max_rel_err is not None else 'FAILED'}: {r.workload} "
-               f"{shape_label(r.shape)} {r.engine} on {r.backend}: {r.error}")
+  out.append(_legend(results))
+  for r in results:
+    if r.status not in (OK, NOT_IMPLEMENTED):
+      out.append(f"{status_label(r)}: {r.workload} {shape_label(r.shape)} {r.engine} on "
+                 f"{r.backend}: {r.error}")
   return "\n".join(out)
+
+
+def _legend(results: Sequence[Result]) -> str:
+  parts = ["* noisy: IQR/median > 10%."]
+  if any(r.cache_resident and r.bytes for r in results):
+    parts.append("(c): fits in the last-level cache, not compared with DRAM bandwidth.")
+  if any(r.status == WRONG for r in results):
+    parts.append("WRONG: output disagreed with the float64 reference.")
+  if any(r.status == NOT_IMPLEMENTED for r in results):
+    parts.append("n/a: the engine does not implement that workload.")
+  return "  ".join(parts)
+
+
+def render_speedups(speedups: Sequence[Speedup]) -> str:
+  """One block per (workload, backend): `speedup of BASELINE over X`, median [95% interval],
+  and the calls after which the baseline's compile is paid back."""
+  groups: dict[tuple[str, str, str], list[Speedup]] = {}
+  for s in speedups:
+    groups.setdefault((s.workload, s.backend, s.baseline), []).append(s)
+  out = []
+  for (workload, backend, baseline), group in groups.items():
+    engines = list(dict.fromkeys(s.engine for s in group))
+    rows: dict[str, dict[str, str]] = {}
+    for s in group:
+      cell = f"{_ratio(s.ratio)} [{_ratio(s.ci_low)}, {_ratio(s.ci_high)}]"
+      if s.break_even_calls is not None and s.break_even_calls > 1:
+        cell += f" ({s.break_even_calls} calls)"
+      rows.setdefault(shape_label(s.shape), {})[s.engine] = cell
+    rounds = max(s.rounds for s in group)
+    out.append(f"[ {workload} on {backend}: speedup of {baseline} over each engine, median "
+               f"[95% interval] over up to {rounds} rounds; (N calls) = {baseline} pays back "
+               "its first call after N calls ]")
+    out.append(_block(rows, engines))
+    out.append("")
+  return "\n".join(out)
+
+
+def _ratio(value: float) -> str:
+  return f"{value:.3g}x"
 
 
 def atomic_write(path: str, text: str) -> None:
@@ -118,9 +171,17 @@ def atomic_write(path: str, text: str) -> None:
     raise
 
 
-def write_json(path: str, machine: dict[str, Any], results: Sequence[Result]) -> None:
-  """Writes `{"machine": ..., "results": [...]}` atomically."""
-  document = {"machine": machine, "results": [r.to_dict() for r in results]}
+def json_document(machine: dict[str, Any], results: Sequence[Result],
+                  speedups: Sequence[Speedup] = (), **extra: Any) -> dict[str, Any]:
+  """`{"machine": ..., "results": [...], "speedups": [...], **extra}`."""
+  return {"machine": machine, "results": [r.to_dict() for r in results],
+          "speedups": [s.to_dict() for s in speedups], **extra}
+
+
+def write_json(path: str, machine: dict[str, Any], results: Sequence[Result],
+               speedups: Sequence[Speedup] = (), **extra: Any) -> None:
+  """Writes `json_document(...)` atomically."""
+  document = json_document(machine, results, speedups, **extra)
   atomic_write(path, json.dumps(document, indent=2) + "\n")
 
 
@@ -130,7 +191,10 @@ def write_csv(path: str, results: Sequence[Result]) -> None:
   writer = csv.DictWriter(buffer, fieldnames=FIELDS)
   writer.writeheader()
   for r in results:
-    writer.writerow({**r.to_dict(), "shape": shape_label(r.shape)})
+    row = r.to_dict()
+    row["shape"] = shape_label(r.shape)
+    row["block_times_s"] = " ".join(f"{t:.6g}" for t in r.block_times_s or ())
+    writer.writerow(row)
   atomic_write(path, buffer.getvalue())
 
 
@@ -157,7 +221,7 @@ def _pyplot() -> Any:
     matplotlib.use("Agg")
     from matplotlib import pyplot  # noqa: PLC0415
   except ImportError:
-    raise ValueError("--plot needs matplotlib: pip install 'funcgrad[plot]'.") from None
+    raise UsageError("--plot needs matplotlib: pip install 'funcgrad[plot]'.") from None
   return pyplot
 
 

@@ -1,10 +1,20 @@
-"""The physical limit each row is compared with: memory copy bandwidth, once per backend.
+"""The physical limits rows are compared with, measured once per backend.
 
-Host: a large NumPy copy into a preallocated buffer (no page faults in the timed region). GPU: a
-device-to-device copy compiled by JAX. Both count bytes read plus bytes written.
+Memory: copy bandwidth (bytes read plus bytes written). On the host it is measured with every
+core this process may use (`os.sched_getaffinity`): one NumPy copy per thread over disjoint
+slices, all threads released together, best of several; XLA's CPU code uses every core, so a
+single-threaded copy would be the wrong limit (it is recorded too). On a GPU: a device-to-device
+copy compiled by JAX. A row whose working set fits in the last-level cache is marked
+`cache_resident` rather than compared with DRAM bandwidth.
 """
 
+import concurrent.futures
+import dataclasses
 import functools
+import os
+import threading
+import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -13,14 +23,91 @@ import numpy as np
 from funcgrad.bench.timing import Timer
 
 DEFAULT_ELEMENTS = 1 << 26  # 64M float32 = 256 MB per buffer: far past any CPU cache
+_SYSFS_CACHE = "/sys/devices/system/cpu/cpu0/cache"
+_SIZE_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 
 
-def host_copy_gbps(elements: int = DEFAULT_ELEMENTS, repeats: int = 7) -> float:
-  """Best-of-`repeats` NumPy copy bandwidth in GB/s (read + write)."""
+@dataclasses.dataclass(frozen=True)
+class Roofline:
+  """What one backend's rows are compared with.
+
+  Attributes:
+    copy_bandwidth_gbps: copy bandwidth with every usable core (host) or on the device (GPU).
+    copy_bandwidth_1thread_gbps: the host's single-threaded copy bandwidth (None on a GPU).
+    copy_threads: threads of the all-core host copy (None on a GPU).
+    llc_bytes: the host's last-level cache size from sysfs (None when unknown or on a GPU).
+  """
+
+  copy_bandwidth_gbps: float
+  copy_bandwidth_1thread_gbps: float | None = None
+  copy_threads: int | None = None
+  llc_bytes: int | None = None
+
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+
+def usable_cores() -> int:
+  """The cores this process may run on."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # not Linux
+    return os.cpu_count() or 1
+
+
+def _parse_cache_size(text: str) -> int | None:
+  text = text.strip()
+  if text[-1:] in _SIZE_UNITS and text[:-1].isdigit():
+    return int(text[:-1]) * _SIZE_UNITS[text[-1]]
+  return int(text) if text.isdigit() else None
+
+
+def last_level_cache_bytes(root: str = _SYSFS_CACHE) -> int | None:
+  """The size of the highest-level cache listed for cpu0 in sysfs (None when unreadable)."""
+  best: tuple[int, int] | None = None
+  try:
+    entries = sorted(e for e in os.listdir(root) if e.startswith("index"))
+  except OSError:
+    return None
+  for entry in entries:
+    try:
+      with open(os.path.join(root, entry, "level"), encoding="ascii") as f:
+        level = int(f.read(16).strip())
+      with open(os.path.join(root, entry, "size"), encoding="ascii") as f:
+        size = _parse_cache_size(f.read(32))
+    except (OSError, ValueError):
+      continue
+    if size is not None and (best is None or level > best[0]):
+      best = (level, size)
+  return best[1] if best else None
+
+
+def host_copy_gbps(elements: int = DEFAULT_ELEMENTS, threads: int = 1, repeats: int = 7) -> float:
+  """Best-of-`repeats` NumPy copy bandwidth in GB/s (read + write) with `threads` threads, each
+  copying its own slice (NumPy releases the GIL while it copies)."""
   src = np.ones(elements, np.float32)
   dst = np.zeros_like(src)  # both touched now, so the timed copies never page-fault
-  timer = Timer(functools.partial(np.copyto, dst, src), sync=lambda out: out)
-  best = min(timer.timeit(1) for _ in range(repeats))
+  bounds = np.linspace(0, elements, threads + 1).astype(int)
+  slices = [(dst[a:b], src[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+  if threads == 1:
+    timer = Timer(functools.partial(np.copyto, dst, src), sync=lambda out: out)
+    best = min(timer.timeit(1) for _ in range(repeats))
+    return 2 * src.nbytes / best / 1e9
+  barrier = threading.Barrier(threads + 1)
+
+  def copy(pair):
+    barrier.wait()
+    np.copyto(*pair)
+
+  best = float("inf")
+  with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+    for _ in range(repeats):
+      futures = [pool.submit(copy, pair) for pair in slices]
+      barrier.wait()  # every thread is at the start line: go
+      start = time.perf_counter()
+      for future in futures:
+        future.result()
+      best = min(best, time.perf_counter() - start)
   return 2 * src.nbytes / best / 1e9
 
 
@@ -35,8 +122,16 @@ def device_copy_gbps(device: jax.Device, elements: int = DEFAULT_ELEMENTS,
   return 2 * src.nbytes / best / 1e9
 
 
+def measure(device: jax.Device, elements: int = DEFAULT_ELEMENTS) -> Roofline:
+  """The roofline for rows on `device`'s backend."""
+  if device.platform != "cpu":
+    return Roofline(device_copy_gbps(device, elements))
+  threads = usable_cores()
+  one = host_copy_gbps(elements, 1)
+  every = host_copy_gbps(elements, threads) if threads > 1 else one
+  return Roofline(max(one, every), one, threads, last_level_cache_bytes())
+
+
 def copy_bandwidth_gbps(device: jax.Device, elements: int = DEFAULT_ELEMENTS) -> float:
-  """The copy bandwidth that rows on `device`'s backend are compared with."""
-  if device.platform == "cpu":
-    return host_copy_gbps(elements)
-  return device_copy_gbps(device, elements)
+  """The copy bandwidth that rows on `device`'s backend are compared with (all cores)."""
+  return measure(device, elements).copy_bandwidth_gbps

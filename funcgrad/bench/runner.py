@@ -1,9 +1,11 @@
-"""The sweep: backends x workloads x sizes x engines, each output checked, then timed.
+"""The sweep: backends x workloads x sizes, every engine checked, then timed in rounds.
 
-For every row: make the inputs from the seed (once per size, shared by every engine), prepare
-the engine (its first call is timed there), compare that first output with the float64 NumPy
-reference, and only then time the steady state. A row that raises is recorded with its error and
-the sweep goes on; `on_result` sees each row as it finishes so it can be streamed to disk.
+For one (backend, workload, shape), `run_case` makes the inputs from the seed (shared by every
+engine), prepares every engine (its first call is timed there) and checks that first output
+against the float64 reference; then it times the engines that passed in interleaved rounds (see
+`timing.time_rounds`). A row that raises is recorded with its error, an engine a workload does
+not implement is marked so, and the sweep goes on; `on_result` sees each row as it is final so
+it can be streamed to disk.
 """
 
 import dataclasses
@@ -18,29 +20,40 @@ import numpy as np
 from jax.sharding import Mesh
 
 from funcgrad import sharding
-from funcgrad.bench import roofline
-from funcgrad.bench.engines import Engine, Prepared
-from funcgrad.bench.timing import Timer
-from funcgrad.bench.workloads import Workload, max_rel_error, tolerance
+from funcgrad.bench import roofline as roofline_lib
+from funcgrad.bench.engines import Engine, NotImplementedForWorkload, Prepared
+from funcgrad.bench.timing import Timer, per_call_stats, time_rounds
+from funcgrad.bench.workloads import Reference, Workload, max_rel_error
 from funcgrad.devices import CUDA_INSTALL_HINT, platforms_present
+from funcgrad.errors import UsageError
+from funcgrad.shapes import Shape, format_shape
 
 MEMORY_HEADROOM = 0.5  # refuse sizes whose estimated footprint exceeds this share of free memory
 
+# A row's status.
+OK, WRONG, FAILED, NOT_IMPLEMENTED = "ok", "wrong", "failed", "not_implemented"
 
-@dataclasses.dataclass
+
+@dataclasses.dataclass(slots=True)
 class Result:
-  """One measured row. Times in seconds; fields that do not apply are None."""
+  """One row: a workload at one shape on one engine and backend. Seconds; None: not applicable.
+
+  `block_times_s` holds every timed block's per-call time (like torch.utils.benchmark's
+  `Measurement.raw_times`); with interleaving, block i of every engine of a case ran in round i.
+  """
 
   workload: str
   engine: str
   backend: str
-  device: str | None
-  device_kind: str | None
   shape: list[int]
   dtype: str
   n_elements: int
+  status: str = "pending"
+  device: str | None = None
+  device_kind: str | None = None
   n_devices: int = 1
   sharding: str | None = None
+  reference: str | None = None
   trace_s: float | None = None
   lower_s: float | None = None
   compile_s: float | None = None
@@ -53,10 +66,15 @@ class Result:
   std_s: float | None = None
   blocks: int | None = None
   calls_per_block: int | None = None
+  block_times_s: list[float] | None = None
+  interleaved: bool | None = None
+  steps_per_call: int | None = None
   bytes: int | None = None
   gbps: float | None = None
   bandwidth_gbps: float | None = None
   pct_of_bandwidth: float | None = None
+  cache_resident: bool | None = None
+  flops: int | None = None
   max_rel_err: float | None = None
   tolerance: float | None = None
   ok: bool = False
@@ -69,45 +87,54 @@ class Result:
 
 @dataclasses.dataclass(frozen=True)
 class SweepConfig:
-  """What to sweep."""
+  """What to sweep, and how to time it."""
 
   workloads: Sequence[Workload]
   engines: Sequence[Engine]
   backends: Sequence[str]
-  sizes: Sequence[tuple[int, ...]]
+  sizes: Sequence[Shape]
   dtype: np.dtype
   min_run_time: float = 0.2
   seed: int = 0
   mesh_shape: tuple[int, ...] | None = None  # shardable engines spread their inputs over it
+  interleave: bool = True
 
-  def cases(self) -> list[tuple[str, Workload, tuple[int, ...], Engine]]:
-    """Every (backend, workload, shape, engine) row, in sweep order."""
-    return [(b, w, w.shape_for(s), e) for b in self.backends for w in self.workloads
-            for s in self.sizes for e in self.engines]
+  def cases(self) -> list[tuple[str, Workload, Shape]]:
+    """Every (backend, workload, shape), in sweep order (a shape once per workload)."""
+    cases = []
+    for backend in self.backends:
+      for workload in self.workloads:
+        shapes = dict.fromkeys(workload.check_size(s) for s in self.sizes)
+        cases += [(backend, workload, shape) for shape in shapes]
+    return cases
+
+  def rows(self) -> int:
+    return len(self.cases()) * len(self.engines)
 
 
 def resolve_backends(requested: Sequence[str] | None, skip_unavailable: bool) -> list[str]:
   """The backends to sweep: all present by default; absent ones are an error unless skipped.
 
   Raises:
-    ValueError: an unknown or absent backend (the message lists those present).
+    UsageError: an unknown or absent backend (the message lists those present).
   """
   present = platforms_present()
   if not requested:
     return list(present)
   chosen = []
-  for backend in requested:
+  for backend in dict.fromkeys(requested):
     if backend not in ("cpu", "gpu", "tpu"):
-      raise ValueError(f"Unknown backend {backend!r}. Valid: cpu, gpu, tpu "
+      raise UsageError(f"Unknown backend {backend!r} in --backends. Valid: cpu, gpu, tpu "
                        f"(present here: {', '.join(present)}).")
     if backend in present:
       chosen.append(backend)
     elif not skip_unavailable:
       hint = f" {CUDA_INSTALL_HINT}" if backend == "gpu" else ""
-      raise ValueError(f"Backend {backend!r} is not present here (present: {', '.join(present)})."
-                       f" Pass --skip_unavailable to sweep only those present.{hint}")
+      raise UsageError(f"Backend {backend!r} in --backends is not present here (present: "
+                       f"{', '.join(present)}). Pass --skip_unavailable to sweep only those "
+                       f"present.{hint}")
   if not chosen:
-    raise ValueError(f"None of the backends {list(requested)} is present "
+    raise UsageError(f"None of the backends {list(requested)} in --backends is present "
                      f"(present: {', '.join(present)}).")
   return chosen
 
@@ -129,127 +156,213 @@ def available_memory_bytes(backend: str) -> int | None:
   return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def footprint_bytes(workload: Workload, shape: tuple[int, ...], dtype: np.dtype) -> int:
-  """Estimated peak bytes for one row: inputs and outputs in `dtype`, for the NumPy copy and the
-  engine's copy, plus the float64 reference of both."""
-  arrays = workload.n_inputs + len(workload.argnums)
-  return math.prod(shape) * arrays * (2 * np.dtype(dtype).itemsize + 8)
+def input_bytes(workload: Workload, shape: Shape, dtype: np.dtype) -> int:
+  """The bytes one call moves at least (inputs and outputs once), or an estimate of two arrays."""
+  if workload.bytes_moved is not None:
+    return workload.bytes_moved(shape, np.dtype(dtype).itemsize)
+  return 2 * math.prod(shape) * np.dtype(dtype).itemsize
+
+
+def footprint_bytes(workload: Workload, shape: Shape, dtype: np.dtype, engines: int = 1) -> int:
+  """Estimated peak bytes for one case: every engine's inputs and outputs in `dtype` (all are
+  alive together while they are timed in rounds), plus the float64 reference."""
+  moved = input_bytes(workload, shape, dtype)
+  return moved * (engines + 1) + moved * 8 // np.dtype(dtype).itemsize
+
+
+def check_shape_memory(shapes: Sequence[Shape], dtype: np.dtype, backend: str = "cpu",
+                       copies: int = 4) -> None:
+  """Refuses, before allocating, arrays of `shapes` whose `copies` would not fit in memory.
+
+  Raises:
+    UsageError: naming the shapes, the estimate and the memory available.
+  """
+  need = copies * sum(math.prod(s) for s in shapes) * max(8, np.dtype(dtype).itemsize)
+  available = available_memory_bytes(backend)
+  if available is not None and need > MEMORY_HEADROOM * available:
+    raise UsageError(f"Shapes {', '.join(format_shape(s) for s in shapes)} need about "
+                     f"{need / 2**30:.1f} GiB, more than {MEMORY_HEADROOM:.0%} of the "
+                     f"{available / 2**30:.1f} GiB available: refused before allocating.")
 
 
 def check_mesh(config: SweepConfig) -> None:
-  """Refuses a mesh that needs more devices than a backend has, or sizes it cannot split evenly.
+  """Refuses a mesh that needs more devices than a backend has, sizes it cannot split evenly, or
+  workloads whose inputs are not split.
 
   Raises:
-    ValueError: naming the mesh, the device count or the size.
+    UsageError: naming the mesh, the device count, the size or the workload.
   """
   if not config.mesh_shape:
     return
   for backend in config.backends:
     mesh = sharding.make_mesh(config.mesh_shape, jax.devices(backend))
-    for workload in config.workloads:
-      for size in config.sizes:
-        sharding.check_divisible(workload.shape_for(size), mesh)
+    for _, workload, shape in config.cases():
+      if not workload.shardable:
+        raise UsageError(f"--devices/--mesh do not apply to workload {workload.name}: its inputs "
+                         "are not split over devices. Run it without them.")
+      sharding.check_divisible(shape, mesh)
+    del mesh
 
 
 def check_fits(config: SweepConfig) -> None:
   """Refuses, before anything is allocated, sizes whose footprint would not fit in memory.
 
   Raises:
-    ValueError: naming the size, the estimate and the memory available.
+    UsageError: naming the size, the estimate and the memory available.
   """
   for backend in config.backends:
     available = available_memory_bytes(backend)
     if available is None:
       continue
-    for workload in config.workloads:
-      for size in config.sizes:
-        shape = workload.shape_for(size)
-        need = footprint_bytes(workload, shape, config.dtype)
-        if need > MEMORY_HEADROOM * available:
-          raise ValueError(
-              f"Size {'x'.join(map(str, size))} of {workload.name} needs about "
-              f"{need / 2**30:.1f} GiB on {backend}, more than {MEMORY_HEADROOM:.0%} of the "
-              f"{available / 2**30:.1f} GiB available: refused before allocating. Pick a smaller "
-              f"--sizes.")
+    for _, workload, shape in config.cases():
+      need = footprint_bytes(workload, shape, config.dtype, max(1, len(config.engines)))
+      if need > MEMORY_HEADROOM * available:
+        raise UsageError(
+            f"Size {format_shape(shape)} of {workload.name} needs about {need / 2**30:.1f} GiB "
+            f"on {backend} for {len(config.engines)} engines, more than {MEMORY_HEADROOM:.0%} "
+            f"of the {available / 2**30:.1f} GiB available: refused before allocating. Pick a "
+            "smaller --sizes or fewer --engines.")
 
 
-def _measure(prepared: Prepared, result: Result, min_run_time: float) -> None:
-  timer = Timer(prepared.call, prepared.sync)
-  stats = timer.blocked_autorange(min_run_time=min_run_time)
-  for field in ("median_s", "iqr_s", "min_s", "mean_s", "std_s", "blocks", "calls_per_block",
-                "noisy"):
-    setattr(result, field, getattr(stats, field))
-  if prepared.measure_dispatch:
-    result.dispatch_s = timer.dispatch_time(stats.calls_per_block)
+def _error_text(e: BaseException) -> str:
+  text = f"{type(e).__name__}: {e}".strip().splitlines()[0] if str(e).strip() else \
+      type(e).__name__
+  last = traceback.extract_tb(e.__traceback__)[-1:]
+  if last:
+    text += f" (at {os.path.basename(last[0].filename)}:{last[0].lineno})"
+  return text
 
 
-def run_case(backend: str, workload: Workload, shape: tuple[int, ...], engine: Engine,
-             inputs: tuple[np.ndarray, ...], reference: tuple[Any, tuple[float, ...]],
-             dtype: np.dtype, min_run_time: float, bandwidth_gbps: float | None,
-             mesh: Mesh | None = None) -> Result:
-  """Prepares, checks, then times one row; any exception becomes the row's `error`."""
-  result = Result(workload=workload.name, engine=engine.name, backend=backend, device=None,
-                  device_kind=None, shape=list(shape), dtype=np.dtype(dtype).name,
-                  n_elements=math.prod(shape), tolerance=tolerance(dtype),
-                  bytes=workload.bytes_moved(shape, np.dtype(dtype).itemsize),
-                  bandwidth_gbps=bandwidth_gbps)
+def new_result(backend: str, workload: Workload, shape: Shape, engine: Engine,
+               dtype: np.dtype, roofline: roofline_lib.Roofline | None) -> Result:
+  """A row before anything ran: what it is, the bytes and FLOPs it must move and compute."""
+  itemsize = np.dtype(dtype).itemsize
+  moved = workload.bytes_moved(shape, itemsize) if workload.bytes_moved else None
+  result = Result(workload=workload.name, engine=engine.name, backend=backend, shape=list(shape),
+                  dtype=np.dtype(dtype).name, n_elements=math.prod(shape), bytes=moved,
+                  flops=workload.flops(shape) if workload.flops else None,
+                  tolerance=workload.tolerance(dtype),
+                  steps_per_call=workload.steps if workload.kind == "train" else None)
+  if roofline is not None:
+    result.bandwidth_gbps = roofline.copy_bandwidth_gbps
+    if moved is not None and roofline.llc_bytes is not None:
+      result.cache_resident = moved <= roofline.llc_bytes
+  return result
+
+
+def prepare_and_check(engine: Engine, workload: Workload, inputs: tuple[Any, ...],
+                      reference: Reference, device: jax.Device, mesh: Mesh | None,
+                      result: Result) -> Prepared | None:
+  """Prepares one engine and checks its first output; fills `result`; None unless it passed."""
   try:
-    device = jax.devices(backend)[0]
-    if mesh is not None and engine.shardable:
-      prepared = engine.prepare(workload, inputs, device, mesh=mesh)
-    else:
-      prepared = engine.prepare(workload, inputs, device)
+    prepared = engine.prepare(workload, inputs, device, mesh=mesh if engine.shardable else None)
     result.device, result.device_kind = prepared.device, prepared.device_kind
     result.n_devices, result.sharding = prepared.n_devices, prepared.sharding
-    for stage, seconds in prepared.stages.items():
-      setattr(result, stage, seconds)
-    want, scales = reference
-    result.max_rel_err = max_rel_error(prepared.to_numpy(prepared.first_output), want, scales)
-    result.ok = bool(result.max_rel_err <= result.tolerance)
-    if not result.ok:
-      result.error = (f"output differs from the float64 reference: max relative error "
-                      f"{result.max_rel_err:.3g} > {result.tolerance:g}; not timed")
-      return result
-    _measure(prepared, result, min_run_time)
+    stages = prepared.stages
+    result.first_call_s, result.trace_s = stages.first_call_s, stages.trace_s
+    result.lower_s, result.compile_s = stages.lower_s, stages.compile_s
+    result.reference = reference.label
+    result.max_rel_err = max_rel_error(prepared.first_output, reference.outputs,
+                                       reference.scales)
+  except NotImplementedForWorkload as e:
+    result.status, result.error = NOT_IMPLEMENTED, str(e)
+    return None
+  except UsageError:
+    raise  # a bad request for the whole sweep, not a failed row
   except Exception as e:  # noqa: BLE001 - a failing row is data; the sweep goes on.
-    result.ok = False
-    result.error = f"{type(e).__name__}: {e}".strip()
-    last = traceback.extract_tb(e.__traceback__)[-1:]
-    if last:
-      result.error += f" (at {os.path.basename(last[0].filename)}:{last[0].lineno})"
-    return result
-  result.gbps = result.bytes / result.median_s / 1e9
-  if bandwidth_gbps:
-    result.pct_of_bandwidth = 100 * result.gbps / bandwidth_gbps
-  return result
+    result.status, result.error = FAILED, _error_text(e)
+    return None
+  if not result.max_rel_err <= result.tolerance:
+    result.status = WRONG
+    result.error = (f"output differs from the {reference.label} reference: max relative error "
+                    f"{result.max_rel_err:.3g} > {result.tolerance:g}; not timed")
+    return None
+  return prepared
+
+
+def _fill_timing(result: Result, per_call_s: list[float], calls: int, interleaved: bool,
+                 dispatch_s: float | None) -> None:
+  stats = per_call_stats(per_call_s, calls)
+  result.median_s, result.iqr_s, result.min_s = stats.median_s, stats.iqr_s, stats.min_s
+  result.mean_s, result.std_s, result.noisy = stats.mean_s, stats.std_s, stats.noisy
+  result.blocks, result.calls_per_block = stats.blocks, calls
+  result.block_times_s, result.interleaved = list(per_call_s), interleaved
+  result.dispatch_s = dispatch_s
+  if result.bytes is not None and result.median_s > 0:
+    result.gbps = result.bytes / result.median_s / 1e9
+    if result.bandwidth_gbps and not result.cache_resident:
+      result.pct_of_bandwidth = 100 * result.gbps / result.bandwidth_gbps
+  result.status, result.ok = OK, True
+
+
+Progress = Callable[[str, Result], None]  # (what is happening: 'preparing' / 'timing', row)
+
+
+def run_case(backend: str, workload: Workload, shape: Shape, engines: Sequence[Engine],
+             dtype: np.dtype, min_run_time: float = 0.2, seed: int = 0,
+             roofline: roofline_lib.Roofline | None = None, mesh: Mesh | None = None,
+             interleave: bool = True, progress: Progress = lambda what, row: None
+             ) -> list[Result]:
+  """Every engine of one (backend, workload, shape): prepared and checked, then timed in rounds.
+
+  Returns:
+    One row per engine, in `engines` order.
+  """
+  device = jax.devices(backend)[0]
+  inputs = workload.make_inputs(shape, np.dtype(dtype), seed)
+  results = [new_result(backend, workload, shape, e, dtype, roofline) for e in engines]
+  try:
+    reference = workload.expected(inputs)
+  except Exception as e:  # noqa: BLE001 - the function itself fails: every row says why
+    for result in results:
+      result.status, result.error = FAILED, f"the reference run failed: {_error_text(e)}"
+    return results
+  prepared: dict[str, tuple[Prepared, Result]] = {}
+  for engine, result in zip(engines, results, strict=True):
+    progress("preparing", result)
+    ready = prepare_and_check(engine, workload, inputs, reference, device, mesh, result)
+    if ready is not None:
+      prepared[engine.name] = (ready, result)
+  if prepared:
+    progress("timing", next(iter(prepared.values()))[1])
+    timers = {name: Timer(p.call, p.sync) for name, (p, _) in prepared.items()}
+    rounds = time_rounds(timers, min_run_time, seed, interleave)
+    for name, (p, result) in prepared.items():
+      calls = rounds.calls_per_block[name]
+      dispatch = timers[name].dispatch_time(calls) if p.measure_dispatch else None
+      _fill_timing(result, rounds.per_call_s[name], calls, interleave, dispatch)
+  return results
+
+
+def measure_rooflines(backends: Sequence[str]) -> dict[str, roofline_lib.Roofline]:
+  """Each backend's roofline, measured once."""
+  return {b: roofline_lib.measure(jax.devices(b)[0]) for b in backends}
 
 
 def run_sweep(config: SweepConfig,
               on_result: Callable[[Result, int, int], None] = lambda r, i, n: None,
-              bandwidth: Callable[[jax.Device], float] = roofline.copy_bandwidth_gbps
-              ) -> list[Result]:
-  """Runs every case of `config`, calling `on_result(result, index, total)` after each.
+              rooflines: dict[str, roofline_lib.Roofline] | None = None,
+              progress: Progress = lambda what, row: None) -> list[Result]:
+  """Runs every case of `config`, calling `on_result(result, index, total)` for each row.
+
+  Args:
+    config: what to sweep.
+    on_result: sees each row once it is final (to stream it to disk).
+    rooflines: per backend, what rows are compared with (measured here when None).
+    progress: told what is happening before each engine is prepared and each case is timed.
 
   Returns:
     The results in sweep order.
   """
-  cases = config.cases()
+  rooflines = measure_rooflines(config.backends) if rooflines is None else rooflines
   meshes = {b: sharding.make_mesh(config.mesh_shape, jax.devices(b))
             for b in config.backends} if config.mesh_shape else {}
   results: list[Result] = []
-  bandwidths: dict[str, float] = {}
-  inputs_for: dict[tuple[str, tuple[int, ...]], Any] = {}
-  for backend, workload, shape, engine in cases:
-    if backend not in bandwidths:
-      bandwidths[backend] = bandwidth(jax.devices(backend)[0])
-    key = (workload.name, shape)
-    if key not in inputs_for:
-      inputs_for.clear()  # one size's inputs alive at a time
-      inputs = workload.make_inputs(shape, config.dtype, config.seed)
-      inputs_for[key] = (inputs, workload.reference(*inputs))
-    inputs, reference = inputs_for[key]
-    result = run_case(backend, workload, shape, engine, inputs, reference, config.dtype,
-                      config.min_run_time, bandwidths[backend], meshes.get(backend))
-    results.append(result)
-    on_result(result, len(results), len(cases))
+  total = config.rows()
+  for backend, workload, shape in config.cases():
+    for result in run_case(backend, workload, shape, config.engines, config.dtype,
+                           config.min_run_time, config.seed, rooflines.get(backend),
+                           meshes.get(backend), config.interleave, progress):
+      results.append(result)
+      on_result(result, len(results), total)
   return results

@@ -25,7 +25,7 @@ def scaling_rows(workload: Workload, base: tuple[int, ...], counts: Sequence[int
                                 min_run_time=min_run_time, mesh_shape=(count,))
     runner.check_mesh(config)
     runner.check_fits(config)
-    rows += runner.run_sweep(config, bandwidth=lambda device: None)
+    rows += runner.run_sweep(config, rooflines={})
   return rows
 
 

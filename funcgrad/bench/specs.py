@@ -1,39 +1,51 @@
-"""Parsing the runner's comma-separated specs (sizes, names) with one-line errors."""
+"""Parsing the runner's comma-separated lists (names, integers) with one-line errors.
+
+Shapes are parsed by `funcgrad.shapes`; `parse_sizes` is kept as its name for `--sizes`.
+"""
 
 from collections.abc import Iterable
 
+from funcgrad.errors import UsageError
+from funcgrad.shapes import Shape, parse_shapes
 
-def parse_sizes(text: str) -> list[tuple[int, ...]]:
-  """Parses '3x4,1000x1000' (2-D) and '12,1000000' (1-D) into shape tuples.
+
+def parse_sizes(text: str, flag: str = "--sizes") -> list[Shape]:
+  """'3x4,1000x1000' -> [(3, 4), (1000, 1000)]; '12' -> [(12,)] (duplicates dropped).
 
   Raises:
-    ValueError: naming the bad size and the accepted form.
+    UsageError: naming the flag, the bad size and the accepted form.
   """
-  sizes = []
-  for item in (part.strip() for part in text.split(",")):
-    dims = item.split("x")
-    if not item or len(dims) > 2 or not all(d.isdigit() and int(d) > 0 for d in dims):
-      raise ValueError(f"Invalid size {item!r} in --sizes={text!r}: expected N or NxD with "
-                       "positive integers, comma-separated (e.g. 3x4,1000x1000 or 12,1000000).")
-    sizes.append(tuple(int(d) for d in dims))
-  return sizes
+  return parse_shapes(text, flag, max_rank=2)
 
 
-def parse_names(text: str, valid: Iterable[str], what: str) -> list[str]:
-  """Parses 'a,b' into names, each of which must be in `valid` ('all' means every one).
+def parse_names(text: str, valid: Iterable[str], what: str, flag: str | None = None) -> list[str]:
+  """Parses 'a,b' into names, each of which must be in `valid` ('all' means every one);
+  duplicates are dropped.
 
   Raises:
-    ValueError: naming the unknown name and the valid ones.
+    UsageError: naming the flag, the unknown name and the valid ones.
   """
   valid = list(valid)
+  where = f" in {flag}" if flag else ""
   names = [n.strip() for n in text.split(",") if n.strip()]
   if names == ["all"]:
     return valid
   for name in names:
     if name not in valid:
-      raise ValueError(f"Unknown {what} {name!r}. Valid: {', '.join(valid)} (or all).")
+      raise UsageError(f"Unknown {what} {name!r}{where}. Valid: {', '.join(valid)} (or all).")
   if not names:
-    raise ValueError(f"No {what} given. Valid: {', '.join(valid)} (or all).")
+    raise UsageError(f"No {what} given{where}. Valid: {', '.join(valid)} (or all).")
   return list(dict.fromkeys(names))
 
 
+def parse_ints(text: str, flag: str) -> list[int]:
+  """'0,1' -> [0, 1] (non-negative, duplicates dropped).
+
+  Raises:
+    UsageError: naming the flag and the bad item.
+  """
+  items = [t.strip() for t in text.split(",")]
+  if not all(t.isascii() and t.isdigit() for t in items):
+    raise UsageError(f"Invalid {flag}={text!r}: expected non-negative integers, comma-separated "
+                     "(e.g. 0,1).")
+  return list(dict.fromkeys(int(t) for t in items))

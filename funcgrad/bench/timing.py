@@ -9,8 +9,9 @@ fake clock.
 
 import dataclasses
 import itertools
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -22,6 +23,11 @@ Sync = Callable[[Any], Any]
 NOISE_THRESHOLD = 0.10  # IQR / median above this marks a measurement noisy (as torch's Measurement)
 MAX_TIMER_OVERHEAD = 1e-3  # timer overhead / block time below which a block is long enough
 MIN_BLOCK_FRACTION = 1e-2  # ... and a block lasts at least this fraction of the minimum run time
+TARGET_ROUNDS = 10  # in rounds, each engine's block lasts about min_run_time / TARGET_ROUNDS
+WARMUP_FRACTION = 0.1  # untimed warm-up before sizing blocks, as a share of min_run_time
+REWARM_FRACTION = 0.2  # an untimed re-warm of this share of a block before each interleaved block
+MIN_ROUNDS = 3
+MAX_ROUNDS = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +144,98 @@ class Timer:
       times.append(elapsed)
       total += elapsed
     return block_stats(times, number)
+
+
+def per_call_stats(per_call_s: Sequence[float], calls_per_block: int) -> Stats:
+  """`Stats` of per-call times, one per block (blocks of `calls_per_block` calls)."""
+  return block_stats([t * calls_per_block for t in per_call_s], calls_per_block)
+
+
+def warm_up(timer: Timer, seconds: float) -> None:
+  """Calls until `seconds` have passed (at least one call), in growing batches: caches, thread
+  pools and branch predictors warm, so that the block size chosen next is the warm one."""
+  number, spent = 1, 0.0
+  while True:
+    spent += timer.timeit(number)
+    if spent >= seconds:
+      return
+    number *= 2
+
+
+def calls_for_block(timer: Timer, target_s: float) -> int:
+  """Calls per block so that a block lasts at least `target_s` and the timer's own overhead is
+  below MAX_TIMER_OVERHEAD of it (one call when a single call is longer than that)."""
+  need = max(target_s, timer.overhead() / MAX_TIMER_OVERHEAD)
+  number = 1
+  while True:
+    elapsed = timer.timeit(number)
+    if elapsed >= need:
+      return number
+    per_call = max(elapsed / number, 1e-9)
+    number = min(number * 100, max(number * 2, math.ceil(1.1 * need / per_call)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Rounds:
+  """Per-call block times of several callables timed in rounds.
+
+  Attributes:
+    per_call_s: per name, one per-call time per block; with interleaving, block i of every name
+      was timed in round i.
+    calls_per_block: per name.
+    order: the order the names ran in, per round.
+    interleaved: whether each round ran one block of every name (else each name ran alone).
+  """
+
+  per_call_s: dict[str, list[float]]
+  calls_per_block: dict[str, int]
+  order: list[list[str]]
+  interleaved: bool
+
+
+def time_rounds(timers: Mapping[str, Timer], min_run_time: float, seed: int = 0,
+                interleave: bool = True, min_rounds: int = MIN_ROUNDS,
+                max_rounds: int = MAX_ROUNDS) -> Rounds:
+  """Times every timer in blocks until each has `min_run_time` of blocks (and `min_rounds`).
+
+  Interleaved (the idea of Google Benchmark's random interleaving): each round runs one block of
+  every timer, in a fresh random order per round (seeded), each block after an untimed re-warm
+  of REWARM_FRACTION of it, so a drift that lasts seconds lands on every timer alike and the
+  ratio of two timers' blocks within one round cancels it. Not interleaved: each timer's blocks
+  run back to back, one timer after the other (the contiguous mode, for comparison).
+  """
+  names = list(timers)
+  for name in names:
+    warm_up(timers[name], WARMUP_FRACTION * min_run_time)
+  calls = {n: calls_for_block(timers[n], min_run_time / TARGET_ROUNDS) for n in names}
+  per_call: dict[str, list[float]] = {n: [] for n in names}
+  totals = dict.fromkeys(names, 0.0)
+  order: list[list[str]] = []
+  rng = np.random.default_rng(seed)
+
+  def block(name: str, rewarm: bool) -> None:
+    rewarm_calls = int(calls[name] * REWARM_FRACTION) if rewarm else 0
+    if rewarm_calls:
+      timers[name].timeit(rewarm_calls)
+    elapsed = timers[name].timeit(calls[name])
+    per_call[name].append(elapsed / calls[name])
+    totals[name] += elapsed
+
+  def done(name: str) -> bool:
+    return (totals[name] >= min_run_time and len(per_call[name]) >= min_rounds) or \
+        len(per_call[name]) >= max_rounds
+
+  if interleave:
+    while not all(done(n) for n in names):
+      order.append([names[i] for i in rng.permutation(len(names))])
+      for name in order[-1]:
+        block(name, rewarm=True)
+  else:
+    for name in names:
+      while not done(name):
+        block(name, rewarm=False)
+      order.append([name] * len(per_call[name]))
+  return Rounds(per_call, calls, order, interleave)
 
 
 def time_once(fn: Callable[[], Any], sync: Sync = jax.block_until_ready,

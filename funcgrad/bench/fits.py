@@ -1,4 +1,4 @@
-"""Fit a problem with each loop style, check each against a reference fit, then time it.
+"""experiments.optimize's fits: each loop style checked against a reference fit, then timed.
 
 The reference is the hand-written NumPy optimiser in float64 for SGD and Adam (optax's update
 rule written out), and the compiled `scan` loop for other optax optimisers. Timing uses the
@@ -13,8 +13,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from funcgrad import optimize, problems
-from funcgrad.bench.runner import Result
+from funcgrad import optimize
 from funcgrad.bench.timing import Timer
 from funcgrad.peers import PeerUnavailableError
 from funcgrad.problems import Problem
@@ -110,56 +109,3 @@ def fit_all(loops: list[str], problem: Problem, optimizer: str, learning_rate: f
                            min_run_time))
     on_result(results[-1])
   return results
-
-
-# experiments.compare runs fits as workloads: these names, and which loops stand for its engines.
-FIT_WORKLOADS = {"fit_abs_loss": "abs_loss", "fit_linear_regression": "linear_regression"}
-LOOPS_FOR_ENGINE = {"numpy": ("numpy",), "eager": ("eager",), "jit": ("jit_step", "scan"),
-                    "torch_eager": ("torch",)}
-COMPARE_OPTIMIZER, COMPARE_LEARNING_RATE = "adam", 0.01
-
-
-def as_runner_result(fit_result: FitResult, backend: str, shape: tuple[int, ...],
-                     device_kind: str | None) -> Result:
-  """A fit as a row of the compare runner: one "call" is a whole fit of `steps` steps."""
-  r = fit_result
-  return Result(
-      workload=f"fit_{r.workload}", engine=r.loop, backend=backend,
-      device="host" if r.loop in ("numpy", "torch") else f"{backend}:0", device_kind=device_kind,
-      shape=list(shape), dtype="float32", n_elements=int(np.prod(shape)),
-      first_call_s=r.first_call_s, median_s=r.total_s, iqr_s=r.iqr_s, blocks=r.blocks,
-      calls_per_block=1 if r.blocks else None, max_rel_err=r.max_param_diff, ok=r.ok,
-      noisy=r.noisy, error=r.error)
-
-
-def fit_loops(engines: list[str]) -> list[str]:
-  """The loop styles that stand for compare's engines (engines without one are left out)."""
-  return [loop for e in engines for loop in LOOPS_FOR_ENGINE.get(e, ())]
-
-
-def fit_shapes(problem_name: str, sizes: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
-  """abs_loss has 2 parameters whatever the sizes; linear_regression fits each NxD."""
-  if problem_name == "abs_loss":
-    return [(2,)]
-  return [s if len(s) == 2 else (s[0], 1) for s in sizes]
-
-
-def compare_fits(names: list[str], engines: list[str], sizes: list[tuple[int, ...]],
-                 steps: int, min_run_time: float, seed: int,
-                 on_result=lambda r: None) -> list[Result]:
-  """The fit workloads of experiments.compare (adam, learning rate 0.01, `steps` steps).
-
-  abs_loss has a fixed size (2 parameters); linear_regression runs once per NxD size.
-  """
-  loops = fit_loops(engines)
-  device_kind = jax.devices()[0].device_kind
-  rows = []
-  for name in names:
-    problem_name = FIT_WORKLOADS[name]
-    for shape in fit_shapes(problem_name, sizes):
-      problem = problems.get_problem(problem_name, *(shape if len(shape) == 2 else ()), seed=seed)
-      for result in fit_all(loops, problem, COMPARE_OPTIMIZER, COMPARE_LEARNING_RATE, steps,
-                            min_run_time):
-        rows.append(as_runner_result(result, jax.default_backend(), shape, device_kind))
-        on_result(rows[-1])
-  return rows

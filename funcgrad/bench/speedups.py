@@ -1,0 +1,123 @@
+"""Speedups that hold on a noisy machine: per-round ratios, a bootstrap interval, break-even.
+
+With interleaved rounds, block i of every engine of a case ran in round i, within a second or so
+of each other; the ratio of two engines' blocks in one round cancels a drift that lasts longer
+than a round. The speedup is the median of those per-round ratios, with a 95% bootstrap interval
+over rounds (resampling rounds with replacement, seeded).
+"""
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from funcgrad.bench.runner import Result
+from funcgrad.errors import UsageError
+
+BOOTSTRAP_RESAMPLES = 2000
+CONFIDENCE = 0.95
+DEFAULT_BASELINE = "jit"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Speedup:
+  """How much faster `baseline` is than `engine` on one (backend, workload, shape).
+
+  Attributes:
+    ratio: median over rounds of engine time / baseline time (> 1: the baseline is faster).
+    ci_low, ci_high: the 95% bootstrap interval of that median.
+    rounds: the rounds the ratio is over.
+    break_even_calls: calls after which the baseline's extra first-call cost is paid back by its
+      faster steady state (None when it never pays back).
+  """
+
+  backend: str
+  workload: str
+  shape: list[int]
+  engine: str
+  baseline: str
+  ratio: float
+  ci_low: float
+  ci_high: float
+  rounds: int
+  break_even_calls: int | None
+
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+
+def per_round_ratios(engine_blocks: Sequence[float],
+                     baseline_blocks: Sequence[float]) -> np.ndarray:
+  """engine / baseline block time, round by round (over the rounds both have)."""
+  n = min(len(engine_blocks), len(baseline_blocks))
+  return np.asarray(engine_blocks[:n], np.float64) / np.asarray(baseline_blocks[:n], np.float64)
+
+
+def bootstrap_median_interval(values: Sequence[float], seed: int = 0,
+                              resamples: int = BOOTSTRAP_RESAMPLES,
+                              confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+  """(median, low, high): the median of `values` and its percentile bootstrap interval.
+
+  Raises:
+    ValueError: for no values.
+  """
+  values = np.asarray(values, np.float64)
+  if values.size == 0:
+    raise ValueError("No values to bootstrap.")
+  rng = np.random.default_rng(seed)
+  samples = rng.choice(values, size=(resamples, values.size), replace=True)
+  medians = np.median(samples, axis=1)
+  tail = 100 * (1 - confidence) / 2
+  low, high = np.percentile(medians, [tail, 100 - tail])
+  return float(np.median(values)), float(low), float(high)
+
+
+def break_even_calls(engine: Result, baseline: Result) -> int | None:
+  """Calls after which the baseline, counting its first call, has spent less time than `engine`.
+
+  The baseline's extra one-time cost is what its first call costs beyond a steady call (trace,
+  lower, compile), less the same for the engine; each later call saves the difference of their
+  steady-state medians. None when the baseline is not faster per call (it never pays back).
+  """
+  times = (engine.first_call_s, engine.median_s, baseline.first_call_s, baseline.median_s)
+  if any(t is None for t in times):
+    return None
+  saving = engine.median_s - baseline.median_s
+  if saving <= 0:
+    return None
+  extra = (baseline.first_call_s - baseline.median_s) - (engine.first_call_s - engine.median_s)
+  return max(1, math.ceil(extra / saving)) if extra > 0 else 1
+
+
+def check_baseline(baseline: str, engines: Sequence[str]) -> None:
+  """Raises UsageError unless `baseline` is one of `engines`."""
+  if baseline not in engines:
+    raise UsageError(f"Invalid --baseline={baseline!r}: it is not in --engines "
+                     f"({', '.join(engines)}). Pick one of those.")
+
+
+def default_baseline(engines: Sequence[str]) -> str | None:
+  """`jit` when it is swept, else the first engine (None for no engines)."""
+  return DEFAULT_BASELINE if DEFAULT_BASELINE in engines else next(iter(engines), None)
+
+
+def speedups(results: Sequence[Result], baseline: str, seed: int = 0) -> list[Speedup]:
+  """The baseline's speedup over every other timed engine, per (backend, workload, shape)."""
+  cases: dict[tuple[str, str, tuple[int, ...]], dict[str, Result]] = {}
+  for r in results:
+    cases.setdefault((r.backend, r.workload, tuple(r.shape)), {})[r.engine] = r
+  out = []
+  for (backend, workload, shape), rows in cases.items():
+    base = rows.get(baseline)
+    if base is None or not base.block_times_s:
+      continue
+    for name, row in rows.items():
+      if name == baseline or not row.block_times_s:
+        continue
+      ratios = per_round_ratios(row.block_times_s, base.block_times_s)
+      ratio, low, high = bootstrap_median_interval(ratios, seed)
+      out.append(Speedup(backend, workload, list(shape), name, baseline, ratio, low, high,
+                         len(ratios), break_even_calls(row, base)))
+  return out

@@ -1,0 +1,65 @@
+"""Shapes as text, one way everywhere: '3x4' is a 3x4 shape, ',' separates shapes in a list.
+
+Every flag that takes a shape (`--sizes`, `--shape`, `--shapes`, `--mesh`, `--size`) parses it
+here, so every one accepts the same forms and a bad one is reported the same way: one line naming
+the flag, the bad text and the allowed form.
+"""
+
+from collections.abc import Sequence
+
+from funcgrad.errors import UsageError
+
+Shape = tuple[int, ...]
+SCALAR = "scalar"  # the text of a rank-0 shape
+
+
+def format_shape(shape: Sequence[int | str]) -> str:
+  """(3, 4) -> '3x4'; (12,) -> '12'; () -> 'scalar'."""
+  return "x".join(map(str, shape)) if len(shape) else SCALAR
+
+
+def _is_dim(part: str) -> bool:
+  return part.isascii() and part.isdigit() and int(part) > 0
+
+
+def parse_shape(text: str, flag: str = "--shape", max_rank: int | None = None,
+                symbolic: bool = False, scalar: bool = False) -> tuple[int | str, ...]:
+  """'3x4' -> (3, 4); '12' -> (12,); with `symbolic`, 'NxD' -> ('N', 'D').
+
+  Args:
+    text: the shape as text.
+    flag: the flag it came from, for the error message.
+    max_rank: the most dimensions allowed (None: any).
+    symbolic: also accept dimension names (identifiers) instead of sizes, all or none.
+    scalar: also accept 'scalar' for a rank-0 shape.
+
+  Raises:
+    UsageError: naming the flag, the bad text and the accepted form.
+  """
+  item = text.strip()
+  if scalar and item == SCALAR:
+    return ()
+  parts = [p.strip() for p in item.split("x")]
+  rank_ok = max_rank is None or len(parts) <= max_rank
+  if rank_ok and all(_is_dim(p) for p in parts):
+    return tuple(int(p) for p in parts)
+  if rank_ok and symbolic and all(p.isidentifier() and p.isascii() for p in parts):
+    return tuple(parts)
+  form = "N or NxD" if max_rank == 2 else "positive integers joined by x (12, 3x4, 2x3x4)"
+  extra = (" or dimension names (N, NxD)" if symbolic else "") + (" or 'scalar'" if scalar else "")
+  raise UsageError(f"Invalid shape {text!r} in {flag}: expected {form}{extra}.")
+
+
+def parse_shapes(text: str, flag: str = "--sizes", max_rank: int | None = None,
+                 sep: str = ",", scalar: bool = False, unique: bool = True) -> list[Shape]:
+  """'3x4,1000x1000' -> [(3, 4), (1000, 1000)]: shapes separated by `sep` (duplicates dropped
+  when `unique`: a list of sizes; kept otherwise: one shape per argument).
+
+  Raises:
+    UsageError: naming the flag and the bad shape.
+  """
+  items = text.split(sep)
+  if not text.strip():
+    raise UsageError(f"No shape given in {flag}={text!r}: expected e.g. 3x4{sep}1000x1000.")
+  shapes = [parse_shape(item, flag, max_rank, scalar=scalar) for item in items]
+  return list(dict.fromkeys(shapes)) if unique else shapes  # type: ignore[return-value]
