@@ -13,7 +13,7 @@ import sys
 from absl import flags
 
 from experiments import _cli
-from funcgrad import allocator
+from funcgrad import allocator, peers
 from funcgrad.bench import headline, report, specs, targets
 from funcgrad.bench.machine import machine_info
 from funcgrad.errors import UsageError
@@ -71,13 +71,17 @@ def main(argv: list[str]) -> int:
   if "cache" in groups:
     _log("first call, cold and warm persistent cache, fresh processes")
     results += headline.cache_target()
+  again = []
   if "harness" in groups:
-    _log("the same rows again, back to back")
-    again = (headline.sweep(large, large_engines, min_run_time)
-             + headline.sweep((3, 4), small_engines, min_run_time))
-    results += headline.harness_targets(rows, again)
-  else:
-    again = []
+    results += headline.timer_overhead_target(rows)
+    _log("the default experiments.compare sweep, twice back to back")
+    first = headline.default_compare_rows(min_run_time)
+    again = headline.default_compare_rows(min_run_time)
+    rows += first
+    results += headline.ratio_agreement_target(first, again)
+    if peers.peer_available("torch"):
+      _log("Timer vs torch.utils.benchmark on the same callable")
+      results += headline.harness_truth_target(min_run_time)
   machine = machine_info()
   markdown = f"{_summary(machine)}\n\n{targets.render(results)}\n"
   if rows:

@@ -149,7 +149,7 @@ def _function_workload(dtype: np.dtype) -> tuple[workloads.Workload, list[tuple[
   check_function(fn, examples, argnums, _VALUE_AND_GRAD.value, f"--function={_FUNCTION.value}")
   workload = workloads.user_workload(fn, _FUNCTION.value, argnums, _VALUE_AND_GRAD.value,
                                      make_inputs=make_inputs, shape_for=lambda size: shapes[0])
-  return workload, [shapes[0]]
+  return [workload], [shapes[0]]
 
 
 def _workloads(dtype: np.dtype):
@@ -160,7 +160,7 @@ def _workloads(dtype: np.dtype):
   if _FIT_STEPS.value != workloads.FIT_STEPS:
     chosen = [workloads.fit_workload(w.name.removeprefix("fit_"), _FIT_STEPS.value)
               if w.kind == "train" and w.name.startswith("fit_") else w for w in chosen]
-  return chosen, parse_shapes(_SIZES.value, "--sizes")
+  return chosen, specs.parse_sizes(_SIZES.value)
 
 
 def _config() -> runner.SweepConfig:

@@ -45,7 +45,8 @@ def parse_shape(text: str, flag: str = "--shape", max_rank: int | None = None,
     return tuple(int(p) for p in parts)
   if rank_ok and symbolic and all(p.isidentifier() and p.isascii() for p in parts):
     return tuple(parts)
-  form = "N or NxD" if max_rank == 2 else "positive integers joined by x (12, 3x4, 2x3x4)"
+  form = "N or NxD with positive integers" if max_rank == 2 else \
+      "positive integers joined by x (12, 3x4, 2x3x4)"
   extra = (" or dimension names (N, NxD)" if symbolic else "") + (" or 'scalar'" if scalar else "")
   raise UsageError(f"Invalid shape {text!r} in {flag}: expected {form}{extra}.")
 

@@ -9,15 +9,21 @@ import pytest
 
 from funcgrad import allocator
 from funcgrad.bench import targets
-from funcgrad.bench.headline import harness_targets, large_targets, small_targets
+from funcgrad.bench.headline import (
+  large_targets,
+  ratio_agreement_target,
+  small_targets,
+  timer_overhead_target,
+)
 from funcgrad.bench.runner import Result
 from tests.helpers import ROOT, assert_one_line_error, run_module
 
 
-def _row(engine, median, shape=(3, 4), ok=True, **kw):
+def _row(engine, median, shape=(3, 4), ok=True, blocks=None, **kw):
   return Result(workload="muladd_sum", engine=engine, backend="cpu", device="cpu:0",
                 device_kind="cpu", shape=list(shape), dtype="float32", n_elements=12,
-                median_s=median, ok=ok, **kw)
+                median_s=median, ok=ok, status="ok" if ok else "wrong", block_times_s=blocks,
+                **kw)
 
 
 def test_target_pass_and_miss():
@@ -63,11 +69,19 @@ def test_headline_target_arithmetic():
   vs_numpy, vs_peer = small_targets(small)
   assert vs_numpy.measured == pytest.approx(1.2) and "jit_packed" in vs_numpy.detail
   assert vs_peer.measured == pytest.approx(40 / 6)
-  again = [_row("numpy", 5.5e-6), _row("jit", 9e-6), _row("jit_packed", 6e-6),
-           _row("torch_eager", 40e-6)]
-  overhead, spread = harness_targets(small, again)
+  (overhead,) = timer_overhead_target(small)
   assert 0 < overhead.measured < 100
-  assert spread.measured == pytest.approx(10.0) and "numpy" in spread.detail
+
+
+def test_ratio_agreement_compares_speedups_of_two_runs():
+  def rows(eager, numpy):
+    return [_row("jit", 20e-6, blocks=[20e-6] * 4), _row("eager", eager, blocks=[eager] * 4),
+            _row("numpy", numpy, blocks=[numpy] * 4)]
+
+  (target,) = ratio_agreement_target(rows(2e-3, 5e-6), rows(2.2e-3, 9e-6))
+  # eager: 100x then 110x, 10% apart; numpy's rows are under 10 us and left out.
+  assert target.measured == pytest.approx(10.0) and "eager" in target.detail
+  assert "over 1 speedups" in target.detail
 
 
 @pytest.mark.parametrize("args, fragments", [

@@ -48,9 +48,16 @@ def test_every_engine_in_table_json_and_csv(tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   rows = json.loads(json_path.read_text())["results"]
   assert [r["engine"] for r in rows] == list(ENGINES)
-  assert all(r["ok"] for r in rows), [(r["engine"], r["error"]) for r in rows]
+  # jit_scan loops over a training workload's steps: not implemented for muladd_sum, and so
+  # said in its row and left out of the table.
+  timed = [e for e in ENGINES if e != "jit_scan"]
+  failed = [(r["engine"], r["error"]) for r in rows if r["engine"] in timed and not r["ok"]]
+  assert failed == []
+  assert rows[list(ENGINES).index("jit_scan")]["status"] == "not_implemented"
   header = next(line for line in result.stdout.splitlines() if line.startswith("size"))
-  assert header.split()[1:] == list(ENGINES)
+  assert header.split()[1:] == timed
+  assert {s["engine"] for s in json.loads(json_path.read_text())["speedups"]} == \
+      set(timed) - {"jit"}
   with csv_path.open() as f:
     assert [r["engine"] for r in csv.DictReader(f)] == list(ENGINES)
 
@@ -64,7 +71,7 @@ def test_wrong_rows_exit_nonzero_after_writing(tmp_path):
   assert result.returncode == 1
   rows = json.loads(path.read_text())["results"]
   assert [r["ok"] for r in rows] == [False, False]
-  assert all("differs from the float64 reference" in r["error"] for r in rows)
+  assert all("differs from the numpy float64 reference" in r["error"] for r in rows)
   assert "WRONG: abs_loss 100000 numpy on cpu" in result.stdout
   assert "Traceback" not in result.stderr
 
@@ -104,6 +111,22 @@ def test_interrupted_sweep_keeps_finished_rows(tmp_path):
     (["--dtype=float128"], ["'float128'", "Valid names"]),
     (["--dtype=int32"], ["int32", "not a float dtype"]),
     (["--min_run_time=-1"], ["--min_run_time=-1"]),
+    (["--min_run_time=nan"], ["--min_run_time=nan", "(0, 3600]"]),
+    (["--min_run_time=inf"], ["--min_run_time=inf", "(0, 3600]"]),
+    (["--engines=numpy,eager", "--baseline=jit"], ["--baseline='jit'", "not in --engines"]),
+    (["--interleave=maybe"], ["interleave", "maybe"]),
+    (["--function=nosuchmodule:f", "--shapes=3"], ["nosuchmodule", "cannot import"]),
+    (["--function=tests.fixtures.user_functions:missing", "--shapes=3"], ["has no attribute"]),
+    (["--function=tests.fixtures.user_functions:NOT_CALLABLE", "--shapes=3"],
+     ["NOT_CALLABLE", "not callable"]),
+    (["--function=tests.fixtures.user_functions:vector_output", "--shapes=3"],
+     ["vector_output", "not a scalar"]),
+    (["--function=tests.fixtures.user_functions:raises_when_traced", "--shapes=3"],
+     ["raises_when_traced", "fails to trace"]),
+    (["--function=tests.fixtures.user_functions:mlp_loss"], ["needs --shapes"]),
+    (["--function=tests.fixtures.user_functions:mlp_loss", "--shapes=3", "--sizes=3x4"],
+     ["--sizes does not combine with --function"]),
+    (["--function=noseparator", "--shapes=3"], ["MODULE:NAME"]),
     (["--sizes=1000000x1000000"], ["1000000x1000000", "GiB", "refused before allocating"]),
 ])
 def test_bad_input_is_one_clear_line(args, fragments, tmp_path):
@@ -136,3 +159,19 @@ def test_gpu_check_script_smoke_on_cpu(tmp_path):
   rows = json.loads((tmp_path / "gpu_compare.json").read_text())["results"]
   assert {r["engine"] for r in rows} == {"numpy", "jit"} and all(r["ok"] for r in rows)
   assert json.loads((tmp_path / "env.json").read_text())["default_backend"]
+
+
+def test_your_own_function_through_the_real_cli(tmp_path):
+  path = tmp_path / "f.json"
+  result = run_module("experiments.compare", "--function=tests.fixtures.user_functions:mlp_loss",
+                      "--shapes=64x8;32x64", "--argnums=0,1", "--min_run_time=0.02",
+                      f"--output_json={path}")
+  assert result.returncode == 0, result.stderr[-2000:]
+  document = json.loads(path.read_text())
+  rows = document["results"]
+  assert [r["engine"] for r in rows] == ["eager", "jit", "jit_packed"]
+  assert all(r["ok"] and r["workload"] == "tests.fixtures.user_functions:mlp_loss" for r in rows)
+  assert all(r["reference"] == "jax float64 re-run" for r in rows)
+  assert {(s["engine"], s["baseline"]) for s in document["speedups"]} == {
+      ("eager", "jit"), ("jit_packed", "jit")}
+  assert "speedup of jit over each engine" in result.stdout

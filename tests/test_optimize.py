@@ -10,7 +10,8 @@ import numpy as np
 import optax
 import pytest
 
-from funcgrad import fit, optimize, problems
+from funcgrad import optimize, problems
+from funcgrad.bench import fits as fit
 from funcgrad.peers import peer_available
 from tests.helpers import assert_one_line_error, run_module
 

@@ -21,7 +21,7 @@ def _result(engine="jit", shape=(3, 4), median=8.8e-6, **kw):
               first_call_s=0.035, median_s=median, iqr_s=2e-7, min_s=8e-6, mean_s=9e-6,
               std_s=1e-7, blocks=20, calls_per_block=1000, bytes=292, gbps=0.03,
               bandwidth_gbps=30.0, pct_of_bandwidth=0.1, max_rel_err=1e-8, tolerance=1e-5,
-              ok=True, noisy=False)
+              ok=True, noisy=False, status="ok", block_times_s=[median] * 20)
   base.update(kw)
   return Result(**base)
 
@@ -68,7 +68,7 @@ def test_compare_table():
   results = [_result("numpy", median=3.8e-6), _result("jit", trace_s=4e-3, lower_s=3e-3,
                                                       compile_s=2.5e-2, dispatch_s=5e-6),
              _result("eager", median=6.85e-4, iqr_s=1e-4, noisy=True),
-             _result("torch_eager", ok=False, median=None, max_rel_err=0.5,
+             _result("torch_eager", ok=False, median=None, max_rel_err=0.5, status="wrong",
                      error="output differs from the float64 reference")]
   text = report.render_compare(results)
   assert "[ muladd_sum on cpu (float32): median per call" in text

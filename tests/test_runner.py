@@ -1,4 +1,4 @@
-"""The sweep: cross-check before timing, failures recorded, memory refusal, backend choice."""
+"""The sweep: check before timing, failures recorded, memory refusal, backend choice."""
 
 import dataclasses
 
@@ -6,26 +6,24 @@ import jax
 import numpy as np
 import pytest
 
-from funcgrad.bench import engines, runner
+from funcgrad.bench import engines, runner, workloads
+from funcgrad.bench.roofline import Roofline
 from funcgrad.bench.workloads import ABS_LOSS, MULADD_SUM
+from funcgrad.errors import UsageError
 
 FAST = dict(min_run_time=0.01, seed=0, dtype=np.dtype(np.float32))
+NO_CACHE_ROOFLINE = {"cpu": Roofline(10.0, 10.0, 1, None)}
 
 
-def _no_bandwidth(device):
-  del device
-  return 10.0
-
-
-def _swapped_numpy(workload, inputs, device):
+def _swapped_numpy(workload, inputs, device, mesh=None):
   """An engine with the tutorial's bug: grad_x and grad_y swapped."""
   prepared = engines.ENGINES["numpy"].prepare(workload, inputs, device)
   value, gx, gy, gz = prepared.first_output
   return dataclasses.replace(prepared, first_output=(value, gy, gx, gz))
 
 
-def _raising(workload, inputs, device):
-  del workload, inputs, device
+def _raising(workload, inputs, device, mesh=None):
+  del workload, inputs, device, mesh
   raise MemoryError("pretend the device ran out of memory")
 
 
@@ -39,7 +37,7 @@ def test_sweep_rows_in_order_with_every_field():
                               backends=["cpu"], sizes=[(3, 4), (8, 8)], **FAST)
   seen = []
   results = runner.run_sweep(config, lambda r, i, n: seen.append((r.engine, i, n)),
-                             bandwidth=_no_bandwidth)
+                             NO_CACHE_ROOFLINE)
   assert [(r.workload, tuple(r.shape), r.engine) for r in results] == [
       ("muladd_sum", (3, 4), "numpy"), ("muladd_sum", (3, 4), "jit"),
       ("muladd_sum", (8, 8), "numpy"), ("muladd_sum", (8, 8), "jit"),
@@ -47,24 +45,36 @@ def test_sweep_rows_in_order_with_every_field():
       ("abs_loss", (64,), "numpy"), ("abs_loss", (64,), "jit")]
   assert seen[-1] == ("jit", 8, 8)
   for r in results:
-    assert r.ok and r.error is None and r.max_rel_err <= r.tolerance
+    assert r.ok and r.status == runner.OK and r.error is None and r.max_rel_err <= r.tolerance
     assert r.median_s > 0 and r.blocks >= 3 and r.calls_per_block >= 1
+    assert len(r.block_times_s) == r.blocks and r.interleaved
+    assert r.median_s == pytest.approx(float(np.median(r.block_times_s)))
     assert r.gbps == pytest.approx(r.bytes / r.median_s / 1e9)
     assert r.pct_of_bandwidth == pytest.approx(100 * r.gbps / 10.0)
-    assert r.backend == "cpu" and r.dtype == "float32"
+    assert r.backend == "cpu" and r.dtype == "float32" and r.reference == "numpy float64"
   jit = results[1]
   assert jit.trace_s > 0 and jit.lower_s > 0 and jit.compile_s > 0 and jit.dispatch_s > 0
+  # One compilation: the stages are inside the first call they split.
+  assert jit.first_call_s >= jit.trace_s + jit.lower_s + jit.compile_s
   assert jit.device_kind == jax.devices("cpu")[0].device_kind
   numpy_row = results[0]
   assert numpy_row.trace_s is None and numpy_row.dispatch_s is None and numpy_row.device == "host"
+  # Interleaved: both engines of a case ran the same number of rounds.
+  assert results[0].blocks == results[1].blocks
+
+
+def test_result_fields_are_fixed():
+  result = runner.Result("w", "e", "cpu", [1], "float32", 1)
+  with pytest.raises(AttributeError):
+    result.median = 1.0  # a misspelt field raises instead of adding an attribute
 
 
 def test_wrong_output_is_marked_and_never_timed():
   config = runner.SweepConfig(workloads=[MULADD_SUM], engines=[SWAPPED, engines.ENGINES["numpy"]],
                               backends=["cpu"], sizes=[(3, 4)], **FAST)
-  wrong, right = runner.run_sweep(config, bandwidth=_no_bandwidth)
-  assert not wrong.ok and wrong.max_rel_err > wrong.tolerance
-  assert "differs from the float64 reference" in wrong.error
+  wrong, right = runner.run_sweep(config, rooflines={})
+  assert not wrong.ok and wrong.status == runner.WRONG and wrong.max_rel_err > wrong.tolerance
+  assert "differs from the numpy float64 reference" in wrong.error
   assert wrong.median_s is None and wrong.blocks is None  # not timed
   assert right.ok
 
@@ -72,36 +82,76 @@ def test_wrong_output_is_marked_and_never_timed():
 def test_raising_row_is_recorded_and_sweep_goes_on():
   config = runner.SweepConfig(workloads=[MULADD_SUM], engines=[RAISING, engines.ENGINES["numpy"]],
                               backends=["cpu"], sizes=[(3, 4), (5, 5)], **FAST)
-  results = runner.run_sweep(config, bandwidth=_no_bandwidth)
+  results = runner.run_sweep(config, rooflines={})
   assert [r.ok for r in results] == [False, True, False, True]
+  assert results[0].status == runner.FAILED
   assert results[0].error.startswith("MemoryError: pretend the device ran out of memory")
   assert results[0].max_rel_err is None
+
+
+def test_engine_a_workload_does_not_implement_is_marked_not_failed():
+  config = runner.SweepConfig(workloads=[MULADD_SUM],
+                              engines=[engines.ENGINES["jit_scan"], engines.ENGINES["jit"]],
+                              backends=["cpu"], sizes=[(3, 4)], **FAST)
+  scan, jit = runner.run_sweep(config, rooflines={})
+  assert scan.status == runner.NOT_IMPLEMENTED and "not implemented for muladd_sum" in scan.error
+  assert jit.ok
+
+
+def test_fit_workload_runs_through_the_same_runner():
+  fit = workloads.fit_workload("linear_regression", steps=5)
+  chosen = [engines.ENGINES[n] for n in ("numpy", "eager", "jit", "jit_scan", "jit_packed")]
+  config = runner.SweepConfig(workloads=[fit], engines=chosen, backends=["cpu"],
+                              sizes=[(40, 3)], **FAST)
+  rows = {r.engine: r for r in runner.run_sweep(config, rooflines={})}
+  for name in ("numpy", "eager", "jit", "jit_scan"):
+    assert rows[name].ok, rows[name].error
+    assert rows[name].steps_per_call == 5 and rows[name].shape == [40, 3]
+    assert rows[name].max_rel_err <= rows[name].tolerance
+  assert rows["jit_packed"].status == runner.NOT_IMPLEMENTED
+
+
+def test_mesh_is_refused_for_workloads_that_are_not_split():
+  fit = workloads.fit_workload("abs_loss", steps=5)
+  config = runner.SweepConfig(workloads=[fit], engines=[engines.ENGINES["jit"]],
+                              backends=["cpu"], sizes=[(2,)], mesh_shape=(1,), **FAST)
+  with pytest.raises(UsageError, match="--devices/--mesh do not apply to workload fit_abs_loss"):
+    runner.check_mesh(config)
 
 
 def test_memory_refusal_before_allocation():
   config = runner.SweepConfig(workloads=[MULADD_SUM], engines=[engines.ENGINES["numpy"]],
                               backends=["cpu"], sizes=[(3, 4), (1_000_000, 1_000_000)], **FAST)
-  with pytest.raises(ValueError, match=r"Size 1000000x1000000 of muladd_sum needs about .* GiB"):
+  with pytest.raises(UsageError, match=r"Size 1000000x1000000 of muladd_sum needs about .* GiB"):
     runner.check_fits(config)
   runner.check_fits(dataclasses.replace(config, sizes=[(1000, 1000)]))
 
 
 def test_footprint_estimate():
-  # 3 inputs + 3 grads, each in float32 twice (NumPy + engine) and once in float64.
-  assert runner.footprint_bytes(MULADD_SUM, (10, 10), np.dtype(np.float32)) == 100 * 6 * 16
+  # 6 arrays of 100 float32 moved once per engine, plus the float64 reference of them.
+  moved = MULADD_SUM.bytes_moved((10, 10), 4)
+  assert runner.footprint_bytes(MULADD_SUM, (10, 10), np.dtype(np.float32), engines=2) == \
+      moved * 3 + moved * 2
+
+
+def test_cache_resident_rows_claim_no_share_of_dram_bandwidth():
+  config = runner.SweepConfig(workloads=[MULADD_SUM], engines=[engines.ENGINES["numpy"]],
+                              backends=["cpu"], sizes=[(3, 4)], **FAST)
+  (row,) = runner.run_sweep(config, rooflines={"cpu": Roofline(10.0, 5.0, 2, 1 << 20)})
+  assert row.cache_resident and row.pct_of_bandwidth is None and row.gbps > 0
 
 
 def test_backends():
   assert runner.resolve_backends(None, False) == list(runner.platforms_present())
-  assert runner.resolve_backends(["cpu"], False) == ["cpu"]
-  with pytest.raises(ValueError, match="Unknown backend 'xpu'"):
+  assert runner.resolve_backends(["cpu", "cpu"], False) == ["cpu"]
+  with pytest.raises(UsageError, match="Unknown backend 'xpu' in --backends"):
     runner.resolve_backends(["xpu"], False)
 
 
 @pytest.mark.skipif("gpu" in runner.platforms_present(), reason="a GPU is present")
 def test_absent_backend_is_an_error_unless_skipped():
-  with pytest.raises(ValueError, match="Backend 'gpu' is not present here.*--skip_unavailable"):
+  with pytest.raises(UsageError, match="Backend 'gpu' in --backends is not present here"):
     runner.resolve_backends(["cpu", "gpu"], False)
   assert runner.resolve_backends(["cpu", "gpu"], True) == ["cpu"]
-  with pytest.raises(ValueError, match="None of the backends"):
+  with pytest.raises(UsageError, match="None of the backends"):
     runner.resolve_backends(["gpu"], True)

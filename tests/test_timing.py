@@ -89,3 +89,71 @@ def test_time_once_returns_output():
   clock = FakeClock(cost=0.25)
   out, seconds = time_once(clock.fn, clock.sync, clock)
   assert out == 1 and seconds == 0.25
+
+
+class DriftingClock(FakeClock):
+  """A fake clock whose every call costs `cost` times a factor that drifts with time."""
+
+  def __init__(self, costs: dict[str, float], drift: float):
+    super().__init__(cost=0.0)
+    self.costs, self.drift, self.log = costs, drift, []
+
+  def fn_for(self, name: str):
+    def fn():
+      self.log.append(name)
+      self.now += self.costs[name] * (1.0 + self.drift * self.now)
+      return name
+
+    return fn
+
+
+def _timers(clock, names):
+  from funcgrad.bench.timing import Timer as T
+
+  return {n: T(clock.fn_for(n), sync=lambda out: out, clock=clock) for n in names}
+
+
+def test_rounds_are_interleaved_in_a_seeded_random_order():
+  from funcgrad.bench.timing import time_rounds
+
+  clock = DriftingClock({"a": 1e-3, "b": 2e-3, "c": 4e-3}, drift=0.0)
+  rounds = time_rounds(_timers(clock, "abc"), min_run_time=0.5, seed=3)
+  assert rounds.interleaved and len(rounds.order) >= 3
+  assert all(sorted(order) == ["a", "b", "c"] for order in rounds.order)  # one block each
+  assert len({tuple(o) for o in rounds.order}) > 1  # a fresh order per round
+  again = time_rounds(_timers(DriftingClock(clock.costs, 0.0), "abc"), 0.5, seed=3)
+  assert again.order == rounds.order  # seeded
+  for name, cost in clock.costs.items():
+    assert len(rounds.per_call_s[name]) == len(rounds.order)
+    np.testing.assert_allclose(rounds.per_call_s[name], cost)  # exact on a steady clock
+    assert sum(rounds.per_call_s[name]) * rounds.calls_per_block[name] >= 0.5
+
+
+def test_interleaving_cancels_a_slow_drift_where_contiguous_timing_does_not():
+  from funcgrad.bench import speedups
+  from funcgrad.bench.timing import time_rounds
+
+  costs = {"fast": 1e-3, "slow": 2e-3}  # the true ratio is 2
+  inter = time_rounds(_timers(DriftingClock(costs, 0.2), costs), 1.0, seed=0)
+  contiguous = time_rounds(_timers(DriftingClock(costs, 0.2), costs), 1.0, seed=0,
+                           interleave=False)
+  assert not contiguous.interleaved
+
+  def ratio(rounds):
+    return float(np.median(speedups.per_round_ratios(rounds.per_call_s["slow"],
+                                                     rounds.per_call_s["fast"])))
+
+  assert abs(ratio(inter) - 2.0) < 0.08
+  assert abs(ratio(contiguous) - 2.0) > 0.2  # the drift landed on one engine only
+
+
+def test_rewarm_runs_before_each_interleaved_block_untimed():
+  from funcgrad.bench.timing import REWARM_FRACTION, time_rounds
+
+  clock = DriftingClock({"a": 1e-4}, drift=0.0)
+  rounds = time_rounds(_timers(clock, "a"), min_run_time=0.1, seed=0)
+  calls = rounds.calls_per_block["a"]
+  assert calls >= 5
+  rewarm = int(calls * REWARM_FRACTION)
+  timed = len(rounds.per_call_s["a"]) * calls
+  assert clock.log.count("a") >= timed + len(rounds.order) * rewarm

@@ -167,7 +167,8 @@ def _unpacker(shapes: list[tuple[int, ...]]) -> Callable[[Any], Outputs]:
 
   def unpack(flat: Any) -> Outputs:
     flat = np.asarray(flat)
-    return tuple(flat[a:b].reshape(s) for a, b, s in zip(bounds[:-1], bounds[1:], shapes, strict=True))
+    pieces = zip(bounds[:-1], bounds[1:], shapes, strict=True)
+    return tuple(flat[a:b].reshape(s) for a, b, s in pieces)
 
   return unpack
 

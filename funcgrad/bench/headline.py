@@ -6,14 +6,18 @@ is timed); every fit through `funcgrad.fit` (checked against the float64 NumPy f
 
 import tempfile
 
+import jax
 import numpy as np
 
 from funcgrad import compile_cache, problems
 from funcgrad.bench import engines as engines_lib
 from funcgrad.bench import fits, runner
+from funcgrad.bench import speedups as speedups_lib
 from funcgrad.bench.targets import Target, ratio
 from funcgrad.bench.timing import Timer
-from funcgrad.bench.workloads import MULADD_SUM
+from funcgrad.bench.workloads import ABS_LOSS, MULADD_SUM
+from funcgrad.peers import import_peer
+from funcgrad.shapes import format_shape
 
 JIT_ENGINES = ("jit", "jit_packed")
 LARGE_PEERS = ("numpy", "torch_eager", "torch_compile", "tf_xla")
@@ -111,22 +115,72 @@ def cache_target(repeats: int = 3) -> list[Target]:
                  f"{cold_s * 1e3:.1f} ms")]
 
 
-def harness_targets(first: list[runner.Result], second: list[runner.Result]) -> list[Target]:
-  """Target 5: the timer's own cost per call against the 3x4 jit time; run-to-run agreement."""
-  harness = Timer(lambda: None, sync=lambda out: out).blocked_autorange(min_run_time=0.2)
-  jit = _best_jit(first)
+def default_compare_rows(min_run_time: float) -> list[runner.Result]:
+  """The default `experiments.compare` sweep (muladd_sum and abs_loss at 3x4 and 1000x1000,
+  every installed engine), timed in interleaved rounds."""
+  config = runner.SweepConfig(workloads=[MULADD_SUM, ABS_LOSS],
+                              engines=_engines(list(engines_lib.ENGINES)), backends=["cpu"],
+                              sizes=[(3, 4), (1000, 1000)], dtype=np.dtype(np.float32),
+                              min_run_time=min_run_time)
+  runner.check_fits(config)
+  return runner.run_sweep(config)
+
+
+AGREEMENT_FLOOR_S = 10e-6  # ratios of rows faster than this are left out of the agreement target
+
+
+def ratio_agreement_target(first: list[runner.Result], second: list[runner.Result],
+                           baseline: str = "jit") -> list[Target]:
+  """Target 5: every speedup of two back-to-back runs agrees within 10% (rows >= 10 us)."""
+  medians = {(r.workload, tuple(r.shape), r.engine): r.median_s for r in first + second
+             if r.median_s is not None}
+
+  def slow_enough(s):
+    key = (s.workload, tuple(s.shape))
+    return all((medians.get((*key, e)) or 0) >= AGREEMENT_FLOOR_S for e in (s.engine, baseline))
+
+  again = {(s.workload, tuple(s.shape), s.engine): s
+           for s in speedups_lib.speedups(second, baseline)}
   spreads = []
-  for a in first:
-    b = next((r for r in second if (r.engine, r.shape) == (a.engine, a.shape)), None)
-    if a.median_s and b and b.median_s:
-      spreads.append((abs(a.median_s - b.median_s) / min(a.median_s, b.median_s), a))
+  for a in speedups_lib.speedups(first, baseline):
+    b = again.get((a.workload, tuple(a.shape), a.engine))
+    if b is not None and slow_enough(a):
+      spreads.append((abs(a.ratio - b.ratio) / min(a.ratio, b.ratio), a, b))
   worst = max(spreads, key=lambda s: s[0], default=None)
+  return [Target("ratio agreement, back to back", worst and 100 * worst[0], 10, "%", False,
+                 f"over {len(spreads)} speedups of {baseline}; worst: {worst[1].workload} "
+                 f"{format_shape(worst[1].shape)} {worst[1].engine} {worst[1].ratio:.3g}x vs "
+                 f"{worst[2].ratio:.3g}x" if worst else "no speedups")]
+
+
+def harness_truth_target(min_run_time: float, repeats: int = 5) -> list[Target]:
+  """Target 6: the Timer's median and torch.utils.benchmark's on the same callable (jit
+  muladd_sum 300x300, value+grads), alternated `repeats` times, agree within 10%."""
+  torch_benchmark = import_peer("torch.utils.benchmark")
+  inputs = MULADD_SUM.make_inputs((300, 300), np.float32, 0)
+  fn = jax.jit(MULADD_SUM.jax_program())
+  args = [jax.device_put(a) for a in inputs]
+
+  def call():
+    return jax.block_until_ready(fn(*args))
+
+  call()
+  ours, theirs = [], []
+  for _ in range(repeats):
+    ours.append(Timer(call).blocked_autorange(min_run_time=min_run_time).median_s)
+    theirs.append(torch_benchmark.Timer("call()", globals={"call": call})
+                  .blocked_autorange(min_run_time=min_run_time).median)
+  mine, torch_s = float(np.median(ours)), float(np.median(theirs))
+  return [Target("harness truth: Timer vs torch.utils.benchmark", 100 * abs(mine - torch_s) /
+                 torch_s, 10, "%", False, f"median of {repeats} alternated: Timer "
+                 f"{mine * 1e6:.2f} us vs torch.utils.benchmark {torch_s * 1e6:.2f} us")]
+
+
+def timer_overhead_target(rows: list[runner.Result]) -> list[Target]:
+  """The timer's own cost per call against the 3x4 jit time."""
+  harness = Timer(lambda: None, sync=lambda out: out).blocked_autorange(min_run_time=0.2)
+  jit = _best_jit(rows)
   overhead_pct = 100 * harness.median_s / jit.median_s if jit else None
-  return [
-      Target("timer overhead / 3x4 jit call", overhead_pct, 1.0, "%", False,
-             f"harness {harness.median_s * 1e9:.0f} ns per call vs {jit.engine} "
-             f"{jit.median_s * 1e6:.2f} us" if jit else "no jit row"),
-      Target("worst back-to-back median difference", worst and 100 * worst[0], 10, "%", False,
-             f"over {len(spreads)} rows; worst: {worst[1].engine} "
-             f"{'x'.join(map(str, worst[1].shape))}" if worst else "no rows"),
-  ]
+  return [Target("timer overhead / 3x4 jit call", overhead_pct, 1.0, "%", False,
+                 f"harness {harness.median_s * 1e9:.0f} ns per call vs {jit.engine} "
+                 f"{jit.median_s * 1e6:.2f} us" if jit else "no jit row")]

@@ -230,14 +230,39 @@ def check_plot_available() -> None:
   _pyplot()
 
 
-def plot(path: str, results: Sequence[Result]) -> None:
+def atomic_savefig(fig: Any, path: str) -> None:
+  """Saves a matplotlib figure as PNG through a temporary file (a reader never sees half)."""
+  folder = os.path.dirname(os.path.abspath(path))
+  os.makedirs(folder, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      fig.savefig(f, dpi=110, format="png")
+    os.replace(tmp, path)
+  except BaseException:
+    os.unlink(tmp)
+    raise
+
+
+def plot(path: str, results: Sequence[Result], speedups: Sequence[Speedup] = ()) -> None:
   """Median time vs elements, log-log, one line per engine, one panel per (backend, workload),
-  plus a panel of jit compile and first-call times. Needs the `plot` extra (matplotlib)."""
+  a panel of jit compile and first-call times, and a panel of speedups with their 95% intervals.
+  Needs the `plot` extra (matplotlib)."""
   plt = _pyplot()
   groups = _grouped([r for r in results if r.median_s is not None])
-  panels = len(groups) + 1
+  panels = len(groups) + 1 + bool(speedups)
   fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4), squeeze=False)
-  for ax, ((workload, backend, dtype), group) in zip(axes[0], groups.items(), strict=False):
+  _plot_times(axes[0], groups)
+  _plot_compile(axes[0][len(groups)], results)
+  if speedups:
+    _plot_speedups(axes[0][-1], speedups)
+  fig.tight_layout()
+  atomic_savefig(fig, path)
+  plt.close(fig)
+
+
+def _plot_times(axes: Any, groups: dict[tuple[str, str, str], list[Result]]) -> None:
+  for ax, ((workload, backend, dtype), group) in zip(axes, groups.items(), strict=False):
     for engine in dict.fromkeys(r.engine for r in group):
       rows = sorted((r for r in group if r.engine == engine), key=lambda r: r.n_elements)
       ax.errorbar([r.n_elements for r in rows], [r.median_s for r in rows],
@@ -246,20 +271,32 @@ def plot(path: str, results: Sequence[Result]) -> None:
            title=f"{workload} on {backend} ({dtype})")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="small")
-  ax = axes[0][-1]
+
+
+def _plot_compile(ax: Any, results: Sequence[Result]) -> None:
   jit_rows = [r for r in results if r.engine == "jit" and r.compile_s is not None]
   for workload, backend in dict.fromkeys((r.workload, r.backend) for r in jit_rows):
     rows = sorted((r for r in jit_rows if (r.workload, r.backend) == (workload, backend)),
                   key=lambda r: r.n_elements)
-    for field, label, marker in (("compile_s", "compile", "o-"), ("first_call_s", "first call",
-                                                                   "s--")):
+    for field, label, marker in (("compile_s", "compile", "o-"),
+                                 ("first_call_s", "first call", "s--")):
       ax.plot([r.n_elements for r in rows], [getattr(r, field) for r in rows], marker,
               label=f"jit {label}: {workload} on {backend}")
   ax.set(xscale="log", yscale="log", xlabel="elements", ylabel="seconds",
          title="compile and first call (cold)")
   ax.grid(True, which="both", alpha=0.3)
   ax.legend(fontsize="small")
-  fig.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+
+
+def _plot_speedups(ax: Any, speedups: Sequence[Speedup]) -> None:
+  for key in dict.fromkeys((s.workload, s.backend, s.engine) for s in speedups):
+    rows = sorted((s for s in speedups if (s.workload, s.backend, s.engine) == key),
+                  key=lambda s: math.prod(s.shape))
+    ax.errorbar([math.prod(s.shape) for s in rows], [s.ratio for s in rows],
+                yerr=[[s.ratio - s.ci_low for s in rows], [s.ci_high - s.ratio for s in rows]],
+                marker="o", capsize=2, label=f"{rows[0].baseline} over {key[2]}: {key[0]}")
+  ax.axhline(1.0, color="black", linewidth=0.8)
+  ax.set(xscale="log", yscale="log", xlabel="elements", ylabel="speedup (95% interval)",
+         title="speedup of the baseline")
+  ax.grid(True, which="both", alpha=0.3)
+  ax.legend(fontsize="x-small")

@@ -1,0 +1,79 @@
+"""`funcgrad.compare` on a function that is not the tutorial's, and its bad inputs."""
+
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import funcgrad
+from funcgrad.errors import UsageError
+from tests.fixtures.user_functions import mlp_loss, raises_when_traced, vector_output
+
+W = np.linspace(-1, 1, 64 * 8, dtype=np.float32).reshape(64, 8)
+X = np.linspace(0, 1, 32 * 64, dtype=np.float32).reshape(32, 64)
+
+
+def test_compare_checks_then_times_eager_and_jit(tmp_path):
+  comparison = funcgrad.compare(mlp_loss, W, X, argnums=(0, 1), min_run_time=0.02)
+  assert funcgrad.bench.compare is funcgrad.compare
+  eager, jit = comparison.results
+  for row in (eager, jit):
+    assert row.ok and row.reference == "jax float64 re-run" and row.workload.endswith(":mlp_loss")
+    assert row.max_rel_err <= row.tolerance and row.median_s > 0
+  assert jit.first_call_s >= jit.trace_s + jit.lower_s + jit.compile_s
+  ratio, low, high = comparison.speedup("eager")
+  assert low <= ratio <= high and ratio > 1  # jit beats op-by-op eager on a 3-op function
+  text = comparison.table()
+  assert "speedup of jit over each engine" in text and "eager" in text
+  path = tmp_path / "c.json"
+  comparison.to_json(str(path))
+  document = json.loads(path.read_text())
+  assert {s["engine"] for s in document["speedups"]} == {"eager"}
+  assert set(document["speedups"][0]) == {"backend", "workload", "shape", "engine", "baseline",
+                                          "ratio", "ci_low", "ci_high", "rounds",
+                                          "break_even_calls"}
+  assert len(document["results"][1]["block_times_s"]) == document["results"][1]["blocks"]
+
+
+def test_compare_value_only_and_packed():
+  comparison = funcgrad.compare(vector_output, np.arange(4.0, dtype=np.float32),
+                                value_and_grad=False, engines=("jit", "jit_packed"),
+                                min_run_time=0.01, baseline="jit")
+  assert all(r.ok for r in comparison.results)
+  with pytest.raises(UsageError, match="No speedup of jit over 'eager'"):
+    comparison.speedup("eager")
+
+
+@pytest.mark.parametrize("fn, args, kwargs, message", [
+    (3, (W,), {}, "is not callable"),
+    (vector_output, (np.ones(3, np.float32),), {}, "not a scalar"),
+    (mlp_loss, (W, np.ones((2, 64), np.int32)), {"argnums": 1}, "dtype int32"),
+    (raises_when_traced, (np.ones(3, np.float32),), {}, "fails to trace"),
+    (mlp_loss, (W, X), {"argnums": 5}, "out of range"),
+    (mlp_loss, (W, X), {"engines": ("torch_eager",)}, "cannot run an arbitrary function"),
+    (mlp_loss, (W, X), {"engines": ("jit",), "baseline": "eager"}, "--baseline='eager'"),
+])
+def test_compare_refuses_with_one_line(fn, args, kwargs, message):
+  with pytest.raises(UsageError, match=message) as info:
+    funcgrad.compare(fn, *args, min_run_time=0.01, **kwargs)
+  assert "\n" not in str(info.value)
+
+
+def test_a_function_that_fails_in_one_engine_makes_that_row_failed():
+  calls = {"n": 0}
+
+  def fails_when_jitted(x):
+    # Called once each by: the trace check, the float64 reference, the eager engine; the fourth
+    # call is the jit engine's trace, which fails.
+    calls["n"] += 1
+    if calls["n"] == 4:
+      raise RuntimeError("broken under jit")
+    return jnp.sum(x * x)
+
+  comparison = funcgrad.compare(fails_when_jitted, np.ones(3, np.float32), min_run_time=0.01,
+                                engines=("eager", "jit"), baseline="eager")
+  eager, jit = comparison.results
+  assert eager.ok and eager.median_s > 0
+  assert jit.status == "failed" and "RuntimeError: broken under jit" in jit.error
+  assert comparison.speedups == []

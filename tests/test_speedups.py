@@ -1,0 +1,63 @@
+"""Speedups: per-round ratios, the bootstrap interval on known data, break-even arithmetic."""
+
+import numpy as np
+import pytest
+
+from funcgrad.bench import speedups
+from funcgrad.bench.runner import Result
+from funcgrad.errors import UsageError
+
+
+def _row(engine, blocks, first_call_s=None, shape=(3, 4)):
+  return Result(workload="w", engine=engine, backend="cpu", shape=list(shape), dtype="float32",
+                n_elements=12, status="ok", ok=True, block_times_s=list(blocks),
+                median_s=float(np.median(blocks)), first_call_s=first_call_s)
+
+
+def test_per_round_ratios_pair_blocks_of_the_same_round():
+  np.testing.assert_allclose(speedups.per_round_ratios([2.0, 4.0, 9.0], [1.0, 2.0]), [2.0, 2.0])
+
+
+def test_bootstrap_interval_on_known_data():
+  median, low, high = speedups.bootstrap_median_interval([3.0] * 10)
+  assert (median, low, high) == (3.0, 3.0, 3.0)
+  values = np.random.default_rng(0).normal(2.0, 0.1, 200)
+  median, low, high = speedups.bootstrap_median_interval(values, seed=1)
+  assert low < median < high and low > 1.95 and high < 2.05
+  # The standard error of a median of n normals is about 1.25 sigma / sqrt(n): a 95% interval
+  # about 2 * 1.96 * 1.25 * 0.1 / sqrt(200) = 0.035 wide.
+  assert 0.015 < high - low < 0.06
+  assert speedups.bootstrap_median_interval(values, seed=1) == (median, low, high)  # seeded
+  with pytest.raises(ValueError, match="No values"):
+    speedups.bootstrap_median_interval([])
+
+
+def test_break_even_arithmetic():
+  eager = _row("eager", [1e-3] * 5, first_call_s=2e-3)
+  jit = _row("jit", [1e-4] * 5, first_call_s=0.0451)
+  # jit's extra one-time cost: (45.1 - 0.1) - (2 - 1) = 44 ms; it saves 0.9 ms a call.
+  assert speedups.break_even_calls(eager, jit) == 49  # ceil(44 / 0.9)
+  assert speedups.break_even_calls(jit, eager) is None  # eager never pays back
+  cheap = _row("numpy", [1e-3] * 5, first_call_s=0.2)
+  assert speedups.break_even_calls(cheap, jit) == 1  # jit is cheaper from the first call
+  assert speedups.break_even_calls(_row("x", [1.0]), jit) is None  # no first call measured
+
+
+def test_speedups_per_case_against_the_baseline():
+  rows = [_row("jit", [1.0, 1.1, 0.9, 1.0]), _row("eager", [3.0, 3.3, 2.7, 3.0]),
+          _row("numpy", [0.5, 0.55, 0.45, 0.5]), _row("jit", [1.0], shape=(8, 8))]
+  found = {s.engine: s for s in speedups.speedups(rows, "jit")}
+  assert set(found) == {"eager", "numpy"}
+  assert found["eager"].ratio == pytest.approx(3.0) and found["eager"].rounds == 4
+  assert found["eager"].ci_low == pytest.approx(3.0)
+  assert found["eager"].ci_high == pytest.approx(3.0)
+  assert found["numpy"].ratio == pytest.approx(0.5)
+  assert found["eager"].to_dict()["baseline"] == "jit"
+
+
+def test_baseline_must_be_swept():
+  speedups.check_baseline("jit", ["numpy", "jit"])
+  with pytest.raises(UsageError, match=r"--baseline='torch_eager': it is not in --engines"):
+    speedups.check_baseline("torch_eager", ["numpy", "jit"])
+  assert speedups.default_baseline(["numpy", "jit"]) == "jit"
+  assert speedups.default_baseline(["numpy", "eager"]) == "numpy"
