@@ -19,7 +19,9 @@ def define_allocator_flag() -> flags.FlagHolder[str]:
 
   return flags.DEFINE_enum(
       "allocator", "auto", list(allocator.ALLOCATORS), "Memory allocator for this run (restarts "
-      "the process with LD_PRELOAD): auto = tcmalloc when installed, else the system's.",
+      f"the process with LD_PRELOAD): auto = the first installed of "
+      f"{', '.join(allocator.AUTO_ORDER)} (fastest first, measured: see BUILD.md), else the "
+      "system's; mimalloc comes with pip install -e '.[fast]'.",
       module_name=sys.argv[0])  # listed by --help as the calling script's own flag
 
 

@@ -1,12 +1,15 @@
-"""What a warm persistent compilation cache saves on the first call, and when jit recompiles.
+"""What a warm cache saves on the first call, tier by tier, and when jit recompiles.
 
   python -m experiments.compile_cache [--workload=muladd_sum] [--shape=3x4] [--cache_dir=DIR]
 
-Runs the first call of jit(value+grads) in two fresh subprocesses sharing one cache directory:
-cold (empty) then warm (filled), each split by JAX's own compile events. Then, in this process,
-counts compilations: a second call with the same shapes compiles nothing; a new shape compiles once.
+Runs the first call of jit(value+grads) in fresh subprocesses: cold (an empty persistent cache),
+warm persistent cache (JAX's, filled by the cold run: still traces and lowers), and warm
+executable cache (funcgrad's `compile_cache.load_or_compile`, filled by a run before: neither
+traces nor lowers), each split by JAX's own compile events. Then, in this process, counts
+compilations: a second call with the same shapes compiles nothing; a new shape compiles once.
 """
 
+import os
 import tempfile
 
 import jax
@@ -17,15 +20,19 @@ from experiments import _cli
 from funcgrad import compile_cache
 from funcgrad._tables import render_text
 from funcgrad.bench import specs, workloads
+from funcgrad.bench.first_call import first_call_in_fresh_process
 from funcgrad.bench.report import format_seconds
 
 _WORKLOAD = flags.DEFINE_enum("workload", "muladd_sum", list(workloads.TUTORIAL_WORKLOADS),
                               "Workload.")
 _SHAPE = flags.DEFINE_string("shape", "3x4", "Input shape: NxD (or N for 1-D workloads).")
-_CACHE_DIR = flags.DEFINE_string("cache_dir", None, "Cache directory (default: a fresh temp dir).")
+_CACHE_DIR = flags.DEFINE_string(
+    "cache_dir", None, "Cache directory, holding persistent/ and executable/ (default: a fresh "
+    "temp dir). Loading an executable runs it: use a directory only you can write.")
 
 _STAGES = ("first_call_s", "trace_s", "lower_s", "compile_s", "cache_retrieval_s")
 _COUNTS = ("compiles", "cache_hits", "cache_misses")
+_COLUMNS = ("cold", "warm persistent cache", "warm executable cache")
 
 
 def _args(workload, shape, seed=0):
@@ -45,22 +52,31 @@ def _recompilations(workload, shape) -> dict[str, int]:
   return counts
 
 
+def _three_tiers(cache_dir: str, workload: str, shape: tuple[int, ...]) -> list[dict]:
+  persistent, executable = (os.path.join(cache_dir, d) for d in ("persistent", "executable"))
+  cold = first_call_in_fresh_process(persistent, workload, shape)
+  warm = first_call_in_fresh_process(persistent, workload, shape)
+  first_call_in_fresh_process(executable, workload, shape, tier="executable")  # fills it
+  loaded = first_call_in_fresh_process(executable, workload, shape, tier="executable")
+  return [cold, warm, loaded]
+
+
 def main(argv: list[str]) -> int:
   del argv
   workload = workloads.get_workload(_WORKLOAD.value)
   (size,) = specs.parse_sizes(_SHAPE.value)
   shape = workload.shape_for(size)
   with tempfile.TemporaryDirectory(prefix="funcgrad-cache-") as tmp:
-    cache_dir = _CACHE_DIR.value or tmp
-    cold, warm = (compile_cache.first_call_in_fresh_process(cache_dir, workload.name, _SHAPE.value)
-                  for _ in range(2))
-  rows = [[k, format_seconds(cold[k]), format_seconds(warm[k])] for k in _STAGES]
-  rows += [[k, str(cold[k]), str(warm[k])] for k in _COUNTS]
+    columns = _three_tiers(_CACHE_DIR.value or tmp, workload.name, shape)
+  rows = [[k, *(format_seconds(c[k]) for c in columns)] for k in _STAGES]
+  rows += [[k, *(str(c[k]) for c in columns)] for k in _COUNTS]
   print(f"first call of jit({workload.name} value+grads) on {'x'.join(map(str, shape))}, "
         f"each in a fresh process ({jax.default_backend()}):")
-  print(render_text(["", "cold cache", "warm cache"], rows))
-  ratio = warm["first_call_s"] / cold["first_call_s"]
-  print(f"warm / cold first call: {ratio:.0%}\n")
+  print(render_text(["", *_COLUMNS], rows))
+  cold = columns[0]["first_call_s"]
+  for label, column in zip(_COLUMNS[1:], columns[1:], strict=True):
+    print(f"{label} / cold first call: {column['first_call_s'] / cold:.0%}")
+  print("(the executable cache's retrieval is reading, checking and loading its entry)\n")
   print("XLA compilations per call of one jitted function (in-memory cache):")
   counts = _recompilations(workload, shape)
   print(render_text(["call", "compilations"], [[k, str(v)] for k, v in counts.items()]))

@@ -5,7 +5,8 @@
       [--loops=eager,jit_step,scan,numpy,torch] [--output_json=PATH]
 
 Every loop's parameters are checked against a reference fit (hand-written NumPy in float64 for sgd
-and adam) before it is timed; exit 1 at the end if any loop disagreed or failed.
+and adam) before it is timed; exit 1 at the end if any loop disagreed or failed. For the compiled
+loops, the fused XLA kernels per step are counted in the optimised HLO (`fusions_per_step`).
 """
 
 import json
@@ -66,14 +67,20 @@ def main(argv: list[str]) -> int:
 
   results = fits.fit_all(loops, problem, _OPTIMIZER.value, _LEARNING_RATE.value, _STEPS.value,
                         _MIN_RUN_TIME.value, progress)
+  fusions = {r.loop: optimize.fusions_per_step(r.loop, problem, _OPTIMIZER.value,
+                                               _LEARNING_RATE.value, _STEPS.value)
+             for r in results}
   if _OUTPUT_JSON.value:
-    document = {"machine": machine_info(), "results": [r.to_dict() for r in results]}
+    document = {"machine": machine_info(),
+                "results": [{**r.to_dict(), "fusions_per_step": fusions[r.loop]} for r in results]}
     report.atomic_write(_OUTPUT_JSON.value, json.dumps(document, indent=2) + "\n")
   print(f"{_OPTIMIZER.value}(learning_rate={_LEARNING_RATE.value}) on {problem.name}, "
         f"{_STEPS.value} steps; optimum: {problem.optimum_description}; reference: "
         f"{results[0].reference if results else '-'}")
   print(render_text(["loop", "first call", "per step", "total", "final loss", "to optimum",
-                     "reached", "vs reference"], [_row(r) for r in results]))
+                     "reached", "vs reference", "fusions/step"],
+                    [[*_row(r), str(fusions[r.loop] if fusions[r.loop] is not None else "-")]
+                     for r in results]))
   for r in results:
     if r.error is not None:
       print(f"{r.loop}: {r.error}")

@@ -1,18 +1,20 @@
-"""Training loops with optax, three ways over one pure step, plus NumPy and torch.optim peers.
+"""Training loops with optax, four ways over one pure step, plus NumPy and torch.optim peers.
 
 - `eager`: a Python loop calling the step without jit: every primitive of every step is
   dispatched on its own (PyTorch's way).
 - `jit_step`: the step compiled once with `jax.jit`, parameters, optimiser state and the loss
   history donated so XLA updates them in place, called from a Python loop: one dispatch per step.
-- `scan`: the whole loop compiled as one XLA program with `jax.lax.scan`: one dispatch in all,
-  returning the loss history.
+- `scan`: the whole fit compiled as one XLA program with `jax.lax.scan`, the optimiser's `init`
+  included: one dispatch in all, returning the loss history.
+- `scan_fused`: the same program with the parameters and optimiser state raveled into one vector,
+  so that the loop body is as few fused kernels as the maths allows (see `scan_fused_loop`).
 
 Every loop returns the final parameters and the loss before each update, so the styles can be
 checked against each other and against the hand-written NumPy optimisers.
 """
-
 import functools
 import inspect
+import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -20,12 +22,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.flatten_util import ravel_pytree
 
 from funcgrad.errors import UsageError
 from funcgrad.peers import import_peer
 from funcgrad.problems import Problem
 
-LOOPS = ("eager", "jit_step", "scan", "numpy", "torch")
 PEER_OPTIMIZERS = ("sgd", "adam")  # what the NumPy and torch peers implement
 
 
@@ -124,21 +126,81 @@ def jit_step_loop(problem: Problem, optimizer: optax.GradientTransformation,
   return run
 
 
-def scan_loop(problem: Problem, optimizer: optax.GradientTransformation,
-              steps: int) -> Callable[[], LoopOutput]:
-  """The whole loop as one compiled `lax.scan`."""
+def _scan_program(problem: Problem, optimizer: optax.GradientTransformation, steps: int,
+                  fused: bool) -> Callable[[], LoopOutput]:
+  """The jitted zero-argument fit behind `scan` and `scan_fused`.
+
+  The optimiser's `init` runs inside the program: run eagerly, its handful of dispatches cost
+  ~170 us a fit here, four times the 1000 compiled steps.
+  """
   step = make_step(problem, optimizer)
+  init_params = np.array(problem.init_params)
+
+  def body(carry, _):
+    params, state, value = step(*carry)
+    return (params, state), value
 
   @jax.jit
-  def fit(params, state):
-    def body(carry, _):
-      params, state, value = step(*carry)
-      return (params, state), value
+  def fit() -> LoopOutput:
+    params = jnp.asarray(init_params)
+    carry = (params, optimizer.init(params))
+    if not fused:
+      (params, _), losses = jax.lax.scan(body, carry, None, length=steps)
+      return LoopOutput(params, losses)
+    flat, unravel = ravel_pytree(_widen_scalars(carry))
 
-    (params, _), losses = jax.lax.scan(body, (params, state), None, length=steps)
-    return LoopOutput(params, losses)
+    def flat_body(flat, x):
+      carry, value = body(unravel(flat), x)
+      return ravel_pytree(carry)[0], value
 
-  return lambda: fit(*_start(problem, optimizer))
+    flat, losses = jax.lax.scan(flat_body, flat, None, length=steps)
+    return LoopOutput(unravel(flat)[0], losses)
+
+  return fit
+
+
+def _widen_scalars(carry):
+  """Scalar optimiser state (Adam's step count) broadcast to the parameters' shape.
+
+  Adam's bias correction is `1 - b**count`: from a scalar count XLA computes it in a kernel of
+  its own (it does not fuse an expensive `power` into a consumer that would repeat it per
+  element); from a count per element it fuses into the update.
+  """
+  params, state = carry
+  flat_params, _ = ravel_pytree(params)
+  widened = jax.tree.map(
+      lambda leaf: jnp.broadcast_to(leaf, flat_params.shape) if jnp.ndim(leaf) == 0 else leaf,
+      state)
+  return params, widened
+
+
+def scan_loop(problem: Problem, optimizer: optax.GradientTransformation,
+              steps: int) -> Callable[[], LoopOutput]:
+  """The whole fit, `init` included, as one compiled `lax.scan`."""
+  return _scan_program(problem, optimizer, steps, fused=False)
+
+
+def scan_fused_loop(problem: Problem, optimizer: optax.GradientTransformation,
+                    steps: int) -> Callable[[], LoopOutput]:
+  """`scan_loop` with one flat vector as the loop's carry: as few kernels per step as it gets.
+
+  Parameters and optimiser state are raveled into one vector (`ravel_pytree`), so optax's
+  per-leaf updates become one elementwise kernel, and scalar state is widened per element
+  (`_widen_scalars`). The body then compiles to three kernels (the state update, the loss
+  history's write, the loop counter) against eight for `scan` with Adam. The state rides in the
+  parameters' dtype: an integer count is exact up to 2**24 steps in float32.
+
+  Fewer kernels is not faster on every backend: on XLA:CPU each kernel of `scan` costs a few
+  nanoseconds, and the fused kernel recomputes the gradient for every segment of the vector
+  (docs/PERFORMANCE.md has the measurements).
+
+  Raises:
+    ValueError: more than 2**24 steps with float32 parameters.
+  """
+  if steps > 2**24 and jnp.result_type(problem.init_params) == jnp.float32:
+    raise UsageError(f"Invalid steps={steps} for scan_fused: the step count rides in float32, "
+                     "exact up to 2**24 steps; use the scan loop.")
+  return _scan_program(problem, optimizer, steps, fused=True)
 
 
 def numpy_update(name: str, learning_rate: float) -> Callable[[np.ndarray, Any, int], Any]:
@@ -212,6 +274,24 @@ def torch_loop(problem: Problem, name: str, learning_rate: float,
   return run
 
 
+def _optax_loop(builder):
+  def build(problem, optimizer_name, learning_rate, steps):
+    return builder(problem, make_optimizer(optimizer_name, learning_rate), steps)
+
+  return build
+
+
+# Loop style -> builder(problem, optimizer_name, learning_rate, steps).
+LOOPS = {
+    "eager": _optax_loop(eager_loop),
+    "jit_step": _optax_loop(jit_step_loop),
+    "scan": _optax_loop(scan_loop),
+    "scan_fused": _optax_loop(scan_fused_loop),
+    "numpy": numpy_loop,
+    "torch": torch_loop,
+}
+
+
 def make_loop(style: str, problem: Problem, optimizer_name: str, learning_rate: float,
               steps: int) -> Callable[[], LoopOutput]:
   """The zero-argument callable that runs one whole fit in `style` (one of LOOPS).
@@ -221,18 +301,36 @@ def make_loop(style: str, problem: Problem, optimizer_name: str, learning_rate: 
   """
   if steps < 1:
     raise UsageError(f"Invalid steps={steps}: it must be >= 1.")
-  optimizer = make_optimizer(optimizer_name, learning_rate)  # validates name and rate
-  if style == "eager":
-    return eager_loop(problem, optimizer, steps)
-  if style == "jit_step":
-    return jit_step_loop(problem, optimizer, steps)
-  if style == "scan":
-    return scan_loop(problem, optimizer, steps)
-  if style == "numpy":
-    return numpy_loop(problem, optimizer_name, learning_rate, steps)
-  if style == "torch":
-    return torch_loop(problem, optimizer_name, learning_rate, steps)
-  raise UsageError(f"Unknown loop {style!r}. Valid: {', '.join(LOOPS)}.")
+  make_optimizer(optimizer_name, learning_rate)  # validates name and rate for every style
+  if style not in LOOPS:
+    raise UsageError(f"Unknown loop {style!r}. Valid: {', '.join(LOOPS)}.")
+  return LOOPS[style](problem, optimizer_name, learning_rate, steps)
+
+
+def _while_bodies(hlo: str) -> list[str]:
+  names = re.findall(r"body=%?([\w.\-]+)", hlo)
+  return [m.group(1) for name in names
+          if (m := re.search(rf"^%?{re.escape(name)} .*?\{{\n(.*?)^\}}", hlo, re.S | re.M))]
+
+
+def fusions_per_step(style: str, problem: Problem, optimizer_name: str, learning_rate: float,
+                     steps: int) -> int | None:
+  """Fused kernels XLA runs per step of a compiled loop, counted in its optimised HLO.
+
+  For `scan` and `scan_fused`, the fusions in the `while` loop's body; for `jit_step`, the
+  fusions of the compiled step. None for the loops that are not one XLA program.
+  """
+  optimizer = make_optimizer(optimizer_name, learning_rate)
+  if style in ("scan", "scan_fused"):
+    hlo = _scan_program(problem, optimizer, steps, style == "scan_fused").lower().compile()
+    bodies = _while_bodies(hlo.as_text())
+  elif style == "jit_step":
+    step = jax.jit(make_step(problem, optimizer))
+    params = jnp.asarray(problem.init_params)
+    bodies = [step.lower(params, optimizer.init(params)).compile().as_text()]
+  else:
+    return None
+  return sum(len(re.findall(r"=\s*\S+\s+fusion\(", body)) for body in bodies)
 
 
 def to_numpy(output: LoopOutput) -> LoopOutput:

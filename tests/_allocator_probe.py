@@ -1,4 +1,4 @@
-"""Run by test_benchmark: re-exec under an allocator, then report what is in use."""
+"""Run by test_allocator: re-exec under an allocator, then report what is in use."""
 
 import json
 import os

@@ -10,12 +10,12 @@ import numpy as np
 import optax
 import pytest
 
-from funcgrad import optimize, problems
+from funcgrad import compile_cache, optimize, problems
 from funcgrad.bench import fits as fit
 from funcgrad.peers import peer_available
 from tests.helpers import assert_one_line_error, run_module
 
-JAX_LOOPS = ["eager", "jit_step", "scan"]
+JAX_LOOPS = ["eager", "jit_step", "scan", "scan_fused"]
 
 
 def _run(loop, problem, name="adam", lr=0.01, steps=300):
@@ -40,8 +40,8 @@ def test_every_loop_matches_the_float64_reference_on_a_smooth_problem(linreg, na
 
 def test_jax_loop_styles_agree_with_each_other_on_the_tutorial_loss():
   problem = problems.abs_loss_problem()
-  eager, jit_step, scan = (_run(loop, problem, steps=500) for loop in JAX_LOOPS)
-  for other in (jit_step, scan):
+  eager, *others = (_run(loop, problem, steps=500) for loop in JAX_LOOPS)
+  for other in others:
     np.testing.assert_allclose(other.params, eager.params, atol=1e-6)
     np.testing.assert_allclose(other.losses, eager.losses, rtol=1e-5, atol=1e-6)
 
@@ -55,6 +55,34 @@ def test_tutorial_loss_goes_down_to_its_optimum(name, lr, steps):
   # 2x^2 + 3 = target -> x = [0, +-sqrt(0.5)]
   assert problem.distance_to_optimum(out.params) <= problem.optimum_tolerance(lr)
   np.testing.assert_allclose(np.abs(out.params), [0.0, np.sqrt(0.5)], atol=2 * lr)
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd", "rmsprop", "adamw", "lion", "adagrad"])
+def test_fused_scan_agrees_with_the_other_loops(linreg, name):
+  scan, fused, jit_step = (_run(loop, linreg, name, 0.05, 200)
+                           for loop in ("scan", "scan_fused", "jit_step"))
+  for other in (scan, jit_step):
+    np.testing.assert_allclose(fused.params, other.params, atol=1e-5, err_msg=name)
+    np.testing.assert_allclose(fused.losses, other.losses, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_fusions_per_step_from_the_compiled_hlo():
+  problem = problems.abs_loss_problem()
+  counts = {loop: optimize.fusions_per_step(loop, problem, "adam", 0.01, 100)
+            for loop in ("scan", "scan_fused", "jit_step", "eager", "numpy")}
+  assert counts["scan_fused"] <= 3 < counts["scan"]
+  assert counts["jit_step"] > 0
+  assert counts["eager"] is None and counts["numpy"] is None
+
+
+@pytest.mark.parametrize("loop", ["scan", "scan_fused"])
+def test_scan_is_one_program_init_included(loop):
+  run = optimize.make_loop(loop, problems.abs_loss_problem(), "adam", 0.01, 10)
+  lowered = run.lower()  # no arguments: the initial state is built inside the program
+  assert "while" in lowered.as_text()
+  with compile_cache.compile_events() as events:
+    jax.block_until_ready((run(), run()))
+  assert events.compiles <= 1
 
 
 def test_linear_regression_reaches_lstsq(linreg):
@@ -163,7 +191,7 @@ def test_compare_runs_fits_as_workloads(tmp_path):
     (["--steps=0"], ["--steps=0", ">= 1"]),
     (["--learning_rate=-0.5"], ["learning_rate=-0.5", "> 0"]),
     (["--optimizer=bogus"], ["'bogus'", "adam"]),
-    (["--loops=bogus"], ["'bogus'", "eager, jit_step, scan"]),
+    (["--loops=bogus"], ["'bogus'", "eager, jit_step, scan, scan_fused"]),
     (["--workload=bogus"], ["--workload=bogus"]),
     (["--workload=linear_regression", "--shape=0x3"], ["'0x3'"]),
 ])
