@@ -240,7 +240,8 @@ def main(argv: list[str]) -> int:
   found = speedups.speedups(done, baseline, config.seed) if baseline else []
   if _OUTPUT_JSON.value:
     machine = {**machine_info(), "compilation_cache_dir": _COMPILATION_CACHE_DIR.value,
-               "rooflines": {b: r.to_dict() for b, r in rooflines.items()}}
+               "rooflines": {b: r.to_dict() for b, r in rooflines.items()},
+               **(rooflines["cpu"].to_dict() if "cpu" in rooflines else {})}
     report.write_json(_OUTPUT_JSON.value, machine, done, found)
   if _OUTPUT_CSV.value:
     report.write_csv(_OUTPUT_CSV.value, done)

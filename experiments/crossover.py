@@ -67,7 +67,8 @@ def main(argv: list[str]) -> int:
   found = speedups.speedups(results, baseline, _SEED.value)
   points = crossover.crossovers(found, baseline)
   if _OUTPUT_JSON.value:
-    machine = {**machine_info(), "rooflines": {b: r.to_dict() for b, r in rooflines.items()}}
+    machine = {**machine_info(), "rooflines": {b: r.to_dict() for b, r in rooflines.items()},
+               **(rooflines["cpu"].to_dict() if "cpu" in rooflines else {})}
     report.write_json(_OUTPUT_JSON.value, machine, results, found,
                       crossovers=[p.to_dict() for p in points])
   if _PLOT.value:
