@@ -178,13 +178,15 @@ def test_optimize_cli_with_torch():
 def test_compare_runs_fits_as_workloads(tmp_path):
   path = tmp_path / "r.json"
   result = run_module("experiments.compare", "--workloads=fit_linear_regression",
-                      "--engines=numpy,jit", "--sizes=100x4", "--fit_steps=50",
+                      "--engines=numpy,jit,jit_scan", "--sizes=100x4", "--fit_steps=50",
                       "--min_run_time=0.01", f"--output_json={path}")
   assert result.returncode == 0, result.stderr
   rows = json.loads(path.read_text())["results"]
-  assert [r["engine"] for r in rows] == ["numpy", "jit_step", "scan"]
+  assert [r["engine"] for r in rows] == ["numpy", "jit", "jit_scan"]
   assert all(r["ok"] and r["workload"] == "fit_linear_regression" for r in rows)
-  assert "median per whole fit" in result.stdout
+  assert all(r["steps_per_call"] == 50 and r["shape"] == [100, 4] for r in rows)
+  assert all(r["reference"] == "numpy float64" for r in rows)
+  assert "median per call of 50 steps" in result.stdout
 
 
 @pytest.mark.parametrize("args, fragments", [
