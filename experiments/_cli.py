@@ -9,8 +9,10 @@ This module defines no flags (absl flag names are global; each script defines it
 
 import math
 import os
+import signal
 import sys
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from absl import app, flags, logging
 
@@ -24,6 +26,17 @@ MAX_FLAGFILE_BYTES = 2**20
 _MAX_FLAGFILE_DEPTH = 8
 
 _on_interrupt: list[Callable[[], str]] = []
+_running_main = False
+
+
+def _sigint(signum: int, frame: Any) -> None:
+  del signum, frame
+  if _running_main:
+    raise KeyboardInterrupt  # unwinds `finally` blocks (files closed, children killed) first
+  _interrupted()  # still importing or parsing: nothing to clean up
+
+
+signal.signal(signal.SIGINT, _sigint)  # from import on: Ctrl-C during JAX's import is one line
 
 
 def define_allocator_flag() -> flags.FlagHolder[str]:
@@ -132,6 +145,8 @@ def run(main: Callable[[list[str]], int | None]) -> None:
       # JAX logs its backend probing ("Unable to initialize backend 'tpu'") at INFO; keep stderr
       # for what matters. --verbosity=0 brings it back.
       logging.set_verbosity(logging.WARNING)
+    global _running_main
+    _running_main = True
     try:
       return main(argv)
     except UsageError as e:  # only these: any other exception is a bug and keeps its traceback

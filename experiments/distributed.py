@@ -43,7 +43,7 @@ _SIZE = flags.DEFINE_string("size", "64x32", "Global input size (NxD, or N for 1
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the inputs (the same in every process).",
                              lower_bound=0, upper_bound=_cli.MAX_SEED)
 _REPEATS = flags.DEFINE_integer("repeats", 20, "Calls per timed block.", lower_bound=1,
-                                upper_bound=100_000)
+                                upper_bound=1_000_000)
 _TIMEOUT = flags.DEFINE_integer("timeout", 60, "Seconds before a stuck job gives up.",
                                 lower_bound=1, upper_bound=86_400)
 _OUTPUT_JSON = flags.DEFINE_string("output_json", None, "Process 0 writes its result here.")
@@ -69,12 +69,14 @@ def _wait(children: list[subprocess.Popen], deadline: float) -> int | None:
 def _spawn(count: int) -> int:
   _check_size()  # once here, not in every child
   coordinator = f"127.0.0.1:{distributed.free_port()}"  # loopback: no other machine can join
-  children = [subprocess.Popen(
-      [sys.executable, "-m", "experiments.distributed", f"--coordinator={coordinator}",
-       f"--num_processes={count}", f"--process_id={i}", *_forwarded_flags()],
-      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(count)]
   _cli.on_interrupt(lambda: f"stopped the {count} local processes")
+  children: list[subprocess.Popen] = []
   try:
+    for i in range(count):
+      children.append(subprocess.Popen(
+          [sys.executable, "-m", "experiments.distributed", f"--coordinator={coordinator}",
+           f"--num_processes={count}", f"--process_id={i}", *_forwarded_flags()],
+          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     failed = _wait(children, time.monotonic() + _TIMEOUT.value + 30)
   finally:  # Ctrl-C included: no process outlives the job
     for child in children:

@@ -50,8 +50,6 @@ def main(argv: list[str]) -> int:
   del argv
   _cli.check_outputs({"--output_json": _OUTPUT_JSON.value})
   allocator.reexec_with(_ALLOCATOR.value)
-  if _SIMULATE.value:
-    sharding.set_cpu_device_count(_SIMULATE.value)
   counts = _counts()
   workload = workloads.get_workload(_WORKLOAD.value)
   size = parse_shape(_SIZE.value, "--size", max_rank=2)
@@ -62,6 +60,8 @@ def main(argv: list[str]) -> int:
   limits.check_memory(limits.array_bytes(largest, np.float32, 3 * workload.n_inputs + 2)
                       + limits.array_bytes(largest, np.float64, 2 * workload.n_inputs),
                       f"--size={_SIZE.value} --device_counts={','.join(map(str, counts))}")
+  if _SIMULATE.value:
+    sharding.set_cpu_device_count(_SIMULATE.value)  # after the checks, before JAX starts
   strong = scaling_lib.scaling_rows(workload, base, counts, False, _MIN_RUN_TIME.value,
                                     _BACKEND.value)
   weak = scaling_lib.scaling_rows(workload, base, counts, True, _MIN_RUN_TIME.value,
