@@ -1,16 +1,42 @@
 """What every experiment shares: flag errors and user errors as one line, exit 2, no traceback.
 
+Also: numbers checked at parse time (finite, within a stated range), output paths checked before
+any work, flagfiles refused unless they are small regular files, and Ctrl-C as one line (saying
+what was kept) with exit status 130.
+
 This module defines no flags (absl flag names are global; each script defines its own).
 """
 
+import math
+import os
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from absl import app, flags, logging
 
+from funcgrad import files, outputs
 from funcgrad.errors import UsageError
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a process ended by Ctrl-C
+MAX_SEED = 2**32 - 1  # NumPy's RandomState takes seeds in [0, 2**32)
+MAX_FLAGFILE_BYTES = 2**20
+_MAX_FLAGFILE_DEPTH = 8
+
+_on_interrupt: list[Callable[[], str]] = []
+_running_main = False
+
+
+def _sigint(signum: int, frame: Any) -> None:
+  del signum, frame
+  if _running_main:
+    raise KeyboardInterrupt  # unwinds `finally` blocks (files closed, children killed) first
+  _interrupted()  # still importing or parsing: nothing to clean up
+
+
+signal.signal(signal.SIGINT, _sigint)  # from import on: Ctrl-C during JAX's import is one line
 
 
 def define_allocator_flag() -> flags.FlagHolder[str]:
@@ -31,10 +57,82 @@ def fail(message: str) -> None:
   sys.exit(EXIT_USAGE)
 
 
+def in_range(holder: flags.FlagHolder, low: float, high: float, low_open: bool = False) -> None:
+  """Refuses, when flags are parsed, a value of a float flag that is not finite or not within
+  [low, high] ((low, high] with `low_open`); the message names the flag and the range."""
+  interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+
+  def valid(value: float | None) -> bool:
+    if value is None:
+      return True
+    above = value > low if low_open else value >= low
+    return math.isfinite(value) and above and value <= high
+
+  flags.register_validator(holder, valid, message=f"expected a finite number in {interval}")
+
+
+def on_interrupt(callback: Callable[[], str]) -> None:
+  """Registers what Ctrl-C reports (e.g. `lambda: "kept 12 rows in out.jsonl"`)."""
+  _on_interrupt.append(callback)
+
+
+def _count_lines(path: str) -> int:
+  try:
+    with files.open_regular(path, 2**40, "Output") as f:
+      return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(2**20), b""))
+  except UsageError:
+    return 0
+
+
+def check_outputs(paths: Mapping[str, str | None], streamed: str | None = None) -> None:
+  """`outputs.check_output_paths(paths)` before any work; with `streamed` (the flag of a JSONL
+  output), Ctrl-C then reports how many rows that file gained and where.
+
+  Raises:
+    UsageError: naming the flag whose path cannot be written, or two flags naming one file.
+  """
+  outputs.check_output_paths(paths)
+  path = paths.get(streamed) if streamed else None
+  if path:
+    before = _count_lines(path) if os.path.isfile(path) else 0
+    on_interrupt(lambda: f"kept {_count_lines(path) - before} finished rows in {path}")
+
+
+def _interrupted() -> None:
+  kept = "; ".join(callback() for callback in _on_interrupt) or "nothing was written"
+  sys.stderr.write(f"error: interrupted (Ctrl-C); {kept}.\n")
+  sys.stderr.flush()
+  sys.exit(EXIT_INTERRUPTED)
+
+
+def _flagfiles(argv: list[str]) -> list[str]:
+  found = []
+  for i, arg in enumerate(argv):
+    name, eq, value = arg.lstrip("-").partition("=")
+    if arg.startswith("-") and name == "flagfile":
+      found.append(value if eq else (argv[i + 1] if i + 1 < len(argv) else ""))
+  return found
+
+
+def check_flagfiles(argv: list[str], depth: int = 0) -> None:
+  """Refuses a --flagfile (and the flagfiles it names) that is not a small regular file, before
+  absl opens it (absl would wait on a FIFO, or read /dev/zero until memory runs out).
+
+  Raises:
+    UsageError: naming the flagfile and what is wrong.
+  """
+  for path in _flagfiles(argv):
+    if depth >= _MAX_FLAGFILE_DEPTH:
+      raise UsageError(f"--flagfile={path!r}: flagfiles nest deeper than {_MAX_FLAGFILE_DEPTH}.")
+    text = files.read_regular(path, MAX_FLAGFILE_BYTES, "--flagfile")
+    check_flagfiles(text.decode("utf-8", "replace").split(), depth + 1)
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
   try:
+    check_flagfiles(argv)
     return flags.FLAGS(argv)
-  except flags.Error as e:
+  except (flags.Error, UsageError) as e:
     fail(str(e))
     raise  # unreachable: fail() exits
 
@@ -49,9 +147,13 @@ def run(main: Callable[[list[str]], int | None]) -> None:
       # JAX logs its backend probing ("Unable to initialize backend 'tpu'") at INFO; keep stderr
       # for what matters. --verbosity=0 brings it back.
       logging.set_verbosity(logging.WARNING)
+    global _running_main
+    _running_main = True
     try:
       return main(argv)
     except UsageError as e:  # only these: any other exception is a bug and keeps its traceback
       fail(str(e))
+    except KeyboardInterrupt:
+      _interrupted()
 
   app.run(guarded, flags_parser=_parse_flags)

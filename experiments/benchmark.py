@@ -10,22 +10,26 @@ or failed (a MISS is a result, not an error).
 
 import sys
 
+import numpy as np
 from absl import flags
 
 from experiments import _cli
-from funcgrad import allocator, peers
+from funcgrad import allocator, limits, peers
 from funcgrad.bench import headline, report, specs, targets
 from funcgrad.bench.machine import machine_info
 from funcgrad.errors import UsageError
+from funcgrad.shapes import parse_shape
 
 GROUPS = ("large", "small", "adam", "cache", "harness")
 
 _ALLOCATOR = _cli.define_allocator_flag()
 _TARGETS = flags.DEFINE_string("targets", "all", f"Comma-separated: {', '.join(GROUPS)} (or all).")
 _LARGE_SIZE = flags.DEFINE_string("large_size", "4000x4000", "Size of the bandwidth target.")
-_STEPS = flags.DEFINE_integer("steps", 1000, "Adam steps of the loop target.", lower_bound=1)
-_MIN_RUN_TIME = flags.DEFINE_float("min_run_time", 0.3, "Seconds of timed blocks per row.",
-                                   lower_bound=0.0)
+_STEPS = flags.DEFINE_integer("steps", 1000, "Adam steps of the loop target.", lower_bound=1,
+                              upper_bound=100_000)
+_MIN_RUN_TIME = flags.DEFINE_float("min_run_time", 0.3, "Seconds of timed blocks per row, in "
+                                   "(0, 3600].")
+_cli.in_range(_MIN_RUN_TIME, 0, 3600, low_open=True)
 _OUTPUT_JSON = flags.DEFINE_string("output_json", None, "Write {machine, targets} JSON here.")
 _OUTPUT_MARKDOWN = flags.DEFINE_string("output_markdown", None, "Write the Markdown here.")
 
@@ -43,15 +47,22 @@ def _summary(machine: dict) -> str:
 
 def main(argv: list[str]) -> int:
   del argv
+  _cli.check_outputs({"--output_json": _OUTPUT_JSON.value,
+                     "--output_markdown": _OUTPUT_MARKDOWN.value})
   allocator.reexec_with(_ALLOCATOR.value)
   groups = specs.parse_names(_TARGETS.value, GROUPS, "target group")
-  (large,) = specs.parse_sizes(_LARGE_SIZE.value)
+  large = parse_shape(_LARGE_SIZE.value, "--large_size", max_rank=2)
   if len(large) != 2:
     raise UsageError(f"--large_size={_LARGE_SIZE.value!r} must be NxD.")
   min_run_time = _MIN_RUN_TIME.value
   results, rows = [], []
   small_engines = ("numpy", *headline.JIT_ENGINES, *headline.SMALL_PEERS)
   large_engines = (*headline.JIT_ENGINES, *headline.LARGE_PEERS)
+  if "large" in groups or "harness" in groups:
+    # Three inputs and four outputs per engine alive together, and the float64 reference's.
+    limits.check_memory(limits.array_bytes(large, np.float32, 7 * len(large_engines))
+                        + limits.array_bytes(large, np.float64, 7),
+                        f"--large_size={_LARGE_SIZE.value}")
   label = "x".join(map(str, large))
   if "large" in groups or "harness" in groups:
     _log(f"muladd_sum {label}: {', '.join(large_engines)}")

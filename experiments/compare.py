@@ -214,6 +214,9 @@ def _progress(result: runner.Result, index: int, total: int) -> None:
 
 def main(argv: list[str]) -> int:
   del argv
+  _cli.check_outputs({"--output_json": _OUTPUT_JSON.value, "--output_csv": _OUTPUT_CSV.value,
+                     "--output_jsonl": _OUTPUT_JSONL.value, "--plot": _PLOT.value},
+                    streamed="--output_jsonl")  # before any work; Ctrl-C says what was kept
   allocator.reexec_with(_ALLOCATOR.value)  # first: the allocator is chosen at process start
   if _SIMULATE_CPU_DEVICES.value:
     sharding.set_cpu_device_count(_SIMULATE_CPU_DEVICES.value)  # before JAX starts its backends

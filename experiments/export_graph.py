@@ -10,7 +10,7 @@ from absl import flags
 
 from experiments import _cli
 from funcgrad import exporting
-from funcgrad.bench import workloads
+from funcgrad.bench import specs, workloads
 from funcgrad.dtypes import resolve_dtype
 from funcgrad.errors import UsageError
 
@@ -27,20 +27,19 @@ _VALID_PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 
 def main(argv: list[str]) -> None:
   del argv
+  _cli.check_outputs({"--out": _OUT.value})
   workload = workloads.get_workload(_WORKLOAD.value)
   shape = exporting.parse_shape(_SHAPE.value)
   if len(shape) != workload.ndim:
     example = "3x4 or N,D" if workload.ndim == 2 else "12 or N"
     raise UsageError(f"--shape={_SHAPE.value!r} has {len(shape)} dimension(s); {workload.name} "
                      f"takes {workload.ndim} (e.g. {example}).")
-  bad = [p for p in _PLATFORMS.value if p not in _VALID_PLATFORMS]
-  if bad:
-    raise UsageError(f"Unknown platform(s) {bad} in --platforms. "
-                     f"Valid: {', '.join(_VALID_PLATFORMS)}.")
+  platforms = specs.parse_names(",".join(_PLATFORMS.value), _VALID_PLATFORMS, "platform",
+                               flag="--platforms")
   dtype = resolve_dtype(_DTYPE.value)
   exported = exporting.export_function(
       workload.jax_value_and_grads(), exporting.input_specs(shape, dtype, workload.n_inputs),
-      _PLATFORMS.value)
+      platforms)
   example = (3, 4) if workload.ndim == 2 else (12,)  # what run_exported feeds a symbolic graph
   size = exporting.write_artifact(_OUT.value, exported, {
       "workload": workload.name, "shape": list(map(str, shape)), "dtype": dtype.name,

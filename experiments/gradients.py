@@ -13,11 +13,12 @@ import numpy as np
 from absl import flags
 
 from experiments import _cli
-from funcgrad import grads
+from funcgrad import grads, limits
 
 _N = flags.DEFINE_integer("n", 3, "Rows of x, y, z.", lower_bound=1)
 _D = flags.DEFINE_integer("d", 4, "Columns of x, y, z.", lower_bound=1)
-_SEED = flags.DEFINE_integer("seed", 0, "NumPy seed for x, y, z (the tutorial used 0).")
+_SEED = flags.DEFINE_integer("seed", 0, "NumPy seed for x, y, z (the tutorial used 0).",
+                             lower_bound=0, upper_bound=_cli.MAX_SEED)
 
 RTOL, ATOL = 1e-5, 1e-6
 
@@ -66,6 +67,10 @@ def _abs_loss_part() -> bool:
 
 def main(argv: list[str]) -> int:
   del argv
+  # x, y, z in float64 then float32, the closed form, and three runs' outputs (value + 3 grads).
+  limits.check_memory(limits.array_bytes((_N.value, _D.value), np.float64, 3)
+                      + limits.array_bytes((_N.value, _D.value), np.float32, 15),
+                      f"--n={_N.value} --d={_D.value}")
   ok = _muladd_sum_part(_N.value, _D.value, _SEED.value)
   ok = _abs_loss_part() and ok
   print("\nall gradients agree with their closed forms" if ok else "\nSOME GRADIENTS DISAGREE")

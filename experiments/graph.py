@@ -8,8 +8,9 @@ from absl import flags
 
 from experiments import _cli
 from funcgrad import graphs
-from funcgrad.bench import specs, workloads
+from funcgrad.bench import workloads
 from funcgrad.dtypes import resolve_dtype
+from funcgrad.shapes import parse_shape
 
 _WORKLOAD = flags.DEFINE_enum("workload", "muladd_sum", list(workloads.TUTORIAL_WORKLOADS),
                               "Which value+grads function to show.")
@@ -32,7 +33,7 @@ def _format_cost(cost: dict) -> str:
 def main(argv: list[str]) -> None:
   del argv
   workload = workloads.get_workload(_WORKLOAD.value)
-  (size,) = specs.parse_sizes(_SHAPE.value)
+  size = parse_shape(_SHAPE.value, "--shape", max_rank=2)
   shape = workload.shape_for(size)
   args = [jax.ShapeDtypeStruct(shape, resolve_dtype(_DTYPE.value))] * workload.n_inputs
   fn = workload.jax_value_and_grads()

@@ -12,26 +12,31 @@ loops, the fused XLA kernels per step are counted in the optimised HLO (`fusions
 import json
 import sys
 
+import numpy as np
 from absl import flags
 
 from experiments import _cli
-from funcgrad import allocator, optimize, peers, problems
+from funcgrad import allocator, limits, optimize, peers, problems
 from funcgrad._tables import render_text
 from funcgrad.bench import fits, report, specs
 from funcgrad.bench.machine import machine_info
-from funcgrad.errors import UsageError
+from funcgrad.shapes import parse_shape
 
 _WORKLOAD = flags.DEFINE_enum("workload", "abs_loss", ["abs_loss", "linear_regression"],
                               "The problem to fit.")
 _SHAPE = flags.DEFINE_string("shape", "1000x10", "linear_regression: N samples x D features.")
 _OPTIMIZER = flags.DEFINE_string("optimizer", "adam", "Any optax alias taking a learning rate.")
-_LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.01, "Learning rate (> 0).")
-_STEPS = flags.DEFINE_integer("steps", 1000, "Optimisation steps (>= 1).")
+_LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.01, "Learning rate, in (0, 1000].")
+_cli.in_range(_LEARNING_RATE, 0, 1000, low_open=True)
+_STEPS = flags.DEFINE_integer("steps", 1000, "Optimisation steps.", lower_bound=1,
+                              upper_bound=100_000)
 _LOOPS = flags.DEFINE_string("loops", "eager,jit_step,scan,numpy,torch",
                              f"Comma-separated: {', '.join(optimize.LOOPS)} (or all).")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the linear_regression data.")
-_MIN_RUN_TIME = flags.DEFINE_float("min_run_time", 0.2, "Seconds of timed fits per loop.",
-                                   lower_bound=0.0)
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the linear_regression data.", lower_bound=0,
+                             upper_bound=_cli.MAX_SEED)
+_MIN_RUN_TIME = flags.DEFINE_float("min_run_time", 0.2, "Seconds of timed fits per loop, in "
+                                   "(0, 3600].")
+_cli.in_range(_MIN_RUN_TIME, 0, 3600, low_open=True)
 _ALLOCATOR = _cli.define_allocator_flag()
 _OUTPUT_JSON = flags.DEFINE_string("output_json", None,
                                    "Write {machine, results} JSON here.")
@@ -49,12 +54,15 @@ def _row(r: fits.FitResult) -> list[str]:
 
 def main(argv: list[str]) -> int:
   del argv
+  _cli.check_outputs({"--output_json": _OUTPUT_JSON.value})
   allocator.reexec_with(_ALLOCATOR.value)  # first: the allocator is chosen at process start
-  if _STEPS.value < 1:
-    raise UsageError(f"Invalid --steps={_STEPS.value}: it must be >= 1.")
-  loops = specs.parse_names(_LOOPS.value, optimize.LOOPS, "loop")
-  (size,) = specs.parse_sizes(_SHAPE.value)
+  loops = specs.parse_names(_LOOPS.value, optimize.LOOPS, "loop", flag="--loops")
+  size = parse_shape(_SHAPE.value, "--shape", max_rank=2)
   n, d = size if len(size) == 2 else (size[0], 1)
+  if _WORKLOAD.value == "linear_regression":
+    # The float32 data, a float64 copy for lstsq, and each loop's copies (torch's included).
+    limits.check_memory(limits.array_bytes((n, d), np.float32, 6)
+                        + limits.array_bytes((n, d), np.float64, 3), f"--shape={_SHAPE.value}")
   problem = problems.get_problem(_WORKLOAD.value, n, d, _SEED.value)
   optimize.make_optimizer(_OPTIMIZER.value, _LEARNING_RATE.value)  # fail before any work
   if "torch" in loops and not peers.peer_available("torch"):

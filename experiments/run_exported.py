@@ -14,12 +14,13 @@ import numpy as np
 from absl import flags
 
 from experiments import _cli
-from funcgrad import exporting
+from funcgrad import exporting, limits
 from funcgrad.errors import UsageError
 
 _IN = flags.DEFINE_string("in", None, "The exported file.", required=True)
 _SHAPE = flags.DEFINE_string("shape", None, "Input shape (default: the one recorded at export).")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the random inputs.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the random inputs.", lower_bound=0,
+                             upper_bound=_cli.MAX_SEED)
 _DTYPE = flags.DEFINE_string("dtype", None, "Input dtype (default: the exported one).")
 
 
@@ -32,7 +33,22 @@ def _abs_loss_reference(x, target):
   return (np.sum(np.abs(d)), 4 * x * np.sign(d))
 
 
-REFERENCES = {"muladd_sum": _muladd_sum_reference, "abs_loss": _abs_loss_reference}
+# Workload -> (its number of inputs, its NumPy reference).
+REFERENCES = {"muladd_sum": (3, _muladd_sum_reference), "abs_loss": (2, _abs_loss_reference)}
+
+
+def _tolerance(dtype: np.dtype) -> float:
+  """rtol = atol of the check: 1e-4 for float32 and wider, a few units in the last place of a
+  16-bit float (bfloat16 keeps 8 bits of mantissa: a correct result differs by ~1e-2)."""
+  return max(1e-4, 8 * float(jax.numpy.finfo(dtype).eps))
+
+
+def _check_workload(exported, header) -> None:
+  arity = REFERENCES.get(header["workload"], (None,))[0]
+  if arity is not None and arity != len(exported.in_avals):
+    raise UsageError(f"{_IN.value!r} has a bad header: field 'workload' says "
+                     f"{header['workload']!r} ({arity} inputs) but the graph takes "
+                     f"{len(exported.in_avals)}.")
 
 
 def _inputs(exported, header) -> list[np.ndarray]:
@@ -41,6 +57,10 @@ def _inputs(exported, header) -> list[np.ndarray]:
   if not all(isinstance(d, int) for d in shape):
     raise UsageError(f"--shape={_SHAPE.value!r} must be concrete, e.g. 3x4.")
   dtype = np.dtype(_DTYPE.value) if _DTYPE.value else np.dtype(exported.in_avals[0].dtype)
+  # The inputs, the outputs (as many), the float64 copies and the reference's arrays.
+  n = len(exported.in_avals)
+  limits.check_memory(limits.array_bytes(shape, dtype, 2 * n) + limits.array_bytes(
+      shape, np.float64, 2 * n), f"--shape={'x'.join(map(str, shape))}")
   rng = np.random.default_rng(_SEED.value)
   arrays = [rng.standard_normal(shape).astype(dtype) for _ in exported.in_avals]
   exporting.check_inputs(exported, arrays)
@@ -51,6 +71,7 @@ def main(argv: list[str]) -> int:
   del argv
   exported, header = exporting.read_artifact(_IN.value)
   exporting.check_platform(exported)
+  _check_workload(exported, header)
   try:
     arrays = _inputs(exported, header)
   except TypeError as e:  # np.dtype('float128x') and friends
@@ -61,13 +82,16 @@ def main(argv: list[str]) -> int:
   for name, out in zip(["value", *(f"grad {i}" for i in range(len(outputs) - 1))], outputs,
                        strict=True):
     print(f"{name}:\n{out}")
-  reference = REFERENCES.get(header["workload"])
-  if reference is None:
+  if header["workload"] not in REFERENCES:
     print(f"no NumPy reference for {header['workload']!r}: outputs not checked")
     return 0
+  _, reference = REFERENCES[header["workload"]]
   want = reference(*(a.astype(np.float64) for a in arrays))
-  ok = all(np.allclose(o, w, rtol=1e-4, atol=1e-4) for o, w in zip(outputs, want, strict=True))
-  print("matches the NumPy reference" if ok else "DIFFERS from the NumPy reference")
+  tol = _tolerance(arrays[0].dtype)
+  ok = all(np.allclose(np.asarray(o, np.float64), w, rtol=tol, atol=tol * max(1.0, np.max(
+      np.abs(w)))) for o, w in zip(outputs, want, strict=True))
+  print(f"matches the NumPy reference (rtol {tol:.2g} for {arrays[0].dtype})" if ok
+        else f"DIFFERS from the NumPy reference (rtol {tol:.2g} for {arrays[0].dtype})")
   leaked = sorted(m for m in ("funcgrad.grads", "funcgrad.bench.workloads") if m in sys.modules)
   if leaked:
     print(f"imported the workload code after all: {leaked}")

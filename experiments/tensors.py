@@ -15,7 +15,8 @@ from funcgrad.errors import UsageError
 _DTYPE = flags.DEFINE_string(
     "dtype", "float32", "dtype for the float examples (any torch/NumPy name).")
 _DEVICE = flags.DEFINE_string("device", "cpu", "Device spec: cpu, cpu:N, cuda, cuda:N, gpu, gpu:N.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the PRNG key for randn.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the PRNG key for randn.", lower_bound=0,
+                             upper_bound=_cli.MAX_SEED)
 
 
 def _show(torch_idiom: str, jax_idiom: str, value: jax.Array) -> None:

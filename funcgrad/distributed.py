@@ -7,6 +7,7 @@ CPU, NCCL on GPU). The outputs are gathered to every process and checked against
 reference and against the same function run unsharded on one local device.
 """
 
+import errno
 import os
 import socket
 import subprocess
@@ -24,15 +25,40 @@ class JobError(UsageError, RuntimeError):
 
 
 def parse_address(text: str) -> tuple[str, int]:
-  """'HOST:PORT' -> (host, port).
+  """'HOST:PORT' -> (host, port); '[::1]:PORT' -> ('::1', port) (IPv6 literals in brackets).
 
   Raises:
     UsageError: naming the bad address.
   """
   host, _, port = text.rpartition(":")
-  if not host or not port.isdigit() or not 0 < int(port) < 65536:
-    raise UsageError(f"Invalid coordinator {text!r}: expected HOST:PORT, e.g. 127.0.0.1:12355.")
+  if host.startswith("[") and host.endswith("]"):
+    host = host[1:-1]
+    if not host or ":" not in host:
+      host = ""  # brackets are for IPv6 literals only
+  elif ":" in host:
+    raise UsageError(f"Invalid coordinator {text!r}: an IPv6 address goes in brackets, e.g. "
+                     "[::1]:12355.")
+  if (not host or len(host) > 253 or not host.isascii() or not host.isprintable()
+      or any(c in host for c in " /[]@") or not (port.isascii() and port.isdigit())
+      or len(port) > 5 or not 0 < int(port) < 65536):
+    raise UsageError(f"Invalid coordinator {text!r}: expected HOST:PORT with a port in 1..65535, "
+                     "e.g. 127.0.0.1:12355 or [::1]:12355.")
   return host, int(port)
+
+
+def resolve(host: str, port: int) -> tuple[int, tuple[Any, ...]]:
+  """The address family and socket address of `host:port` (the first one it resolves to).
+
+  Raises:
+    UsageError: the host does not resolve (a typo, or no DNS), naming it.
+  """
+  try:
+    family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+  except (socket.gaierror, UnicodeError) as e:
+    reason = e.strerror if isinstance(e, socket.gaierror) else str(e)
+    raise UsageError(f"Coordinator host {host!r} cannot be resolved ({reason}); check "
+                     "--coordinator.") from None
+  return family, address
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -43,14 +69,20 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def check_port_free(host: str, port: int) -> None:
-  """Raises ValueError if the coordinator's port is already taken on this host."""
-  with socket.socket() as s:
+  """Raises UsageError if the coordinator cannot listen on `host:port` here: the port is taken,
+  or the host is not an address of this machine (or does not resolve)."""
+  family, address = resolve(host, port)
+  with socket.socket(family, socket.SOCK_STREAM) as s:
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-      s.bind((host, port))
+      s.bind(address)
     except OSError as e:
-      raise UsageError(f"Coordinator port {port} on {host} is in use ({e.strerror}); pick "
-                       "another --coordinator port, or --local_processes (a free port).") from None
+      if e.errno == errno.EADDRINUSE:
+        raise UsageError(f"Coordinator port {port} on {host} is in use ({e.strerror}); pick "
+                         "another --coordinator port, or --local_processes (a free port).") \
+            from None
+      raise UsageError(f"Process 0 cannot listen on {host}:{port} ({e.strerror}): the "
+                       "coordinator's host must be an address of process 0's machine.") from None
 
 
 _WATCHER = """
@@ -103,12 +135,17 @@ def initialize(coordinator: str, num_processes: int, process_id: int, local_devi
     raise UsageError(f"Invalid --process_id={process_id}: it must be in 0..{num_processes - 1}.")
   if process_id == 0:
     check_port_free(host, port)
+  else:
+    resolve(host, port)
   sharding.set_cpu_device_count(local_devices)
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   try:
+    # The coordinator binds only the address it was given (JAX's default is every interface,
+    # and its service has no authentication).
     jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
                                process_id=process_id, initialization_timeout=timeout,
-                               heartbeat_timeout_seconds=timeout + 30)
+                               heartbeat_timeout_seconds=timeout + 30,
+                               coordinator_bind_address=coordinator)
   except Exception as e:  # noqa: BLE001 - XLA raises several types; the user needs one line.
     raise JobError(f"process {process_id} could not join the job at {coordinator} within "
                        f"{timeout} s: {str(e).splitlines()[0] if str(e) else type(e).__name__}") \

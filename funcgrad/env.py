@@ -18,6 +18,7 @@ import jax
 from funcgrad import _compat
 from funcgrad.devices import platforms_present
 from funcgrad.dtypes import x64_enabled
+from funcgrad.errors import UsageError
 
 _PACKAGES = ("jax", "jaxlib", "numpy", "optax")
 
@@ -112,12 +113,27 @@ def _all_devices() -> tuple[DeviceInfo, ...]:
       for platform in platforms_present() for d in jax.devices(platform))
 
 
+def _default_backend() -> str:
+  try:
+    return jax.default_backend()
+  # JAX_PLATFORMS naming an unknown platform raises RuntimeError; naming one whose plugin is
+  # absent (cuda without jax[cuda]) trips an assertion inside jax 0.10.
+  except (RuntimeError, AssertionError) as e:
+    first = str(e).splitlines()[0] if str(e) else "none of its platforms is installed"
+    raise UsageError(f"JAX cannot start a backend with JAX_PLATFORMS="
+                     f"{os.environ.get('JAX_PLATFORMS', '')!r}: {first}") from None
+
+
 def environment_report() -> EnvReport:
   """Collects the environment report for this process.
 
   Returns:
     An `EnvReport`. Fields that cannot be read here are None; this never raises for a missing GPU.
+
+  Raises:
+    UsageError: JAX cannot start any backend (e.g. `JAX_PLATFORMS` names an unknown platform).
   """
+  default_backend = _default_backend()
   return EnvReport(
       python=sys.version.split()[0],
       packages={name: _version(name) for name in _PACKAGES},
@@ -128,7 +144,7 @@ def environment_report() -> EnvReport:
           "cpu_model": _cpu_model(),
       },
       platforms=platforms_present(),
-      default_backend=jax.default_backend(),
+      default_backend=default_backend,
       x64_enabled=x64_enabled(),
       devices=_all_devices(),
       cuda=cuda_info(),

@@ -5,12 +5,15 @@ here, so every one accepts the same forms and a bad one is reported the same way
 the flag, the bad text and the allowed form.
 """
 
+import math
 from collections.abc import Sequence
 
 from funcgrad.errors import UsageError
 
 Shape = tuple[int, ...]
 SCALAR = "scalar"  # the text of a rank-0 shape
+MAX_DIM = 2**31 - 1  # XLA's dimensions are 64-bit, but past this a typo is likelier than a need
+MAX_ELEMENTS = 2**48  # a product past 2**63 aborts XLA's shape code (not even an exception)
 
 
 def format_shape(shape: Sequence[int | str]) -> str:
@@ -19,7 +22,8 @@ def format_shape(shape: Sequence[int | str]) -> str:
 
 
 def _is_dim(part: str) -> bool:
-  return part.isascii() and part.isdigit() and int(part) > 0
+  # Length first: int() of a 5000-digit string raises ValueError (CPython's digit limit).
+  return part.isascii() and part.isdigit() and len(part) <= 10 and 0 < int(part) <= MAX_DIM
 
 
 def parse_shape(text: str, flag: str = "--shape", max_rank: int | None = None,
@@ -42,11 +46,15 @@ def parse_shape(text: str, flag: str = "--shape", max_rank: int | None = None,
   parts = [p.strip() for p in item.split("x")]
   rank_ok = max_rank is None or len(parts) <= max_rank
   if rank_ok and all(_is_dim(p) for p in parts):
-    return tuple(int(p) for p in parts)
+    shape = tuple(int(p) for p in parts)
+    if math.prod(shape) > MAX_ELEMENTS:
+      raise UsageError(f"Shape {text!r} in {flag} has {math.prod(shape):.3g} elements; at most "
+                       f"{MAX_ELEMENTS:.3g} (2**48) are accepted.")
+    return shape
   if rank_ok and symbolic and all(p.isidentifier() and p.isascii() for p in parts):
     return tuple(parts)
-  form = "N or NxD with positive integers" if max_rank == 2 else \
-      "positive integers joined by x (12, 3x4, 2x3x4)"
+  form = ("N or NxD with positive integers" if max_rank == 2
+          else "positive integers joined by x (12, 3x4, 2x3x4)") + f", each at most {MAX_DIM}"
   extra = (" or dimension names (N, NxD)" if symbolic else "") + (" or 'scalar'" if scalar else "")
   raise UsageError(f"Invalid shape {text!r} in {flag}: expected {form}{extra}.")
 

@@ -15,6 +15,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from funcgrad.errors import UsageError
+from funcgrad.shapes import parse_shape
 
 AXES_1D = ("data",)
 AXES_2D = ("data", "model")
@@ -35,16 +36,17 @@ def set_cpu_device_count(n: int) -> None:
                      f"({e}). Set it before any JAX computation.") from None
 
 
-def parse_mesh(text: str) -> tuple[int, ...]:
+def parse_mesh(text: str, flag: str = "--mesh") -> tuple[int, ...]:
   """'4' -> (4,); '2x2' -> (2, 2).
 
   Raises:
-    UsageError: naming the bad mesh.
+    UsageError: naming the flag and the bad mesh.
   """
-  parts = text.split("x")
-  if not 1 <= len(parts) <= 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-    raise UsageError(f"Invalid mesh {text!r}: expected N or AxB with positive integers.")
-  return tuple(int(p) for p in parts)
+  try:
+    return parse_shape(text, flag, max_rank=2)  # type: ignore[return-value]
+  except UsageError:
+    raise UsageError(f"Invalid mesh {text!r} in {flag}: expected N or AxB with positive "
+                     "integers.") from None
 
 
 def make_mesh(shape: Sequence[int], devices: Sequence[jax.Device] | None = None) -> Mesh:

@@ -103,7 +103,8 @@ def _corrupt(path, how):
     # A well-formed container around bytes that are not a jax.export flatbuffer.
     payload = b"\x00\x01garbage" * 20
     import hashlib
-    header = json.dumps({"workload": "muladd_sum", "payload_bytes": len(payload),
+    header = json.dumps({"workload": "muladd_sum", "example_shape": [3, 4], "platforms": ["cpu"],
+                         "payload_bytes": len(payload),
                          "sha256": hashlib.sha256(payload).hexdigest()}).encode()
     path.write_bytes(exporting.MAGIC + len(header).to_bytes(4, "little") + header + payload)
 

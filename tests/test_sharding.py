@@ -82,7 +82,7 @@ def test_scaling_experiment(tmp_path):
      ["3x4", "not a multiple of 2"]),
     ("experiments.compare", ["--devices=3", "--mesh=2x2"], ["--devices=3", "--mesh=2x2"]),
     ("experiments.compare", ["--mesh=2x"], ["'2x'", "--mesh"]),
-    ("experiments.scaling", ["--device_counts=1,x"], ["'x'"]),
+    ("experiments.scaling", ["--device_counts=1,x"], ["--device_counts='1,x'"]),
     ("experiments.scaling", ["--device_counts=16"], ["needs 16 devices"]),
 ])
 def test_bad_sharding_input(module, args, fragments):

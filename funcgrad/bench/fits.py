@@ -83,7 +83,7 @@ def fit_one(loop: str, problem: Problem, optimizer: str, learning_rate: float, s
   result.final_loss = float(problem.numpy_loss_and_grad(
       np.asarray(output.params, np.float64), *(np.asarray(d, np.float64) for d in problem.data))[0])
   result.distance_to_optimum = problem.distance_to_optimum(output.params)
-  result.reached_optimum = result.distance_to_optimum <= problem.optimum_tolerance(learning_rate)
+  result.reached_optimum = result.distance_to_optimum <= problem.optimum_tolerance()
   result.ok = bool(result.max_param_diff <= problem.param_tolerance(learning_rate))
   if not result.ok:
     result.error = (f"parameters differ from the {name} reference by {result.max_param_diff:.3g}"

@@ -11,10 +11,10 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from typing import Any
 
+from funcgrad import outputs
 from funcgrad._tables import render_text
 from funcgrad.bench.runner import NOT_IMPLEMENTED, OK, WRONG, Result
 from funcgrad.bench.speedups import Speedup
@@ -159,16 +159,8 @@ def _ratio(value: float) -> str:
 
 
 def atomic_write(path: str, text: str) -> None:
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-  try:
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-      f.write(text)
-    os.replace(tmp, path)
-  except BaseException:
-    os.unlink(tmp)
-    raise
+  """Writes `text` atomically with the umask's mode; a failed write leaves no temporary file."""
+  outputs.atomic_write(path, text)
 
 
 def json_document(machine: dict[str, Any], results: Sequence[Result],

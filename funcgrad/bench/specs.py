@@ -45,7 +45,7 @@ def parse_ints(text: str, flag: str) -> list[int]:
     UsageError: naming the flag and the bad item.
   """
   items = [t.strip() for t in text.split(",")]
-  if not all(t.isascii() and t.isdigit() for t in items):
+  if not all(t.isascii() and t.isdigit() and len(t) <= 18 for t in items):
     raise UsageError(f"Invalid {flag}={text!r}: expected non-negative integers, comma-separated "
                      "(e.g. 0,1).")
   return list(dict.fromkeys(int(t) for t in items))
