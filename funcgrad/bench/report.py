@@ -223,17 +223,10 @@ def check_plot_available() -> None:
 
 
 def atomic_savefig(fig: Any, path: str) -> None:
-  """Saves a matplotlib figure as PNG through a temporary file (a reader never sees half)."""
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      fig.savefig(f, dpi=110, format="png")
-    os.replace(tmp, path)
-  except BaseException:
-    os.unlink(tmp)
-    raise
+  """Saves a matplotlib figure as PNG atomically, with the umask's mode."""
+  buffer = io.BytesIO()
+  fig.savefig(buffer, dpi=110, format="png")
+  outputs.atomic_write(path, buffer.getvalue())
 
 
 def plot(path: str, results: Sequence[Result], speedups: Sequence[Speedup] = ()) -> None:
