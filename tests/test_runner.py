@@ -56,6 +56,7 @@ def test_sweep_rows_in_order_with_every_field():
   assert jit.trace_s > 0 and jit.lower_s > 0 and jit.compile_s > 0 and jit.dispatch_s > 0
   # One compilation: the stages are inside the first call they split.
   assert jit.first_call_s >= jit.trace_s + jit.lower_s + jit.compile_s
+  assert jit.compiles == 1
   assert jit.device_kind == jax.devices("cpu")[0].device_kind
   numpy_row = results[0]
   assert numpy_row.trace_s is None and numpy_row.dispatch_s is None and numpy_row.device == "host"
@@ -106,6 +107,10 @@ def test_fit_workload_runs_through_the_same_runner():
   rows = {r.engine: r for r in runner.run_sweep(config, rooflines={})}
   for name in ("numpy", "eager", "jit", "jit_scan"):
     assert rows[name].ok, rows[name].error
+    if name.startswith("jit"):  # one compilation of the step (or the scan), inside the call
+      assert rows[name].compiles == 1
+      assert rows[name].first_call_s >= (rows[name].trace_s + rows[name].lower_s
+                                         + rows[name].compile_s)
     assert rows[name].steps_per_call == 5 and rows[name].shape == [40, 3]
     assert rows[name].max_rel_err <= rows[name].tolerance
   assert rows["jit_packed"].status == runner.NOT_IMPLEMENTED

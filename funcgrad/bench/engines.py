@@ -42,6 +42,7 @@ class Stages:
   trace_s: float | None = None
   lower_s: float | None = None
   compile_s: float | None = None
+  compiles: int | None = None  # executables JAX asked for during the first call (1 for jit)
 
 
 @dataclasses.dataclass(slots=True)
@@ -147,7 +148,8 @@ def _first_call_with_stages(call: Callable[[], Any]) -> tuple[Any, Stages]:
     out, first = time_once(call)
   seconds = events.stage_seconds()
   return out, Stages(first_call_s=first, trace_s=seconds["trace_s"], lower_s=seconds["lower_s"],
-                     compile_s=seconds["compile_s"] + seconds["cache_retrieval_s"])
+                     compile_s=seconds["compile_s"] + seconds["cache_retrieval_s"],
+                     compiles=events.compile_requests)
 
 
 def _packed(fn: Callable[..., Any]) -> Callable[..., jax.Array]:
@@ -182,7 +184,10 @@ def _train_loop(workload: Workload, args: list[Any], style: str) -> Callable[[],
   params, *data = args
   optimizer, step, steps = workload.optimizer, workload.fn, workload.steps
   params = jax.tree.map(jnp.copy, params)  # a fresh buffer: the caller's array is never donated
-  carry = {"params": params, "state": optimizer.init(params)}
+  # The state committed where the parameters are, as the step's outputs will be: otherwise the
+  # second step sees differently placed inputs and compiles the step a second time.
+  where = jax.tree.leaves(params)[0].sharding
+  carry = {"params": params, "state": jax.device_put(optimizer.init(params), where)}
   if style == "jit_scan":
     def many(params, state, *data):
       def body(c, _):

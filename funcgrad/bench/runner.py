@@ -57,6 +57,7 @@ class Result:
   trace_s: float | None = None
   lower_s: float | None = None
   compile_s: float | None = None
+  compiles: int | None = None
   first_call_s: float | None = None
   dispatch_s: float | None = None
   median_s: float | None = None
@@ -261,6 +262,7 @@ def prepare_and_check(engine: Engine, workload: Workload, inputs: tuple[Any, ...
     stages = prepared.stages
     result.first_call_s, result.trace_s = stages.first_call_s, stages.trace_s
     result.lower_s, result.compile_s = stages.lower_s, stages.compile_s
+    result.compiles = stages.compiles
     result.reference = reference.label
     result.max_rel_err = max_rel_error(prepared.first_output, reference.outputs,
                                        reference.scales)
