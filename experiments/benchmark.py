@@ -20,7 +20,8 @@ from funcgrad.bench.machine import machine_info
 from funcgrad.errors import UsageError
 from funcgrad.shapes import parse_shape
 
-GROUPS = ("large", "small", "adam", "cache", "harness")
+GROUPS = ("large", "small", "adam", "cache", "harness", "models")
+MODEL_CASES = (("mlp", (128, 512)), ("attention", (256, 256)), ("mlp", (1024, 2048)))
 
 _ALLOCATOR = _cli.define_allocator_flag()
 _TARGETS = flags.DEFINE_string("targets", "all", f"Comma-separated: {', '.join(GROUPS)} (or all).")
@@ -82,6 +83,15 @@ def main(argv: list[str]) -> int:
   if "cache" in groups:
     _log("first call, cold and warm persistent cache, fresh processes")
     results += headline.cache_target()
+  if "models" in groups:
+    by_case = {}
+    for name, size in MODEL_CASES:
+      label = f"{name} {size[0]}x{size[1]}"
+      engine_names = ("jit",) if size == (1024, 2048) else headline.MODEL_ENGINES
+      _log(f"{label}: {', '.join(engine_names)}")
+      by_case[label] = headline.model_rows(name, size, engine_names, min_run_time)
+      rows += by_case[label]
+    results += headline.model_targets(by_case)
   again = []
   if "harness" in groups:
     results += headline.timer_overhead_target(rows)

@@ -94,6 +94,25 @@ def shard(array: np.ndarray | jax.Array, mesh: Mesh) -> jax.Array:
   return jax.device_put(array, NamedSharding(mesh, spec_for(np.ndim(array), mesh)))
 
 
+def check_batch_divisible(batch: int, mesh: Mesh) -> None:
+  """Raises UsageError unless a batch of `batch` rows splits evenly over every device of `mesh`."""
+  if batch % mesh.size:
+    raise UsageError(f"A batch of {batch} does not split evenly over the {mesh.size} devices of "
+                     f"mesh {dict(mesh.shape)}: pick a batch that is a multiple of {mesh.size}.")
+
+
+def shard_batch(array: np.ndarray | jax.Array, mesh: Mesh) -> jax.Array:
+  """Places `array` on `mesh` with its rows (the batch) split over every device (data parallel)."""
+  check_batch_divisible(np.shape(array)[0], mesh)
+  spec = P(tuple(mesh.axis_names), *([None] * (np.ndim(array) - 1)))
+  return jax.device_put(array, NamedSharding(mesh, spec))
+
+
+def replicate(tree: object, mesh: Mesh) -> object:
+  """A copy of `tree` on every device of `mesh` (parameters, in data parallelism)."""
+  return jax.device_put(tree, NamedSharding(mesh, P()))
+
+
 def describe(x: jax.Array) -> str:
   """'data=4 over 4 devices, P('data', None)', or the device for a single-device array."""
   sharding = x.sharding

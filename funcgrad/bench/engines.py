@@ -132,14 +132,23 @@ def _prepare_numpy(workload: Workload, inputs: tuple[Any, ...], device: jax.Devi
 # ------------------------------------------------------------------------------------------ JAX
 
 
-def _place(inputs: tuple[Any, ...], device: jax.Device,
+def _place(workload: Workload, inputs: tuple[Any, ...], device: jax.Device,
            mesh: Mesh | None) -> tuple[list[Any], dict[str, Any]]:
-  """Inputs on one device, or spread over `mesh`; and what to record about where they went."""
+  """Inputs on one device, or spread over `mesh`; and what to record about where they went.
+
+  Spread: every input split as `sharding.spec_for` says, or, for a workload with `batch_args`,
+  those inputs' rows split over every device and the rest (the parameters) replicated.
+  """
   if mesh is None:
     return [jax.device_put(a, device) for a in inputs], {}
-  args = [jax.tree.map(lambda leaf: sharding.shard(leaf, mesh), a) for a in inputs]
-  first_leaf = jax.tree.leaves(args[0])[0]
-  return args, {"n_devices": mesh.size, "sharding": sharding.describe(first_leaf)}
+  if workload.batch_args is None:
+    args = [jax.tree.map(lambda leaf: sharding.shard(leaf, mesh), a) for a in inputs]
+    described = jax.tree.leaves(args[0])[0]
+  else:
+    args = [sharding.shard_batch(a, mesh) if i in workload.batch_args
+            else sharding.replicate(a, mesh) for i, a in enumerate(inputs)]
+    described = args[workload.batch_args[0]]
+  return args, {"n_devices": mesh.size, "sharding": sharding.describe(described)}
 
 
 def _first_call_with_stages(call: Callable[[], Any]) -> tuple[Any, Stages]:
@@ -224,7 +233,7 @@ def _prepare_jax(workload: Workload, inputs: tuple[Any, ...], device: jax.Device
     raise _not_implemented(style, workload, "a training step returns its parameters")
   if workload.kind != "train" and style == "jit_scan":
     raise _not_implemented(style, workload, "only training workloads loop over steps")
-  args, placement = _place(inputs, device, mesh)
+  args, placement = _place(workload, inputs, device, mesh)
   jax.clear_caches()  # the first call compiles from scratch, as in a fresh process
   to_numpy = flat_outputs
   if workload.kind == "train":

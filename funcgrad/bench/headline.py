@@ -9,9 +9,9 @@ import tempfile
 import jax
 import numpy as np
 
-from funcgrad import problems
+from funcgrad import optimize, problems
 from funcgrad.bench import engines as engines_lib
-from funcgrad.bench import fits, runner
+from funcgrad.bench import fits, runner, workloads
 from funcgrad.bench import speedups as speedups_lib
 from funcgrad.bench.first_call import first_call_in_fresh_process
 from funcgrad.bench.targets import Target, ratio
@@ -97,7 +97,58 @@ def adam_targets(steps: int, min_run_time: float) -> list[Target]:
       Target(f"numpy / jit_step per Adam step ({steps} steps)",
              ratio(per_step.get("numpy"), per_step.get("jit_step")), 1.0, "x", True,
              f"numpy {us('numpy')} vs jit_step {us('jit_step')} per step"),
+      *fusion_targets(steps),
   ]
+
+
+def fusion_targets(steps: int) -> list[Target]:
+  """Fused XLA kernels per step of the timed `scan` loop, from its compiled HLO (and, for
+  reference, of `scan_fused`, which ravels everything into one vector)."""
+  problem = problems.abs_loss_problem()
+  counts = {loop: optimize.fusions_per_step(loop, problem, "adam", 0.01, steps)
+            for loop in ("scan", "scan_fused")}
+  return [Target("fusions per Adam step (scan)", counts["scan"], 3, "", False,
+                 f"scan_fused: {counts['scan_fused']} fusions per step, but slower per step "
+                 "(docs/PERFORMANCE.md)")]
+
+
+MODEL_ENGINES = ("numpy", "eager", "jit", "torch_eager", "torch_compile", "tf_eager",
+                 "tf_function", "tf_xla")
+MODEL_PEERS = ("numpy", "torch_eager", "torch_compile", "tf_eager", "tf_function", "tf_xla")
+
+
+def model_rows(workload_name: str, size: tuple[int, int], engine_names,
+               min_run_time: float) -> list[runner.Result]:
+  """One model workload at one size on the CPU, the named engines that are installed."""
+  config = runner.SweepConfig(workloads=[workloads.get_workload(workload_name)],
+                              engines=_engines(engine_names), backends=["cpu"], sizes=[size],
+                              dtype=np.dtype(np.float32), min_run_time=min_run_time)
+  runner.check_fits(config)
+  return runner.run_sweep(config)
+
+
+def model_targets(rows_by_case: dict[str, list[runner.Result]]) -> list[Target]:
+  """Targets 7-8: jit at least 3x eager and not slower than the fastest peer on the small model
+  cases; jit at half the matmul peak or more on the large MLP."""
+  out = []
+  for label, rows in rows_by_case.items():
+    if label.startswith("mlp 1024"):
+      jit = next((r for r in rows if r.engine == "jit" and r.ok), None)
+      out.append(Target(f"jit % of matmul peak, {label}", jit and jit.pct_of_peak_flops, 50, "%",
+                        True, f"{jit.gflops:.0f} GFLOP/s of {jit.peak_gflops:.0f} GFLOP/s "
+                        f"({jit.median_s * 1e3:.1f} ms)" if jit else "jit row failed"))
+      continue
+    jit, eager = _median(rows, "jit"), _median(rows, "eager")
+    peer = _fastest_peer(rows, MODEL_PEERS)
+    out += [
+        Target(f"eager / jit, {label}", ratio(eager, jit), 3.0, "x", True,
+               f"eager {eager * 1e3:.2f} ms vs jit {jit * 1e3:.2f} ms" if eager and jit
+               else "row failed"),
+        Target(f"fastest peer / jit, {label}", ratio(peer and peer.median_s, jit), 1.0, "x",
+               True, f"fastest peer {peer.engine} {peer.median_s * 1e3:.2f} ms vs jit "
+               f"{jit * 1e3:.2f} ms" if peer and jit else "no peer row"),
+    ]
+  return out
 
 
 def cache_target(repeats: int = 5) -> list[Target]:

@@ -62,7 +62,10 @@ def _cell(result: Result | None) -> str:
   unit = _unit_for(result.median_s)
   iqr = format_seconds(result.iqr_s, unit).split()[0]
   cell = f"{format_seconds(result.median_s, unit)} ±{iqr}"
-  if result.pct_of_bandwidth is not None and result.pct_of_bandwidth >= 1:
+  if result.bound == "compute":
+    if result.pct_of_peak_flops is not None:
+      cell += f" ({result.pct_of_peak_flops:.0f}%)"
+  elif result.pct_of_bandwidth is not None and result.pct_of_bandwidth >= 1:
     cell += f" ({result.pct_of_bandwidth:.0f}%)"
   elif result.cache_resident and result.pct_of_bandwidth is None and result.bytes:
     cell += " (c)"
@@ -105,6 +108,9 @@ def render_compare(results: Sequence[Result]) -> str:
     steps = next((r.steps_per_call for r in group if r.steps_per_call), None)
     what = f"median per call of {steps} steps" if steps else "median per call"
     roofline = f" (% of {bandwidth:.1f} GB/s all-core copy bandwidth)" if bandwidth else ""
+    peak = next((r.peak_gflops for r in group if r.peak_gflops), None)
+    if any(r.bound == "compute" for r in group):
+      roofline = f" (% of the {peak:.0f} GFLOP/s float32 matmul peak)" if peak else ""
     out.append(f"[ {title}: {what} ±IQR{roofline} ]")
     out.append(_block(steady, engines))
     cold_columns = list(dict.fromkeys(c for cells in cold.values() for c in cells))
@@ -121,7 +127,7 @@ def render_compare(results: Sequence[Result]) -> str:
 
 def _legend(results: Sequence[Result]) -> str:
   parts = ["* noisy: IQR/median > 10%."]
-  if any(r.cache_resident and r.bytes for r in results):
+  if any(r.cache_resident and r.bytes and r.bound == "memory" for r in results):
     parts.append("(c): fits in the last-level cache, not compared with DRAM bandwidth.")
   if any(r.status == WRONG for r in results):
     parts.append("WRONG: output disagreed with the float64 reference.")

@@ -36,12 +36,15 @@ class Roofline:
     copy_bandwidth_1thread_gbps: the host's single-threaded copy bandwidth (None on a GPU).
     copy_threads: threads of the all-core host copy (None on a GPU).
     llc_bytes: the host's last-level cache size from sysfs (None when unknown or on a GPU).
+    peak_gflops: a large float32 matmul's rate (NumPy's BLAS on the host, JAX on a GPU): the
+      arithmetic roofline of matmul-bound rows (None when not measured).
   """
 
   copy_bandwidth_gbps: float
   copy_bandwidth_1thread_gbps: float | None = None
   copy_threads: int | None = None
   llc_bytes: int | None = None
+  peak_gflops: float | None = None
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
@@ -122,14 +125,35 @@ def device_copy_gbps(device: jax.Device, elements: int = DEFAULT_ELEMENTS,
   return 2 * src.nbytes / best / 1e9
 
 
+def host_matmul_gflops(n: int = 2048, repeats: int = 3) -> float:
+  """Best-of-`repeats` float32 n x n matmul rate through NumPy (its BLAS, all its threads)."""
+  rng = np.random.default_rng(0)
+  a, b = (rng.standard_normal((n, n), np.float32) for _ in range(2))
+  out = np.empty((n, n), np.float32)
+  np.matmul(a, b, out=out)  # warm: threads started, pages touched
+  timer = Timer(functools.partial(np.matmul, a, b, out=out), sync=lambda result: result)
+  best = min(timer.timeit(1) for _ in range(repeats))
+  return 2 * n**3 / best / 1e9
+
+
+def device_matmul_gflops(device: jax.Device, n: int = 8192, repeats: int = 5) -> float:
+  """Best-of-`repeats` float32 n x n matmul rate through JAX on `device`."""
+  a = jax.device_put(jnp.ones((n, n), jnp.float32), device)
+  matmul = jax.jit(jnp.matmul)
+  timer = Timer(functools.partial(matmul, a, a))
+  timer.timeit(2)
+  best = min(timer.timeit(1) for _ in range(repeats))
+  return 2 * n**3 / best / 1e9
+
+
 def measure(device: jax.Device, elements: int = DEFAULT_ELEMENTS) -> Roofline:
-  """The roofline for rows on `device`'s backend."""
+  """The roofline for rows on `device`'s backend: copy bandwidth and matmul rate."""
   if device.platform != "cpu":
-    return Roofline(device_copy_gbps(device, elements))
+    return Roofline(device_copy_gbps(device, elements), peak_gflops=device_matmul_gflops(device))
   threads = usable_cores()
   one = host_copy_gbps(elements, 1)
   every = host_copy_gbps(elements, threads) if threads > 1 else one
-  return Roofline(max(one, every), one, threads, last_level_cache_bytes())
+  return Roofline(max(one, every), one, threads, last_level_cache_bytes(), host_matmul_gflops())
 
 
 def copy_bandwidth_gbps(device: jax.Device, elements: int = DEFAULT_ELEMENTS) -> float:

@@ -49,6 +49,7 @@ class Result:
   dtype: str
   n_elements: int
   status: str = "pending"
+  bound: str = "memory"
   device: str | None = None
   device_kind: str | None = None
   n_devices: int = 1
@@ -76,6 +77,9 @@ class Result:
   pct_of_bandwidth: float | None = None
   cache_resident: bool | None = None
   flops: int | None = None
+  gflops: float | None = None
+  peak_gflops: float | None = None
+  pct_of_peak_flops: float | None = None
   max_rel_err: float | None = None
   tolerance: float | None = None
   ok: bool = False
@@ -201,7 +205,10 @@ def check_mesh(config: SweepConfig) -> None:
       if not workload.shardable:
         raise UsageError(f"--devices/--mesh do not apply to workload {workload.name}: its inputs "
                          "are not split over devices. Run it without them.")
-      sharding.check_divisible(shape, mesh)
+      if workload.batch_args is None:
+        sharding.check_divisible(shape, mesh)
+      else:
+        sharding.check_batch_divisible(shape[0], mesh)  # BATCHx... / SEQx...: rows split
     del mesh
 
 
@@ -243,9 +250,11 @@ def new_result(backend: str, workload: Workload, shape: Shape, engine: Engine,
                   dtype=np.dtype(dtype).name, n_elements=math.prod(shape), bytes=moved,
                   flops=workload.flops(shape) if workload.flops else None,
                   tolerance=workload.tolerance(dtype),
-                  steps_per_call=workload.steps if workload.kind == "train" else None)
+                  steps_per_call=workload.steps if workload.kind == "train" else None,
+                  bound=workload.bound)
   if roofline is not None:
     result.bandwidth_gbps = roofline.copy_bandwidth_gbps
+    result.peak_gflops = roofline.peak_gflops
     if moved is not None and roofline.llc_bytes is not None:
       result.cache_resident = moved <= roofline.llc_bytes
   return result
@@ -294,6 +303,10 @@ def _fill_timing(result: Result, per_call_s: list[float], calls: int, interleave
     result.gbps = result.bytes / result.median_s / 1e9
     if result.bandwidth_gbps and not result.cache_resident:
       result.pct_of_bandwidth = 100 * result.gbps / result.bandwidth_gbps
+  if result.flops is not None and result.median_s > 0:
+    result.gflops = result.flops / result.median_s / 1e9
+    if result.peak_gflops:
+      result.pct_of_peak_flops = 100 * result.gflops / result.peak_gflops
   result.status, result.ok = OK, True
 
 

@@ -76,6 +76,9 @@ class Workload:
     steps: kind `train`: optimiser steps per call.
     optimizer: kind `train`: the optax optimiser `fn` steps with.
     shardable: whether `--devices/--mesh` may split the inputs (the first dimension of each).
+    bound: 'memory' (rows compared with copy bandwidth) or 'compute' (with the matmul peak).
+    batch_args: where set, `--devices/--mesh` split only these arguments' rows (the batch) over
+      every device and replicate the others (data parallelism: a model's parameters).
     n_inputs, ndim: for the tutorial's elementwise losses, how many input arrays and of what
       rank (what the graph and export tools build their input specs from); None otherwise.
   """
@@ -97,6 +100,8 @@ class Workload:
   shardable: bool = True
   n_inputs: int | None = None
   ndim: int | None = None
+  batch_args: tuple[int, ...] | None = None
+  bound: str = "memory"
 
   def __post_init__(self):
     if self.kind not in KINDS:
@@ -441,7 +446,7 @@ def _model(name, description, loss, inputs, parse, numpy_grads, torch_loss, tf_l
       bytes_moved=lambda shape, itemsize: min_bytes(*shape, itemsize),
       flops=lambda shape: flops(*shape),
       # Matmuls accumulate hundreds of products per output: ten times the elementwise slack.
-      tolerance_factor=10.0, shardable=False)
+      tolerance_factor=10.0, batch_args=(1, 2), bound="compute")
 
 
 MLP = _model("mlp", "value + grads of a 784-W-W-10 ReLU MLP, softmax cross-entropy",
@@ -511,7 +516,7 @@ MLP_TRAIN = Workload(
     peers={"numpy": _mlp_train_numpy, "torch": _mlp_train_torch},
     bytes_moved=lambda shape, itemsize: nn.mlp_train_min_bytes(*shape, itemsize),
     flops=lambda shape: nn.mlp_train_flops(*shape), tolerance_factor=1e4, steps=1,
-    optimizer=_MLP_TRAIN_OPTIMIZER, shardable=False)
+    optimizer=_MLP_TRAIN_OPTIMIZER, shardable=False, bound="compute")
 
 
 # The tutorial's two losses: what the graph, export, cache and scale-out tools take.

@@ -1,0 +1,32 @@
+"""The benchmark's model targets, on rows with known times."""
+
+import pytest
+
+from funcgrad.bench import headline
+from funcgrad.bench.runner import Result
+
+
+def _row(engine, median, ok=True, **kw):
+  return Result(workload="mlp", engine=engine, backend="cpu", shape=[128, 512], dtype="float32",
+                n_elements=128 * 512, median_s=median, ok=ok, status="ok" if ok else "wrong",
+                **kw)
+
+
+def test_model_targets_pass_and_miss():
+  small = [_row("eager", 12e-3), _row("jit", 3e-3), _row("torch_eager", 4e-3),
+           _row("tf_xla", 1e-3, ok=False)]  # a wrong row never counts
+  large = [_row("jit", 0.1, gflops=60.0, peak_gflops=100.0, pct_of_peak_flops=60.0)]
+  eager, peer, peak = headline.model_targets({"mlp 128x512": small, "mlp 1024x2048": large})
+  assert eager.measured == pytest.approx(4.0) and eager.passed
+  assert peer.measured == pytest.approx(4 / 3) and peer.passed and "torch_eager" in peer.detail
+  assert peak.measured == 60.0 and peak.passed and "60 GFLOP/s of 100" in peak.detail
+  slow = [_row("eager", 4e-3), _row("jit", 2e-3), _row("numpy", 1e-3)]
+  eager, peer = headline.model_targets({"attention 256x256": slow})
+  assert not eager.passed and not peer.passed and "numpy" in peer.detail
+
+
+def test_fusion_target_counts_the_compiled_scan():
+  (target,) = headline.fusion_targets(10)
+  assert target.name == "fusions per Adam step (scan)"
+  assert isinstance(target.measured, int) and target.measured >= 1
+  assert "scan_fused" in target.detail
