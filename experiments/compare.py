@@ -77,8 +77,10 @@ _SIMULATE_CPU_DEVICES = flags.DEFINE_integer(
     "simulate_cpu_devices", None, "Give the CPU backend this many devices (set before JAX "
     "starts).", lower_bound=1)
 _COMPILATION_CACHE_DIR = flags.DEFINE_string(
-    "compilation_cache_dir", None, "Enable JAX's persistent compilation cache here (small "
-    "functions included): a warm cache shortens every jit first call.")
+    "compilation_cache_dir", None, "Cache compiled programs here, in two tiers: JAX's "
+    "persistent compilation cache (small functions included) and, under executables/, the jit "
+    "engines' compiled executables, which a later run loads without tracing or lowering. Loading "
+    "one trusts whoever can write this directory.")
 
 
 def _engines(text: str, jax_only: bool) -> list[engines_lib.Engine]:
@@ -181,7 +183,8 @@ def _config() -> runner.SweepConfig:
       engines=[],  # below, once everything cheap to check has been checked
       backends=runner.resolve_backends(_BACKENDS.value, _SKIP_UNAVAILABLE.value),
       sizes=sizes, dtype=resolve_dtype(dtype), min_run_time=min_run_time, seed=_SEED.value,
-      interleave=_INTERLEAVE.value)
+      interleave=_INTERLEAVE.value, cache_dir=compile_cache.executable_dir(
+          _COMPILATION_CACHE_DIR.value) if _COMPILATION_CACHE_DIR.value else None)
   config.cases()  # every size fits every workload
   runner.check_mesh(config)
   if _PLOT.value:

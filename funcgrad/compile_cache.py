@@ -42,6 +42,14 @@ CACHE_MISS_EVENT = "/jax/compilation_cache/cache_misses"
 CACHE_RETRIEVAL_EVENT = "/jax/compilation_cache/cache_retrieval_time_sec"
 
 
+EXECUTABLES_SUBDIR = "executables"
+
+
+def executable_dir(cache_dir: str) -> str:
+  """Where the executable tier lives inside a two-tier cache directory."""
+  return os.path.join(cache_dir, EXECUTABLES_SUBDIR)
+
+
 def enable_persistent_cache(directory: str) -> None:
   """Caches every compiled executable under `directory` (created if needed)."""
   jax.config.update("jax_compilation_cache_dir", directory)

@@ -77,3 +77,15 @@ def test_a_function_that_fails_in_one_engine_makes_that_row_failed():
   assert eager.ok and eager.median_s > 0
   assert jit.status == "failed" and "RuntimeError: broken under jit" in jit.error
   assert comparison.speedups == []
+
+
+def test_compilation_cache_dir_uses_the_executable_tier(tmp_path):
+  kwargs = dict(engines=("jit",), min_run_time=0.01, compilation_cache_dir=str(tmp_path))
+  (cold,) = funcgrad.compare(mlp_loss, W, X, **kwargs).results
+  (warm,) = funcgrad.compare(mlp_loss, W, X, **kwargs).results
+  assert cold.ok and cold.executable_cache == "miss" and cold.compiles == 1
+  # The second comparison loads the stored executable: nothing traced, lowered or compiled.
+  assert warm.ok and warm.executable_cache == "hit" and warm.compiles == 0
+  assert warm.trace_s == 0 and warm.lower_s == 0
+  assert warm.first_call_s < cold.first_call_s
+  assert list((tmp_path / "executables").iterdir())

@@ -18,6 +18,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from funcgrad import compile_cache
 from funcgrad.bench import engines as engines_lib
 from funcgrad.bench import report, runner, speedups
 from funcgrad.bench.machine import machine_info
@@ -99,7 +100,8 @@ def check_function(fn: Callable[..., Any], args: Sequence[Any], argnums: tuple[i
 
 def compare_workload(workload: Workload, shape: tuple[int, ...], engines: Sequence[str],
                      backend: str | None, min_run_time: float, seed: int, dtype: Any,
-                     baseline: str | None, interleave: bool = True) -> Comparison:
+                     baseline: str | None, interleave: bool = True,
+                     compilation_cache_dir: str | None = None) -> Comparison:
   """Runs one case of `workload` through the runner and derives its speedups."""
   chosen = [engines_lib.get_engine(e) for e in dict.fromkeys(engines)]
   names = [e.name for e in chosen]
@@ -108,8 +110,13 @@ def compare_workload(workload: Workload, shape: tuple[int, ...], engines: Sequen
   (backend,) = runner.resolve_backends([backend] if backend else [jax.default_backend()], False)
   # A user's function has no byte count to compare with the copy bandwidth: no roofline then.
   rooflines = runner.measure_rooflines([backend]) if workload.bytes_moved else {}
+  cache_dir = None
+  if compilation_cache_dir:
+    compile_cache.enable_persistent_cache(compilation_cache_dir)
+    cache_dir = compile_cache.executable_dir(compilation_cache_dir)
   results = runner.run_case(backend, workload, shape, chosen, np.dtype(dtype), min_run_time,
-                            seed, rooflines.get(backend), interleave=interleave)
+                            seed, rooflines.get(backend), interleave=interleave,
+                            cache_dir=cache_dir)
   machine = {**machine_info(), "rooflines": {b: r.to_dict() for b, r in rooflines.items()}}
   return Comparison(results, speedups.speedups(results, baseline, seed), baseline, machine)
 
@@ -117,7 +124,8 @@ def compare_workload(workload: Workload, shape: tuple[int, ...], engines: Sequen
 def compare(fn: Callable[..., Any], *example_args: Any, argnums: int | Sequence[int] = 0,
             engines: Sequence[str] = ("eager", "jit"), backend: str | None = None,
             min_run_time: float = 0.2, seed: int = 0, value_and_grad: bool = True,
-            baseline: str | None = None, interleave: bool = True) -> Comparison:
+            baseline: str | None = None, interleave: bool = True,
+            compilation_cache_dir: str | None = None) -> Comparison:
   """Times `fn` eagerly and under `jax.jit` (value and gradients by default), checked first.
 
   Args:
@@ -131,6 +139,9 @@ def compare(fn: Callable[..., Any], *example_args: Any, argnums: int | Sequence[
     value_and_grad: False times `fn` itself.
     baseline: the engine the others are compared with (default `jit`).
     interleave: time the engines in interleaved rounds (False: one after the other).
+    compilation_cache_dir: cache compiled programs here (JAX's persistent cache, and the jit
+      engines' executables under `executables/`); a later process loads them. Loading one
+      trusts whoever can write the directory.
 
   Returns:
     A `Comparison`: rows, speedups, `table()` and `to_json(path)`.
@@ -154,7 +165,7 @@ def compare(fn: Callable[..., Any], *example_args: Any, argnums: int | Sequence[
                 if np.issubdtype(np.asarray(leaf).dtype, np.inexact)), np.dtype(np.float32))
   shape = np.shape(jax.tree.leaves(host_args)[0]) if jax.tree.leaves(host_args) else ()
   return compare_workload(workload, tuple(shape), engines, backend, min_run_time, seed, dtype,
-                          baseline, interleave)
+                          baseline, interleave, compilation_cache_dir)
 
 
 def comparison_json(comparison: Comparison) -> str:

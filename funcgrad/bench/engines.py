@@ -43,6 +43,7 @@ class Stages:
   lower_s: float | None = None
   compile_s: float | None = None
   compiles: int | None = None  # executables JAX asked for during the first call (1 for jit)
+  executable_cache: str | None = None  # with an executable cache: hit, miss, refused, uncached
 
 
 @dataclasses.dataclass(slots=True)
@@ -82,8 +83,10 @@ class Engine:
     name: the flag value.
     description: one line for --help and the README.
     requires: the module a peer needs (None for the NumPy and JAX engines).
-    prepare: `prepare(workload, inputs, device, mesh) -> Prepared`.
+    prepare: `prepare(workload, inputs, device, mesh) -> Prepared` (and `cache_dir=` when
+      `cacheable`).
     shardable: whether `prepare` spreads its inputs over a mesh of devices.
+    cacheable: whether `prepare` can load its compiled program from an executable cache.
   """
 
   name: str
@@ -91,6 +94,7 @@ class Engine:
   requires: str | None
   prepare: Callable[..., Prepared]
   shardable: bool = False
+  cacheable: bool = False
 
   def available(self) -> bool:
     """Whether this engine's framework can be imported here."""
@@ -224,8 +228,28 @@ def _train_loop(workload: Workload, args: list[Any], style: str) -> Callable[[],
   return call
 
 
+def _cached_first_call(fn: Callable[..., Any], args: list[Any],
+                       cache_dir: str) -> tuple[Callable[[], Any], Any, Stages]:
+  """The first call through the executable cache: loaded (no trace, no lower, no compile) or
+  compiled and stored; then the loaded or compiled executable is what each call runs."""
+  held: dict[str, Any] = {}
+
+  def first():
+    held["compiled"], held["info"] = compile_cache.load_or_compile(fn, args, cache_dir)
+    return held["compiled"](*args)
+
+  out, stages = _first_call_with_stages(first)
+  stages.executable_cache = held["info"].status
+  if held["info"].status == "hit":
+    stages.compile_s = held["info"].load_s  # reading, checking and loading the executable
+  return functools.partial(held["compiled"], *args), out, stages
+
+
 def _prepare_jax(workload: Workload, inputs: tuple[Any, ...], device: jax.Device,
-                 mesh: Mesh | None = None, style: str = "eager") -> Prepared:
+                 mesh: Mesh | None = None, style: str = "eager",
+                 cache_dir: str | None = None) -> Prepared:
+  """The JAX engines; with `cache_dir` (jit and jit_packed on a value or value-and-grad
+  workload), the compiled program comes from, or goes to, the executable cache."""
   if mesh is not None and not workload.shardable:
     raise UsageError(f"--devices/--mesh do not apply to {workload.name}: its inputs are not "
                      "split over devices.")
@@ -244,7 +268,10 @@ def _prepare_jax(workload: Workload, inputs: tuple[Any, ...], device: jax.Device
       shapes = [np.shape(leaf) for leaf in jax.tree.leaves(jax.eval_shape(fn, *args))]
       fn, to_numpy = _packed(fn), _unpacker(shapes)
     call = functools.partial(jax.jit(fn) if style != "eager" else fn, *args)
-  out, stages = _first_call_with_stages(call)
+  if cache_dir is not None and style != "eager" and workload.kind != "train":
+    call, out, stages = _cached_first_call(fn, args, cache_dir)
+  else:
+    out, stages = _first_call_with_stages(call)
   if style == "eager":
     stages = Stages(first_call_s=stages.first_call_s)  # eager compiles per primitive: no stages
   return Prepared(call, jax.block_until_ready, to_numpy, to_numpy(out), *_device_label(device),
@@ -349,9 +376,10 @@ ENGINES = {
         Engine("eager", "JAX without jit: jax.value_and_grad, op by op", None, _prepare_jax,
                shardable=True),
         Engine("jit", "jax.jit(jax.value_and_grad(...)): traced once, compiled by XLA", None,
-               functools.partial(_prepare_jax, style="jit"), shardable=True),
+               functools.partial(_prepare_jax, style="jit"), shardable=True, cacheable=True),
         Engine("jit_packed", "jax.jit, the value and gradients returned packed in one array",
-               None, functools.partial(_prepare_jax, style="jit_packed"), shardable=True),
+               None, functools.partial(_prepare_jax, style="jit_packed"), shardable=True,
+               cacheable=True),
         Engine("jit_scan", "jax.jit of a lax.scan over a training workload's steps", None,
                functools.partial(_prepare_jax, style="jit_scan"), shardable=True),
         Engine("torch_eager", "PyTorch autograd, eager", "torch", _prepare_torch),

@@ -59,6 +59,7 @@ class Result:
   lower_s: float | None = None
   compile_s: float | None = None
   compiles: int | None = None
+  executable_cache: str | None = None
   first_call_s: float | None = None
   dispatch_s: float | None = None
   median_s: float | None = None
@@ -103,6 +104,7 @@ class SweepConfig:
   seed: int = 0
   mesh_shape: tuple[int, ...] | None = None  # shardable engines spread their inputs over it
   interleave: bool = True
+  cache_dir: str | None = None  # cacheable engines load or store their executables here
 
   def cases(self) -> list[tuple[str, Workload, Shape]]:
     """Every (backend, workload, shape), in sweep order (a shape once per workload)."""
@@ -262,16 +264,18 @@ def new_result(backend: str, workload: Workload, shape: Shape, engine: Engine,
 
 def prepare_and_check(engine: Engine, workload: Workload, inputs: tuple[Any, ...],
                       reference: Reference, device: jax.Device, mesh: Mesh | None,
-                      result: Result) -> Prepared | None:
+                      result: Result, cache_dir: str | None = None) -> Prepared | None:
   """Prepares one engine and checks its first output; fills `result`; None unless it passed."""
   try:
-    prepared = engine.prepare(workload, inputs, device, mesh=mesh if engine.shardable else None)
+    extra = {"cache_dir": cache_dir} if cache_dir and engine.cacheable else {}
+    prepared = engine.prepare(workload, inputs, device, mesh=mesh if engine.shardable else None,
+                              **extra)
     result.device, result.device_kind = prepared.device, prepared.device_kind
     result.n_devices, result.sharding = prepared.n_devices, prepared.sharding
     stages = prepared.stages
     result.first_call_s, result.trace_s = stages.first_call_s, stages.trace_s
     result.lower_s, result.compile_s = stages.lower_s, stages.compile_s
-    result.compiles = stages.compiles
+    result.compiles, result.executable_cache = stages.compiles, stages.executable_cache
     result.reference = reference.label
     result.max_rel_err = max_rel_error(prepared.first_output, reference.outputs,
                                        reference.scales)
@@ -316,8 +320,8 @@ Progress = Callable[[str, Result], None]  # (what is happening: 'preparing' / 't
 def run_case(backend: str, workload: Workload, shape: Shape, engines: Sequence[Engine],
              dtype: np.dtype, min_run_time: float = 0.2, seed: int = 0,
              roofline: roofline_lib.Roofline | None = None, mesh: Mesh | None = None,
-             interleave: bool = True, progress: Progress = lambda what, row: None
-             ) -> list[Result]:
+             interleave: bool = True, progress: Progress = lambda what, row: None,
+             cache_dir: str | None = None) -> list[Result]:
   """Every engine of one (backend, workload, shape): prepared and checked, then timed in rounds.
 
   Returns:
@@ -335,7 +339,8 @@ def run_case(backend: str, workload: Workload, shape: Shape, engines: Sequence[E
   prepared: dict[str, tuple[Prepared, Result]] = {}
   for engine, result in zip(engines, results, strict=True):
     progress("preparing", result)
-    ready = prepare_and_check(engine, workload, inputs, reference, device, mesh, result)
+    ready = prepare_and_check(engine, workload, inputs, reference, device, mesh, result,
+                              cache_dir)
     if ready is not None:
       prepared[engine.name] = (ready, result)
   if prepared:
@@ -377,7 +382,8 @@ def run_sweep(config: SweepConfig,
   for backend, workload, shape in config.cases():
     for result in run_case(backend, workload, shape, config.engines, config.dtype,
                            config.min_run_time, config.seed, rooflines.get(backend),
-                           meshes.get(backend), config.interleave, progress):
+                           meshes.get(backend), config.interleave, progress,
+                           config.cache_dir):
       results.append(result)
       on_result(result, len(results), total)
   return results
