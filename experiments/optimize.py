@@ -82,7 +82,8 @@ def main(argv: list[str]) -> int:
     document = {"machine": machine_info(),
                 "results": [{**r.to_dict(), "fusions_per_step": fusions[r.loop]} for r in results]}
     report.atomic_write(_OUTPUT_JSON.value, json.dumps(document, indent=2) + "\n")
-  print(f"{_OPTIMIZER.value}(learning_rate={_LEARNING_RATE.value}) on {problem.name}, "
+  print(f"{allocator.in_use()} allocator; "
+        f"{_OPTIMIZER.value}(learning_rate={_LEARNING_RATE.value}) on {problem.name}, "
         f"{_STEPS.value} steps; optimum: {problem.optimum_description}; reference: "
         f"{results[0].reference if results else '-'}")
   print(render_text(["loop", "first call", "per step", "total", "final loss", "to optimum",

@@ -32,7 +32,7 @@ def test_quick_run_writes_every_output(tmp_path):
     assert len(list(csv.DictReader(f))) == 6
   assert len(out["jsonl"].read_text().splitlines()) == 6
   assert out["png"].read_bytes().startswith(b"\x89PNG")
-  assert "[ muladd_sum on cpu (float32): median per call" in result.stdout
+  assert "[ muladd_sum on cpu (float32), " in result.stdout and "median per call" in result.stdout
   assert "[6/6] cpu abs_loss 12 jit:" in result.stderr  # progress lines with what remains
 
 

@@ -70,8 +70,8 @@ def test_compare_table():
              _result("eager", median=6.85e-4, iqr_s=1e-4, noisy=True),
              _result("torch_eager", ok=False, median=None, max_rel_err=0.5, status="wrong",
                      error="output differs from the float64 reference")]
-  text = report.render_compare(results)
-  assert "[ muladd_sum on cpu (float32): median per call" in text
+  text = report.render_compare(results, memory="tcmalloc")
+  assert "[ muladd_sum on cpu (float32), tcmalloc allocator: median per call" in text
   lines = text.splitlines()
   header = next(line for line in lines if line.startswith("size"))
   assert header.split() == ["size", "numpy", "jit", "eager", "torch_eager"]

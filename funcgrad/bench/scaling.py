@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from funcgrad import allocator
 from funcgrad._tables import render_text
 from funcgrad.bench import engines, report, runner
 from funcgrad.bench.workloads import Workload
@@ -46,7 +47,7 @@ def render(strong: Sequence[runner.Result], weak: Sequence[runner.Result]) -> st
       table.append([str(r.n_devices), report.shape_label(r.shape),
                     f"{report.format_seconds(r.median_s)} ±{report.format_seconds(r.iqr_s)}",
                     f"{speedup:.2f}x", f"{100 * speedup / r.n_devices:.0f}%"])
-    out.append(f"[ {rows[0].workload} jit, {title} ]")
+    out.append(f"[ {rows[0].workload} jit, {title}, {allocator.in_use()} allocator ]")
     gain = "scaled speed-up" if is_weak else "speed-up"  # weak: N x T1 / TN (Gustafson)
     out.append(render_text(["devices", "size", "median", gain, "efficiency"], table))
     out.append("")
