@@ -30,3 +30,14 @@ def test_fusion_target_counts_the_compiled_scan():
   assert target.name == "fusions per Adam step (scan)"
   assert isinstance(target.measured, int) and target.measured >= 1
   assert "scan_fused" in target.detail
+
+
+def test_strict_exit_status(capsys):
+  from funcgrad.bench.targets import Target, exit_status
+
+  passed, missed = Target("a", 2.0, 1.0, "x", True), Target("b", 0.5, 1.0, "x", True)
+  assert exit_status(True, [passed, missed], strict=False) == 0  # a MISS is a result
+  assert exit_status(True, [passed, missed], strict=True) == 1
+  assert "--strict: 1 of 2 targets missed: b" in capsys.readouterr().err
+  assert exit_status(True, [passed], strict=True) == 0
+  assert exit_status(False, [passed], strict=False) == 1  # a wrong row always fails the run

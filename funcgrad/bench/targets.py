@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -66,3 +67,15 @@ def write_json(path: str, machine: dict[str, Any], targets: Sequence[Target]) ->
   """Writes `{"machine": ..., "targets": [{name, measured, target, unit, pass, ...}]}`."""
   document = {"machine": machine, "targets": [t.to_dict() for t in targets]}
   atomic_write(path, json.dumps(document, indent=2) + "\n")
+
+
+def exit_status(rows_ok: bool, results: Sequence[Target], strict: bool) -> int:
+  """1 for a wrong or failed row, or (with `strict`) a missed target; 0 otherwise."""
+  if not rows_ok:
+    return 1
+  missed = [t.name for t in results if not t.passed]
+  if strict and missed:
+    print(f"--strict: {len(missed)} of {len(results)} targets missed: {', '.join(missed)}",
+          file=sys.stderr)
+    return 1
+  return 0
