@@ -19,9 +19,10 @@ from absl import flags
 from experiments import _cli
 from funcgrad import compile_cache
 from funcgrad._tables import render_text
-from funcgrad.bench import specs, workloads
+from funcgrad.bench import workloads
 from funcgrad.bench.first_call import first_call_in_fresh_process
 from funcgrad.bench.report import format_seconds
+from funcgrad.shapes import parse_shape
 
 _WORKLOAD = flags.DEFINE_enum("workload", "muladd_sum", list(workloads.TUTORIAL_WORKLOADS),
                               "Workload.")
@@ -64,8 +65,10 @@ def _three_tiers(cache_dir: str, workload: str, shape: tuple[int, ...]) -> list[
 def main(argv: list[str]) -> int:
   del argv
   workload = workloads.get_workload(_WORKLOAD.value)
-  (size,) = specs.parse_sizes(_SHAPE.value)
-  shape = workload.shape_for(size)
+  shape = workload.check_size(parse_shape(_SHAPE.value, "--shape", max_rank=2))
+  if _CACHE_DIR.value:  # asked for explicitly: an unusable one is an error, not a cold run
+    for tier in ("persistent", "executable"):
+      compile_cache.check_cache_dir(os.path.join(_CACHE_DIR.value, tier))
   with tempfile.TemporaryDirectory(prefix="funcgrad-cache-") as tmp:
     columns = _three_tiers(_CACHE_DIR.value or tmp, workload.name, shape)
   rows = [[k, *(format_seconds(c[k]) for c in columns)] for k in _STAGES]

@@ -247,6 +247,19 @@ def executable_key(fn: Callable[..., Any], args: Sequence[Any], salt: str = "") 
   return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
+def check_cache_dir(cache_dir: str, flag: str = "--cache_dir") -> None:
+  """Refuses, before any work, a cache directory that cannot be used (one line naming it).
+
+  Raises:
+    UsageError: it is a file, cannot be created or written, or others could write it.
+  """
+  try:
+    _check_directory(cache_dir)
+  except OSError as e:
+    raise UsageError(f"{flag}={cache_dir}: {_cache_error(cache_dir, e).split(': ', 1)[-1]}") \
+        from None
+
+
 def _check_directory(cache_dir: str) -> None:
   """Creates `cache_dir` if needed; refuses one that others could write (OSError)."""
   os.makedirs(cache_dir, exist_ok=True)
