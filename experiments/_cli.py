@@ -11,6 +11,7 @@ import math
 import os
 import signal
 import sys
+import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -137,6 +138,17 @@ def _parse_flags(argv: list[str]) -> list[str]:
     raise  # unreachable: fail() exits
 
 
+def _bad_platforms(error: BaseException) -> bool:
+  """Whether `error` is JAX failing to start the platforms the user set in JAX_PLATFORMS (the
+  environment's mistake, not a bug): JAX raises RuntimeError, or in some versions an
+  AssertionError, from its backend set-up."""
+  if not os.environ.get("JAX_PLATFORMS"):
+    return False
+  frames = traceback.extract_tb(error.__traceback__)
+  return any(frame.filename.endswith(("xla_bridge.py", "backend.py")) for frame in frames) or \
+      "Unable to initialize backend" in str(error)
+
+
 def run(main: Callable[[list[str]], int | None]) -> None:
   """`absl.app.run(main)`, with bad flags and user errors reported as one line."""
 
@@ -153,6 +165,12 @@ def run(main: Callable[[list[str]], int | None]) -> None:
       return main(argv)
     except UsageError as e:  # only these: any other exception is a bug and keeps its traceback
       fail(str(e))
+    except (RuntimeError, AssertionError) as e:
+      if not _bad_platforms(e):
+        raise
+      fail(f"JAX_PLATFORMS={os.environ['JAX_PLATFORMS']!r} names a platform JAX cannot start "
+           f"here ({str(e).splitlines()[0][:200]}); unset it, or set one of cpu, cuda, tpu that "
+           "is installed.")
     except KeyboardInterrupt:
       _interrupted()
 

@@ -16,3 +16,12 @@ def test_unusable_cache_or_shape_is_one_line_before_any_measurement(args, fragme
   assert outcome.returncode == 2
   assert_one_line_error(outcome, *fragments)
   assert outcome.seconds < 5  # refused before starting any measuring process
+
+
+@pytest.mark.parametrize("module", ["experiments.compare", "experiments.optimize"])
+def test_jax_platforms_naming_an_absent_platform_is_one_line(module):
+  from tests.helpers import run_module
+
+  result = run_module(module, "--min_run_time=0.01", env={"JAX_PLATFORMS": "bogus"}, timeout=60)
+  assert result.returncode == 2
+  assert_one_line_error(result, "JAX_PLATFORMS")

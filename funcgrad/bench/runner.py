@@ -126,6 +126,9 @@ def resolve_backends(requested: Sequence[str] | None, skip_unavailable: bool) ->
     UsageError: an unknown or absent backend (the message lists those present).
   """
   present = platforms_present()
+  if not present:
+    raise UsageError("JAX can reach no platform here (is JAX_PLATFORMS set to one that is not "
+                     "installed?); unset JAX_PLATFORMS or install the backend.")
   if not requested:
     return list(present)
   chosen = []
