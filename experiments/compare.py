@@ -237,6 +237,9 @@ def main(argv: list[str]) -> int:
       jsonl.write(result)
     _progress(result, index, total)
 
+  note = runner.long_run_note(config)
+  if note:
+    print(note, file=sys.stderr, flush=True)
   rooflines = runner.measure_rooflines(config.backends)
   try:
     runner.run_sweep(config, on_result, rooflines)

@@ -160,3 +160,12 @@ def test_absent_backend_is_an_error_unless_skipped():
   assert runner.resolve_backends(["cpu", "gpu"], True) == ["cpu"]
   with pytest.raises(UsageError, match="None of the backends"):
     runner.resolve_backends(["gpu"], True)
+
+
+def test_a_long_sweep_says_so_before_it_starts():
+  config = runner.SweepConfig(workloads=[MULADD_SUM], engines=[engines.ENGINES["numpy"]] * 2,
+                              backends=["cpu"], sizes=[(3, 4), (5, 5)], **FAST)
+  assert runner.long_run_note(config) is None
+  long = dataclasses.replace(config, min_run_time=60.0)
+  assert runner.minimum_seconds(long) == pytest.approx(4 * 60 * 1.2)
+  assert runner.long_run_note(long).startswith("note: 4 rows x --min_run_time=60 s: at least 5 min")

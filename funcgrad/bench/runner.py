@@ -357,6 +357,24 @@ def run_case(backend: str, workload: Workload, shape: Shape, engines: Sequence[E
   return results
 
 
+LONG_RUN_S = 120.0  # a sweep expected to take longer than this says so before it starts
+
+
+def minimum_seconds(config: SweepConfig) -> float:
+  """A lower bound on a sweep's time: every row's timed blocks and re-warms (compiles extra)."""
+  return config.rows() * config.min_run_time * 1.2
+
+
+def long_run_note(config: SweepConfig) -> str | None:
+  """One line announcing a long sweep before it starts (None for a short one)."""
+  seconds = minimum_seconds(config)
+  if seconds < LONG_RUN_S:
+    return None
+  return (f"note: {config.rows()} rows x --min_run_time={config.min_run_time:g} s: at least "
+          f"{seconds / 60:.0f} minutes before compiles; every finished row is kept in "
+          "--output_jsonl if given.")
+
+
 def measure_rooflines(backends: Sequence[str]) -> dict[str, roofline_lib.Roofline]:
   """Each backend's roofline, measured once."""
   return {b: roofline_lib.measure(jax.devices(b)[0]) for b in backends}
