@@ -61,3 +61,38 @@ def test_baseline_must_be_swept():
     speedups.check_baseline("torch_eager", ["numpy", "jit"])
   assert speedups.default_baseline(["numpy", "jit"]) == "jit"
   assert speedups.default_baseline(["numpy", "eager"]) == "numpy"
+
+
+def test_plots_show_speedup_intervals_and_the_crossover(tmp_path):
+  pytest.importorskip("matplotlib")
+  from funcgrad.bench import crossover, report
+
+  rows = [_row("jit", [1.0, 1.0], first_call_s=2.0), _row("numpy", [2.0, 2.2], first_call_s=0.1),
+          _row("jit", [1.0, 1.0], shape=(6, 8)), _row("numpy", [0.5, 0.6], shape=(6, 8))]
+  found = speedups.speedups(rows, "jit")
+  path = tmp_path / "p.png"
+  report.plot(str(path), rows, found)
+  assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  points = crossover.crossovers(found, "jit")
+  assert [p.to_dict() for p in points] == [
+      {"engine": "numpy", "baseline": "jit", "crossover_elements": 12}]
+  crossover.plot(str(tmp_path / "x.png"), found, points)
+  assert (tmp_path / "x.png").stat().st_size > 1000
+
+
+def test_crossover_is_the_smallest_size_whose_interval_lies_above_one():
+  from funcgrad.bench import crossover
+  from funcgrad.bench.workloads import ABS_LOSS, MULADD_SUM
+
+  def s(shape, low):
+    return speedups.Speedup("cpu", "w", list(shape), "numpy", "jit", low + 0.1, low, low + 0.2,
+                            5, None)
+
+  found = [s((3, 4), 0.5), s((6, 8), 1.01), s((12, 16), 0.9), s((24, 32), 1.5)]
+  (point,) = crossover.crossovers(found, "jit")
+  assert point.crossover_elements == 48  # 6x8, although 12x16 dips below again
+  assert crossover.crossovers([s((3, 4), 0.2)], "jit")[0].crossover_elements is None
+  assert crossover.geometric_sizes(200, MULADD_SUM) == [(3, 4), (6, 8), (12, 16)]
+  assert crossover.geometric_sizes(200, ABS_LOSS) == [(12,), (48,), (192,)]
+  with pytest.raises(UsageError, match="--max_elements=11: expected at least 12"):
+    crossover.geometric_sizes(11, MULADD_SUM)

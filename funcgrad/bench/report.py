@@ -260,7 +260,7 @@ def _plot_times(axes: Any, groups: dict[tuple[str, str, str], list[Result]]) -> 
     for engine in dict.fromkeys(r.engine for r in group):
       rows = sorted((r for r in group if r.engine == engine), key=lambda r: r.n_elements)
       ax.errorbar([r.n_elements for r in rows], [r.median_s for r in rows],
-                  yerr=[r.iqr_s / 2 for r in rows], marker="o", label=engine, capsize=2)
+                  yerr=[(r.iqr_s or 0.0) / 2 for r in rows], marker="o", label=engine, capsize=2)
     ax.set(xscale="log", yscale="log", xlabel="elements", ylabel="median s per call",
            title=f"{workload} on {backend} ({dtype})")
     ax.grid(True, which="both", alpha=0.3)
