@@ -279,7 +279,8 @@ def _plot_compile(ax: Any, results: Sequence[Result]) -> None:
   ax.set(xscale="log", yscale="log", xlabel="elements", ylabel="seconds",
          title="compile and first call (cold)")
   ax.grid(True, which="both", alpha=0.3)
-  ax.legend(fontsize="small")
+  if jit_rows:
+    ax.legend(fontsize="small")
 
 
 def _plot_speedups(ax: Any, speedups: Sequence[Speedup]) -> None:
