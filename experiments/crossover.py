@@ -1,7 +1,7 @@
 """Where jit starts to win: speedup against size on a geometric grid, with its interval.
 
   python -m experiments.crossover [--workload=muladd_sum] [--engines=numpy,jit] [--baseline=jit]
-      [--max_elements=16000000] [--output_json=PATH] [--plot=PATH.png]
+      [--backend=cpu] [--max_elements=16000000] [--output_json=PATH] [--plot=PATH.png]
 
 Every size is a case of the runner (checked, then timed in interleaved rounds); the crossover
 against an engine is the smallest size at which the baseline's 95% speedup interval lies wholly
@@ -25,6 +25,7 @@ _WORKLOAD = flags.DEFINE_enum("workload", "muladd_sum", list(workloads.TUTORIAL_
 _ENGINES = flags.DEFINE_string("engines", "numpy,jit", "Comma-separated engines to compare.")
 _BASELINE = flags.DEFINE_string("baseline", None, "The engine compared with each other one "
                                 "(default: jit when swept).")
+_BACKEND = flags.DEFINE_enum("backend", "cpu", ["cpu", "gpu", "tpu"], "Where to sweep.")
 _MAX_ELEMENTS = flags.DEFINE_integer("max_elements", 16_000_000, "The largest size, in elements "
                                      f"(>= {crossover.MIN_ELEMENTS}).")
 _MIN_RUN_TIME = flags.DEFINE_float("min_run_time", 0.2, "Seconds of timed blocks per engine and "
@@ -39,6 +40,7 @@ _ALLOCATOR = _cli.define_allocator_flag()
 
 def main(argv: list[str]) -> int:
   del argv
+  _cli.check_outputs({"--output_json": _OUTPUT_JSON.value, "--plot": _PLOT.value})
   allocator.reexec_with(_ALLOCATOR.value)
   min_run_time = _MIN_RUN_TIME.value
   if not 0 < min_run_time <= 3600:  # also false for nan
@@ -51,7 +53,8 @@ def main(argv: list[str]) -> int:
   workload = workloads.get_workload(_WORKLOAD.value)
   sizes = crossover.geometric_sizes(_MAX_ELEMENTS.value, workload)
   config = runner.SweepConfig(
-      workloads=[workload], engines=[engines.get_engine(n) for n in names], backends=["cpu"],
+      workloads=[workload], engines=[engines.get_engine(n) for n in names],
+      backends=runner.resolve_backends([_BACKEND.value], skip_unavailable=False),
       sizes=sizes, dtype=np.dtype(np.float32), min_run_time=min_run_time,
       seed=_SEED.value)
   runner.check_fits(config)
@@ -62,13 +65,13 @@ def main(argv: list[str]) -> int:
     print(f"[{index}/{total}] {format_shape(result.shape)} {result.engine}: "
           f"{report.format_seconds(result.median_s)}", file=sys.stderr, flush=True)
 
-  rooflines = runner.measure_rooflines(["cpu"])
+  rooflines = runner.measure_rooflines(config.backends)
   results = runner.run_sweep(config, progress, rooflines)
   found = speedups.speedups(results, baseline, _SEED.value)
   points = crossover.crossovers(found, baseline)
   if _OUTPUT_JSON.value:
     machine = {**machine_info(), "rooflines": {b: r.to_dict() for b, r in rooflines.items()},
-               **(rooflines["cpu"].to_dict() if "cpu" in rooflines else {})}
+               **next(iter(rooflines.values())).to_dict()}
     report.write_json(_OUTPUT_JSON.value, machine, results, found,
                       crossovers=[p.to_dict() for p in points])
   if _PLOT.value:

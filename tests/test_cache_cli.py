@@ -25,3 +25,35 @@ def test_jax_platforms_naming_an_absent_platform_is_one_line(module):
   result = run_module(module, "--min_run_time=0.01", env={"JAX_PLATFORMS": "bogus"}, timeout=60)
   assert result.returncode == 2
   assert_one_line_error(result, "JAX_PLATFORMS")
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--max_elements=11"], ["--max_elements=11", "at least 12"]),
+    (["--max_elements=100000000000000"], ["GiB", "refused before allocating"]),
+    (["--engines=numpy,jit", "--baseline=eager"], ["--baseline='eager'", "not in --engines"]),
+    (["--engines=jit"], ["--engines='jit'", "two"]),
+    (["--output_json=/tmp", "--max_elements=12"], ["--output_json"]),
+])
+def test_crossover_bad_input(args, fragments):
+  outcome = run_in_process("experiments.crossover", *args)
+  assert outcome.returncode == 2
+  assert_one_line_error(outcome, *fragments)
+
+
+@pytest.mark.slow
+def test_crossover_through_the_real_cli(tmp_path):
+  import json
+
+  from tests.helpers import run_module
+
+  path = tmp_path / "x.json"
+  result = run_module("experiments.crossover", "--max_elements=800", "--min_run_time=0.01",
+                      f"--output_json={path}", f"--plot={tmp_path / 'x.png'}")
+  assert result.returncode == 0, result.stderr[-2000:]
+  document = json.loads(path.read_text())
+  assert [r["shape"] for r in document["results"][::2]] == [[3, 4], [6, 8], [12, 16], [24, 32]]
+  (point,) = document["crossovers"]
+  assert point["engine"] == "numpy" and point["baseline"] == "jit"
+  assert point["crossover_elements"] in (None, 12, 48, 192, 768)
+  assert "jit is faster than numpy" in result.stdout
+  assert (tmp_path / "x.png").read_bytes()[:4] == b"\x89PNG"
