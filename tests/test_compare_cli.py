@@ -150,14 +150,22 @@ def test_absent_gpu_skipped_on_request():
 def test_gpu_check_script_smoke_on_cpu(tmp_path):
   """scripts/gpu_check.sh end to end, pointed at the CPU so it runs anywhere."""
   env = {**os.environ, "BACKENDS": "cpu", "SIZES": "3x4", "ENGINES": "numpy,jit",
-         "MIN_RUN_TIME": "0.01", "OUT": str(tmp_path), "PYTHON": sys.executable}
+         "MODEL_SIZES": "16x32", "ATTENTION_SIZES": "16x128", "MAX_ELEMENTS": "100",
+         "BENCHMARK_TARGETS": "small", "MIN_RUN_TIME": "0.01", "OUT": str(tmp_path),
+         "PYTHON": sys.executable}
   result = subprocess.run(["bash", "scripts/gpu_check.sh"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=600, check=False)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   names = sorted(p.name for p in tmp_path.iterdir())
-  assert len(names) <= 8  # what the device machine sends back
+  assert names == ["benchmark.json", "crossover.json", "env.json", "gpu_compare.json",
+                   "gpu_compare.png", "gpu_models.json", "logs.tar.gz", "summary.txt"]
   rows = json.loads((tmp_path / "gpu_compare.json").read_text())["results"]
   assert {r["engine"] for r in rows} == {"numpy", "jit"} and all(r["ok"] for r in rows)
+  models = json.loads((tmp_path / "gpu_models.json").read_text())["results"]
+  assert {r["workload"] for r in models} == {"mlp", "mlp_train", "attention"}
+  assert all(r["status"] in ("ok", "not_implemented") for r in models)
+  assert json.loads((tmp_path / "crossover.json").read_text())["crossovers"]
+  assert json.loads((tmp_path / "benchmark.json").read_text())["targets"]
   assert json.loads((tmp_path / "env.json").read_text())["default_backend"]
 
 
