@@ -6,7 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from funcgrad.bench import engines, runner, workloads
+from funcgrad import nn
+from funcgrad.bench import engines, runner
 from funcgrad.bench.workloads import WORKLOADS, max_rel_error
 from funcgrad.errors import UsageError
 
@@ -70,7 +71,7 @@ def test_rows_carry_flops_and_the_matmul_roofline():
   from funcgrad.bench.roofline import Roofline
   (row,) = runner.run_sweep(config, rooflines={"cpu": Roofline(10.0, peak_gflops=50.0)})
   assert row.ok and row.bound == "compute"
-  assert row.flops == workloads.nn.mlp_flops(16, 32)
+  assert row.flops == nn.mlp_flops(16, 32)
   assert row.gflops == pytest.approx(row.flops / row.median_s / 1e9)
   assert row.pct_of_peak_flops == pytest.approx(100 * row.gflops / 50.0)
 

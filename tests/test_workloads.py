@@ -126,7 +126,7 @@ def test_fit_workloads_reference_is_the_numpy_fit():
   assert params.shape == (3,) and loss.shape == ()
   # Twenty Adam steps from zero reduce the loss below its starting value, mean(y^2).
   assert float(loss) < float(np.mean(inputs[2].astype(np.float64) ** 2))
-  jax_out = flat_outputs(workloads._train_call_once(fit, inputs))  # noqa: SLF001
+  jax_out = flat_outputs(workloads.run_train_steps(fit, inputs))
   assert max_rel_error(jax_out, reference.outputs, reference.scales) <= fit.tolerance(np.float32)
 
 
