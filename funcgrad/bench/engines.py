@@ -21,7 +21,7 @@ from jax.sharding import Mesh
 
 from funcgrad import _compat, compile_cache, sharding
 from funcgrad.bench.timing import Sync, time_once
-from funcgrad.bench.workloads import Outputs, Workload, flat_outputs
+from funcgrad.bench.workload import Outputs, Workload, flat_outputs
 from funcgrad.errors import UsageError
 from funcgrad.peers import import_peer, peer_available
 

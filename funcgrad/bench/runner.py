@@ -23,7 +23,7 @@ from funcgrad import sharding
 from funcgrad.bench import roofline as roofline_lib
 from funcgrad.bench.engines import Engine, NotImplementedForWorkload, Prepared
 from funcgrad.bench.timing import Timer, per_call_stats, time_rounds
-from funcgrad.bench.workloads import Reference, Workload, max_rel_error
+from funcgrad.bench.workload import Reference, Workload, max_rel_error
 from funcgrad.devices import CUDA_INSTALL_HINT, platforms_present
 from funcgrad.errors import UsageError
 from funcgrad.shapes import Shape, format_shape

@@ -12,7 +12,7 @@ import numpy as np
 from funcgrad import allocator
 from funcgrad._tables import render_text
 from funcgrad.bench import engines, report, runner
-from funcgrad.bench.workloads import Workload
+from funcgrad.bench.workload import Workload
 
 
 def scaling_rows(workload: Workload, base: tuple[int, ...], counts: Sequence[int], weak: bool,
