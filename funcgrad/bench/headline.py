@@ -1,7 +1,7 @@
 """The headline measurements behind `experiments.benchmark`, each returning `Target`s.
 
 Every value+grads row goes through the runner (checked against the float64 reference before it
-is timed); every fit through `funcgrad.fit` (checked against the float64 NumPy fit).
+is timed); every fit through `funcgrad.bench.fits` (checked against the float64 NumPy fit).
 """
 
 import tempfile
