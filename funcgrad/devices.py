@@ -4,6 +4,8 @@ torch writes `x.to(torch.device('cuda'))`; JAX writes `jax.device_put(x, jax.dev
 `resolve_device` accepts torch's spellings so a torch user can keep thinking in them.
 """
 
+from __future__ import annotations
+
 import re
 
 import jax
@@ -13,7 +15,7 @@ from jax.typing import ArrayLike
 from funcgrad._types import DeviceSpec
 from funcgrad.errors import UsageError
 
-CUDA_INSTALL_HINT = ("Install JAX with CUDA: pip install 'funcgrad[cuda13]' "
+CUDA_INSTALL_HINT = ("Install JAX with CUDA: pip install -e '.[cuda13]' "
                      "(or 'jax[cuda13]'; 'cuda12' for CUDA 12).")
 
 # torch's device type -> JAX platform. JAX calls every NVIDIA/AMD GPU backend 'gpu'.

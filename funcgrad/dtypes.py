@@ -5,6 +5,8 @@ dtypes. `resolve_dtype` accepts every spelling and refuses to silently narrow a 
 `jax_enable_x64` is off (JAX itself would quietly hand back 32-bit arrays).
 """
 
+from __future__ import annotations
+
 import dataclasses
 import warnings
 

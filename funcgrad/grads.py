@@ -5,6 +5,8 @@
 right, and the tests check all three implementations against the closed form.
 """
 
+from __future__ import annotations
+
 from typing import NamedTuple
 
 import jax

@@ -6,7 +6,7 @@ from typing import Any
 
 from funcgrad.errors import UsageError
 
-PEERS_HINT = "pip install 'funcgrad[peers]' 'torch==2.13.0'"
+PEERS_HINT = "pip install -e '.[peers]' 'torch==2.13.0'"
 
 
 class PeerUnavailableError(UsageError, RuntimeError):

@@ -9,6 +9,8 @@
 | `requires_grad=True` on chosen tensors  | `value_and_grad_wrt(f, argnums=...)`             |
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable, Sequence
 from typing import Any
 

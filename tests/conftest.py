@@ -12,7 +12,7 @@ def pytest_collection_modifyitems(config, items):
   del config
   if gpu_available():
     return
-  skip = pytest.mark.skip(reason="no GPU backend in this JAX (install funcgrad[cuda13])")
+  skip = pytest.mark.skip(reason="no GPU backend in this JAX (pip install -e '.[cuda13]')")
   for item in items:
     if item.get_closest_marker("gpu") is not None:
       item.add_marker(skip)

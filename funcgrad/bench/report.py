@@ -222,7 +222,7 @@ def _pyplot() -> Any:
     matplotlib.use("Agg")
     from matplotlib import pyplot  # noqa: PLC0415
   except ImportError:
-    raise UsageError("--plot needs matplotlib: pip install 'funcgrad[plot]'.") from None
+    raise UsageError("--plot needs matplotlib: pip install -e '.[plot]'.") from None
   return pyplot
 
 
