@@ -16,13 +16,12 @@ from absl import flags
 
 from experiments import _cli
 from funcgrad import allocator, limits, peers
-from funcgrad.bench import headline, report, runner, specs, targets
+from funcgrad.bench import headline, report, runner, specs, targets, workloads
 from funcgrad.bench.machine import machine_info
 from funcgrad.errors import UsageError
 from funcgrad.shapes import parse_shape
 
 GROUPS = ("large", "small", "adam", "cache", "harness", "models")
-MODEL_CASES = (("mlp", (128, 512)), ("attention", (256, 256)), ("mlp", (1024, 2048)))
 
 _ALLOCATOR = _cli.define_allocator_flag()
 _TARGETS = flags.DEFINE_string("targets", "all", f"Comma-separated: {', '.join(GROUPS)} (or all).")
@@ -34,8 +33,25 @@ _MIN_RUN_TIME = flags.DEFINE_float("min_run_time", 0.3, "Seconds of timed blocks
 _cli.in_range(_MIN_RUN_TIME, 0, 3600, low_open=True)
 _OUTPUT_JSON = flags.DEFINE_string("output_json", None, "Write {machine, targets} JSON here.")
 _OUTPUT_MARKDOWN = flags.DEFINE_string("output_markdown", None, "Write the Markdown here.")
+_MLP_SIZE = flags.DEFINE_string("mlp_size", "128x512", "BATCHxWIDTH of the mlp speed targets.")
+_ATTENTION_SIZE = flags.DEFINE_string("attention_size", "256x256",
+                                      "SEQxDIM of the attention speed targets.")
+_MLP_PEAK_SIZE = flags.DEFINE_string("mlp_peak_size", "1024x2048",
+                                     "BATCHxWIDTH of the mlp matmul-peak target.")
 _STRICT = flags.DEFINE_bool("strict", False, "Exit 1 when any target misses (default: a MISS is "
                             "a result, and only a wrong or failed row exits non-zero).")
+
+
+def _model_cases() -> list[tuple[str, tuple[int, ...], tuple[str, ...]]]:
+  """(workload, size, engines) of the model targets; the peak case times jit alone."""
+  cases = [("mlp", _MLP_SIZE, headline.MODEL_ENGINES),
+           ("attention", _ATTENTION_SIZE, headline.MODEL_ENGINES),
+           ("mlp", _MLP_PEAK_SIZE, ("jit",))]
+  out = []
+  for name, flag, engine_names in cases:
+    size = parse_shape(flag.value, f"--{flag.name}", max_rank=2)
+    out.append((name, workloads.get_workload(name).check_size(size), engine_names))
+  return out
 
 
 def _log(message: str) -> None:
@@ -88,9 +104,8 @@ def main(argv: list[str]) -> int:
     results += headline.cache_target()
   if "models" in groups:
     by_case = {}
-    for name, size in MODEL_CASES:
-      label = f"{name} {size[0]}x{size[1]}"
-      engine_names = ("jit",) if size == (1024, 2048) else headline.MODEL_ENGINES
+    for name, size, engine_names in _model_cases():
+      label = f"{'peak ' if engine_names == ('jit',) else ''}{name} {size[0]}x{size[1]}"
       _log(f"{label}: {', '.join(engine_names)}")
       by_case[label] = headline.model_rows(name, size, engine_names, min_run_time)
       rows += by_case[label]

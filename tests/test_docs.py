@@ -31,11 +31,7 @@ SKIPS = {
 }
 
 # Documented commands that fail today, each with the bug; strict, so a fix makes the test say so.
-KNOWN_FAILURES = {
-    r"experiments\.benchmark(?!.*--targets=)": (
-        "the harness target (in the default --targets) exits 1: the compare sweep's jit_scan rows "
-        "for muladd_sum and abs_loss are status not_implemented, and main() counts them as not ok"),
-}
+KNOWN_FAILURES: dict[str, str] = {}
 
 # Appended to every command of a script, after the doc's own flags (so these win).
 QUICK_FLAGS = {
@@ -43,7 +39,9 @@ QUICK_FLAGS = {
     "experiments.crossover": ["--min_run_time=0.01", "--max_elements=4096"],
     "experiments.optimize": ["--min_run_time=0.01", "--steps=200"],
     "experiments.scaling": ["--min_run_time=0.01", "--size=64x32"],
-    "experiments.benchmark": ["--min_run_time=0.01", "--large_size=256x256", "--steps=100"],
+    "experiments.benchmark": ["--min_run_time=0.01", "--large_size=256x256", "--steps=100",
+                              "--mlp_size=16x32", "--attention_size=16x64",
+                              "--mlp_peak_size=16x32"],
 }
 # Added only when the doc gives no sizes: the default's smallest size stays (it is what a
 # divisibility mistake like 3x4 over 4 devices trips on), the large one shrinks.

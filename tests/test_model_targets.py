@@ -16,7 +16,7 @@ def test_model_targets_pass_and_miss():
   small = [_row("eager", 12e-3), _row("jit", 3e-3), _row("torch_eager", 4e-3),
            _row("tf_xla", 1e-3, ok=False)]  # a wrong row never counts
   large = [_row("jit", 0.1, gflops=60.0, peak_gflops=100.0, pct_of_peak_flops=60.0)]
-  eager, peer, peak = headline.model_targets({"mlp 128x512": small, "mlp 1024x2048": large})
+  eager, peer, peak = headline.model_targets({"mlp 128x512": small, "peak mlp 1024x2048": large})
   assert eager.measured == pytest.approx(4.0) and eager.passed
   assert peer.measured == pytest.approx(4 / 3) and peer.passed and "torch_eager" in peer.detail
   assert peak.measured == 60.0 and peak.passed and "60 GFLOP/s of 100" in peak.detail

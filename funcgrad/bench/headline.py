@@ -132,9 +132,10 @@ def model_targets(rows_by_case: dict[str, list[runner.Result]]) -> list[Target]:
   cases; jit at half the matmul peak or more on the large MLP."""
   out = []
   for label, rows in rows_by_case.items():
-    if label.startswith("mlp 1024"):
+    if label.startswith("peak "):
       jit = next((r for r in rows if r.engine == "jit" and r.ok), None)
-      out.append(Target(f"jit % of matmul peak, {label}", jit and jit.pct_of_peak_flops, 50, "%",
+      out.append(Target(f"jit % of matmul peak, {label.removeprefix('peak ')}",
+                        jit and jit.pct_of_peak_flops, 50, "%",
                         True, f"{jit.gflops:.0f} GFLOP/s of {jit.peak_gflops:.0f} GFLOP/s "
                         f"({jit.median_s * 1e3:.1f} ms)" if jit else "jit row failed"))
       continue
