@@ -1,4 +1,5 @@
-"""`python -m experiments.compare` through its real CLI, in real subprocesses."""
+"""`python -m experiments.compare` through its CLI: one real-process smoke run, a kill and a shell
+script in subprocesses; everything else through the same parse and main in-process (`tests.cli`)."""
 
 import csv
 import json
@@ -11,12 +12,14 @@ import time
 import pytest
 
 from funcgrad.bench.engines import ENGINES
+from tests.cli import run_in_process
 from tests.helpers import ROOT, assert_one_line_error, run_module
 
 QUICK = ["--min_run_time=0.01", "--sizes=3x4"]
 
 
 def test_quick_run_writes_every_output(tmp_path):
+  """The real-CLI smoke run: a process of its own, every output, progress lines on a pipe."""
   out = {ext: tmp_path / f"r.{ext}" for ext in ("json", "csv", "jsonl", "png")}
   result = run_module("experiments.compare", *QUICK, "--engines=numpy,eager,jit",
                       f"--output_json={out['json']}", f"--output_csv={out['csv']}",
@@ -43,8 +46,9 @@ def test_every_engine_in_table_json_and_csv(tmp_path):
   if missing and not os.environ.get("FUNCGRAD_REQUIRE_PEERS"):
     pytest.skip(f"peers not installed: {missing}")
   json_path, csv_path = tmp_path / "r.json", tmp_path / "r.csv"
-  result = run_module("experiments.compare", *QUICK, "--workloads=muladd_sum", "--engines=all",
-                      f"--output_json={json_path}", f"--output_csv={csv_path}", timeout=600)
+  # In-process: the peers are imported once per test session, not once more in a subprocess.
+  result = run_in_process("experiments.compare", *QUICK, "--workloads=muladd_sum", "--engines=all",
+                          f"--output_json={json_path}", f"--output_csv={csv_path}")
   assert result.returncode == 0, result.stderr[-3000:]
   rows = json.loads(json_path.read_text())["results"]
   assert [r["engine"] for r in rows] == list(ENGINES)
@@ -65,9 +69,9 @@ def test_every_engine_in_table_json_and_csv(tmp_path):
 def test_wrong_rows_exit_nonzero_after_writing(tmp_path):
   # float16 cannot hold this sum (it overflows past 65504): every engine is rightly WRONG.
   path = tmp_path / "r.json"
-  result = run_module("experiments.compare", "--min_run_time=0.01", "--workloads=abs_loss",
-                      "--sizes=100000", "--dtype=float16", "--engines=numpy,jit",
-                      f"--output_json={path}")
+  result = run_in_process("experiments.compare", "--min_run_time=0.01", "--workloads=abs_loss",
+                          "--sizes=100000", "--dtype=float16", "--engines=numpy,jit",
+                          f"--output_json={path}")
   assert result.returncode == 1
   rows = json.loads(path.read_text())["results"]
   assert [r["ok"] for r in rows] == [False, False]
@@ -131,18 +135,18 @@ def test_interrupted_sweep_keeps_finished_rows(tmp_path):
 ])
 def test_bad_input_is_one_clear_line(args, fragments, tmp_path):
   jsonl = tmp_path / "r.jsonl"
-  result = run_module("experiments.compare", *args, f"--output_jsonl={jsonl}")
+  result = run_in_process("experiments.compare", *args, f"--output_jsonl={jsonl}")
   assert_one_line_error(result, *fragments)
   assert not jsonl.exists()  # refused before measuring anything
 
 
 @pytest.mark.skipif("gpu" in __import__("funcgrad").platforms_present(), reason="GPU present")
 def test_absent_gpu_skipped_on_request():
-  result = run_module("experiments.compare", *QUICK, "--engines=numpy", "--workloads=abs_loss",
-                      "--backends=cpu,gpu", "--skip_unavailable")
+  result = run_in_process("experiments.compare", *QUICK, "--engines=numpy",
+                          "--workloads=abs_loss", "--backends=cpu,gpu", "--skip_unavailable")
   assert result.returncode == 0, result.stderr
   assert "abs_loss on cpu" in result.stdout and " on gpu" not in result.stdout
-  assert_one_line_error(run_module("experiments.compare", "--backends=cpu,gpu"),
+  assert_one_line_error(run_in_process("experiments.compare", "--backends=cpu,gpu"),
                         "'gpu'", "--skip_unavailable")
 
 
@@ -169,11 +173,12 @@ def test_gpu_check_script_smoke_on_cpu(tmp_path):
   assert json.loads((tmp_path / "env.json").read_text())["default_backend"]
 
 
-def test_your_own_function_through_the_real_cli(tmp_path):
+def test_your_own_function_through_the_cli(tmp_path):
   path = tmp_path / "f.json"
-  result = run_module("experiments.compare", "--function=tests.fixtures.user_functions:mlp_loss",
-                      "--shapes=64x8;32x64", "--argnums=0,1", "--min_run_time=0.02",
-                      f"--output_json={path}")
+  result = run_in_process("experiments.compare",
+                          "--function=tests.fixtures.user_functions:mlp_loss",
+                          "--shapes=64x8;32x64", "--argnums=0,1", "--min_run_time=0.02",
+                          f"--output_json={path}")
   assert result.returncode == 0, result.stderr[-2000:]
   document = json.loads(path.read_text())
   rows = document["results"]
