@@ -4,6 +4,7 @@ script in subprocesses; everything else through the same parse and main in-proce
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,10 +13,13 @@ import time
 import pytest
 
 from funcgrad.bench.engines import ENGINES
+from funcgrad.peers import peer_available
 from tests.cli import run_in_process
 from tests.helpers import ROOT, assert_one_line_error, run_module
 
 QUICK = ["--min_run_time=0.01", "--sizes=3x4"]
+ROW_LINE = re.compile(r"^\[\d+/\d+\] ")  # a progress line: "[1/2] cpu muladd_sum 3x4 tf_eager: ..."
+NATIVE_LOG_LINE = re.compile(r"^[IWE]\d{4} .*\.cc:\d+\]", re.MULTILINE)  # TensorFlow's, XLA's
 
 
 def test_quick_run_writes_every_output(tmp_path):
@@ -188,3 +192,27 @@ def test_your_own_function_through_the_cli(tmp_path):
   assert {(s["engine"], s["baseline"]) for s in document["speedups"]} == {
       ("eager", "jit"), ("jit_packed", "jit")}
   assert "speedup of jit over each engine" in result.stdout
+
+
+@pytest.mark.peers
+@pytest.mark.slow
+def test_quiet_by_default_and_verbosity_brings_the_native_logs_back():
+  if not peer_available("tensorflow") and not os.environ.get("FUNCGRAD_REQUIRE_PEERS"):
+    pytest.skip("tensorflow not installed")
+  command = [sys.executable, "-m", "experiments.compare", "--engines=tf_eager,jit", "--sizes=3x4",
+             "--min_run_time=0.01", "--workloads=muladd_sum"]
+  # As a user's shell has it: this test process has set TF_CPP_MIN_LOG_LEVEL (importing JAX does).
+  env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+
+  def run(*extra):
+    return subprocess.run([*command, *extra], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=240, check=False)
+
+  quiet = run()
+  assert quiet.returncode == 0, quiet.stderr
+  noise = [line for line in quiet.stderr.splitlines() if line.strip() and not ROW_LINE.match(line)]
+  assert noise == []  # no TensorFlow import notices, no absl or XLA lines: only the rows
+  assert len(quiet.stderr.splitlines()) == 2
+  verbose = run("--verbosity=0")
+  assert verbose.returncode == 0, verbose.stderr
+  assert NATIVE_LOG_LINE.search(verbose.stderr), verbose.stderr  # C++ INFO lines are back
