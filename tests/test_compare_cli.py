@@ -22,6 +22,7 @@ ROW_LINE = re.compile(r"^\[\d+/\d+\] ")  # a progress line: "[1/2] cpu muladd_su
 NATIVE_LOG_LINE = re.compile(r"^[IWE]\d{4} .*\.cc:\d+\]", re.MULTILINE)  # TensorFlow's, XLA's
 
 
+@pytest.mark.slow
 def test_quick_run_writes_every_output(tmp_path):
   """The real-CLI smoke run: a process of its own, every output, progress lines on a pipe."""
   out = {ext: tmp_path / f"r.{ext}" for ext in ("json", "csv", "jsonl", "png")}
@@ -84,6 +85,7 @@ def test_wrong_rows_exit_nonzero_after_writing(tmp_path):
   assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_interrupted_sweep_keeps_finished_rows(tmp_path):
   path = tmp_path / "r.jsonl"
   sizes = ",".join(f"{n}x{n}" for n in range(2, 40))

@@ -149,6 +149,7 @@ def test_fit_reports_other_optimizers_against_scan():
   assert not rows[1].ok and "peers implement sgd, adam" in rows[1].error
 
 
+@pytest.mark.slow
 def test_optimize_cli_json(tmp_path):
   """The real-CLI smoke run."""
   path = tmp_path / "fit.json"

@@ -4,6 +4,7 @@ import io
 import re
 
 import numpy as np
+import pytest
 
 from experiments import _progress
 from funcgrad.bench import engines, runner, workloads
@@ -61,6 +62,7 @@ def test_disabled_progress_prints_nothing_even_on_a_terminal():
   assert terminal.getvalue() == ""
 
 
+@pytest.mark.slow
 def test_compare_prints_row_lines_off_a_terminal_and_nothing_with_noprogress():
   shown = run_in_process("experiments.compare", *QUICK)
   assert shown.returncode == 0, shown.stderr
@@ -73,6 +75,7 @@ def test_compare_prints_row_lines_off_a_terminal_and_nothing_with_noprogress():
   assert "[ muladd_sum on cpu (float32)" in quiet.stdout  # the table is still printed
 
 
+@pytest.mark.slow
 def test_crossover_prints_row_lines_off_a_terminal_and_nothing_with_noprogress():
   args = ["--max_elements=64", "--min_run_time=0.01"]
   shown = run_in_process("experiments.crossover", *args)

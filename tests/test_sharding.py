@@ -78,6 +78,7 @@ def test_sharded_rows_equal_single_device(sharded_runs, devices, mesh):
       assert "model=" in r["sharding"]
 
 
+@pytest.mark.slow
 def test_scaling_experiment(tmp_path):
   path = tmp_path / "s.json"
   result = run_module("experiments.scaling", "--size=64x16", "--device_counts=1,2,4",
