@@ -17,7 +17,7 @@ from typing import Any
 
 from absl import app, flags, logging
 
-from funcgrad import files, outputs
+from funcgrad import files, outputs, peers
 from funcgrad.errors import UsageError
 
 EXIT_USAGE = 2
@@ -155,10 +155,12 @@ def run(main: Callable[[list[str]], int | None]) -> None:
   def guarded(argv: list[str]) -> int | None:
     if len(argv) > 1:
       fail(f"unexpected positional arguments {argv[1:]}; every option is a --flag (see --help).")
-    if not flags.FLAGS["verbosity"].present:
-      # JAX logs its backend probing ("Unable to initialize backend 'tpu'") at INFO; keep stderr
-      # for what matters. --verbosity=0 brings it back.
+    verbose = flags.FLAGS["verbosity"].present
+    if not verbose:
+      # JAX logs its backend probing ("Unable to initialize backend 'tpu'") at INFO, TensorFlow
+      # and XLA their C++ notices; keep stderr for what matters. --verbosity=0 brings them back.
       logging.set_verbosity(logging.WARNING)
+    peers.set_native_log_level(verbose)  # before main: TensorFlow's import, JAX's backends
     global _running_main
     _running_main = True
     try:

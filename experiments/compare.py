@@ -21,7 +21,7 @@ import jax
 import numpy as np
 from absl import flags
 
-from experiments import _cli
+from experiments import _cli, _progress
 from funcgrad import allocator, compile_cache, peers, sharding
 from funcgrad.bench import engines as engines_lib
 from funcgrad.bench import report, runner, specs, speedups, workloads
@@ -65,6 +65,7 @@ _OUTPUT_CSV = flags.DEFINE_string("output_csv", None, "Write one CSV row per res
 _OUTPUT_JSONL = flags.DEFINE_string("output_jsonl", None, "Append each row here as it finishes.")
 _PLOT = flags.DEFINE_string("plot", None, "Write a log-log plot here (PNG; needs matplotlib).")
 _ALLOCATOR = _cli.define_allocator_flag()
+_PROGRESS = _progress.define_progress_flag()
 _FIT_STEPS = flags.DEFINE_integer(
     "fit_steps", workloads.FIT_STEPS, "Adam steps per call of the fit_* workloads (learning rate "
     "0.01), in 1..100000.", lower_bound=1, upper_bound=100_000)
@@ -208,13 +209,6 @@ def _mesh_shape() -> tuple[int, ...] | None:
   return shape
 
 
-def _progress(result: runner.Result, index: int, total: int) -> None:
-  outcome = (report.format_seconds(result.median_s) if result.status == runner.OK
-             else f"{report.status_label(result)}: {result.error}")
-  print(f"[{index}/{total}] {result.backend} {result.workload} {report.shape_label(result.shape)} "
-        f"{result.engine}: {outcome} ({total - index} left)", file=sys.stderr, flush=True)
-
-
 def main(argv: list[str]) -> int:
   del argv
   _cli.check_outputs({"--output_json": _OUTPUT_JSON.value, "--output_csv": _OUTPUT_CSV.value,
@@ -230,20 +224,23 @@ def main(argv: list[str]) -> int:
     compile_cache.enable_persistent_cache(_COMPILATION_CACHE_DIR.value)
   jsonl = report.JsonlWriter(_OUTPUT_JSONL.value) if _OUTPUT_JSONL.value else None
   done: list[runner.Result] = []
+  bar = _progress.Progress(_PROGRESS.value)
 
   def on_result(result: runner.Result, index: int, total: int) -> None:
     done.append(result)
     if jsonl:
       jsonl.write(result)
-    _progress(result, index, total)
+    bar.done(_progress.row_line(result, index, total))
 
   note = runner.long_run_note(config)
   if note:
     print(note, file=sys.stderr, flush=True)
   rooflines = runner.measure_rooflines(config.backends)
+  bar.start(config.rows())
   try:
-    runner.run_sweep(config, on_result, rooflines)
+    runner.run_sweep(config, on_result, rooflines, progress=bar.runner_progress)
   finally:
+    bar.close()
     if jsonl:
       jsonl.close()
   found = speedups.speedups(done, baseline, config.seed) if baseline else []

@@ -8,12 +8,10 @@ against an engine is the smallest size at which the baseline's 95% speedup inter
 above 1 (null when it never does in range).
 """
 
-import sys
-
 import numpy as np
 from absl import flags
 
-from experiments import _cli
+from experiments import _cli, _progress
 from funcgrad import allocator
 from funcgrad.bench import crossover, engines, report, runner, specs, speedups, workloads
 from funcgrad.bench.machine import machine_info
@@ -36,6 +34,7 @@ _OUTPUT_JSON = flags.DEFINE_string("output_json", None,
                                    "Write {machine, results, speedups, crossovers} JSON here.")
 _PLOT = flags.DEFINE_string("plot", None, "Write the speedup-vs-size plot here (PNG).")
 _ALLOCATOR = _cli.define_allocator_flag()
+_PROGRESS = _progress.define_progress_flag()
 
 
 def main(argv: list[str]) -> int:
@@ -61,12 +60,18 @@ def main(argv: list[str]) -> int:
   if _PLOT.value:
     report.check_plot_available()
 
+  bar = _progress.Progress(_PROGRESS.value)
+
   def progress(result, index, total):
-    print(f"[{index}/{total}] {format_shape(result.shape)} {result.engine}: "
-          f"{report.format_seconds(result.median_s)}", file=sys.stderr, flush=True)
+    bar.done(f"[{index}/{total}] {format_shape(result.shape)} {result.engine}: "
+             f"{report.format_seconds(result.median_s)}")
 
   rooflines = runner.measure_rooflines(config.backends)
-  results = runner.run_sweep(config, progress, rooflines)
+  bar.start(config.rows())
+  try:
+    results = runner.run_sweep(config, progress, rooflines, progress=bar.runner_progress)
+  finally:
+    bar.close()
   found = speedups.speedups(results, baseline, _SEED.value)
   points = crossover.crossovers(found, baseline)
   if _OUTPUT_JSON.value:

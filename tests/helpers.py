@@ -16,8 +16,11 @@ def run_module(module: str, *args: str, timeout: float = 240,
       timeout=timeout, env={**os.environ, **(env or {})}, check=False)
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
-  """A bad input: non-zero exit, no traceback, one `error:` line naming every fragment."""
+def assert_one_line_error(result, *fragments: str) -> None:
+  """A bad input: non-zero exit, no traceback, one `error:` line naming every fragment.
+
+  `result`: a `subprocess.CompletedProcess`, or a `tests.cli.Outcome` of an in-process run.
+  """
   assert result.returncode != 0, result.stdout
   assert "Traceback" not in result.stderr, result.stderr
   errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]

@@ -12,6 +12,7 @@ from funcgrad.bench.headline import (
   timer_overhead_target,
 )
 from funcgrad.bench.runner import Result
+from tests.cli import run_in_process
 from tests.helpers import assert_one_line_error, run_module
 
 
@@ -88,11 +89,12 @@ def test_ratio_agreement_compares_speedups_of_two_runs():
     (["--allocator=bogus"], ["--allocator=bogus", "auto|system|tcmalloc|jemalloc|mimalloc"]),
 ])
 def test_benchmark_bad_flags(args, fragments):
-  assert_one_line_error(run_module("experiments.benchmark", *args), *fragments)
+  assert_one_line_error(run_in_process("experiments.benchmark", *args), *fragments)
 
 
 @pytest.mark.slow
 def test_benchmark_quick_run(tmp_path):
+  """The real-CLI smoke run (the allocator flag restarts a real process)."""
   json_path, md_path = tmp_path / "b.json", tmp_path / "b.md"
   result = run_module("experiments.benchmark", "--targets=small,adam", "--steps=100",
                       "--min_run_time=0.02", "--allocator=system", f"--output_json={json_path}",

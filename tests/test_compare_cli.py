@@ -1,8 +1,10 @@
-"""`python -m experiments.compare` through its real CLI, in real subprocesses."""
+"""`python -m experiments.compare` through its CLI: one real-process smoke run, a kill and a shell
+script in subprocesses; everything else through the same parse and main in-process (`tests.cli`)."""
 
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,12 +13,18 @@ import time
 import pytest
 
 from funcgrad.bench.engines import ENGINES
+from funcgrad.peers import peer_available
+from tests.cli import run_in_process
 from tests.helpers import ROOT, assert_one_line_error, run_module
 
 QUICK = ["--min_run_time=0.01", "--sizes=3x4"]
+ROW_LINE = re.compile(r"^\[\d+/\d+\] ")  # a progress line: "[1/2] cpu muladd_sum 3x4 tf_eager: ..."
+NATIVE_LOG_LINE = re.compile(r"^[IWE]\d{4} .*\.cc:\d+\]", re.MULTILINE)  # TensorFlow's, XLA's
 
 
+@pytest.mark.slow
 def test_quick_run_writes_every_output(tmp_path):
+  """The real-CLI smoke run: a process of its own, every output, progress lines on a pipe."""
   out = {ext: tmp_path / f"r.{ext}" for ext in ("json", "csv", "jsonl", "png")}
   result = run_module("experiments.compare", *QUICK, "--engines=numpy,eager,jit",
                       f"--output_json={out['json']}", f"--output_csv={out['csv']}",
@@ -43,8 +51,9 @@ def test_every_engine_in_table_json_and_csv(tmp_path):
   if missing and not os.environ.get("FUNCGRAD_REQUIRE_PEERS"):
     pytest.skip(f"peers not installed: {missing}")
   json_path, csv_path = tmp_path / "r.json", tmp_path / "r.csv"
-  result = run_module("experiments.compare", *QUICK, "--workloads=muladd_sum", "--engines=all",
-                      f"--output_json={json_path}", f"--output_csv={csv_path}", timeout=600)
+  # In-process: the peers are imported once per test session, not once more in a subprocess.
+  result = run_in_process("experiments.compare", *QUICK, "--workloads=muladd_sum", "--engines=all",
+                          f"--output_json={json_path}", f"--output_csv={csv_path}")
   assert result.returncode == 0, result.stderr[-3000:]
   rows = json.loads(json_path.read_text())["results"]
   assert [r["engine"] for r in rows] == list(ENGINES)
@@ -65,9 +74,9 @@ def test_every_engine_in_table_json_and_csv(tmp_path):
 def test_wrong_rows_exit_nonzero_after_writing(tmp_path):
   # float16 cannot hold this sum (it overflows past 65504): every engine is rightly WRONG.
   path = tmp_path / "r.json"
-  result = run_module("experiments.compare", "--min_run_time=0.01", "--workloads=abs_loss",
-                      "--sizes=100000", "--dtype=float16", "--engines=numpy,jit",
-                      f"--output_json={path}")
+  result = run_in_process("experiments.compare", "--min_run_time=0.01", "--workloads=abs_loss",
+                          "--sizes=100000", "--dtype=float16", "--engines=numpy,jit",
+                          f"--output_json={path}")
   assert result.returncode == 1
   rows = json.loads(path.read_text())["results"]
   assert [r["ok"] for r in rows] == [False, False]
@@ -76,6 +85,7 @@ def test_wrong_rows_exit_nonzero_after_writing(tmp_path):
   assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_interrupted_sweep_keeps_finished_rows(tmp_path):
   path = tmp_path / "r.jsonl"
   sizes = ",".join(f"{n}x{n}" for n in range(2, 40))
@@ -131,27 +141,29 @@ def test_interrupted_sweep_keeps_finished_rows(tmp_path):
 ])
 def test_bad_input_is_one_clear_line(args, fragments, tmp_path):
   jsonl = tmp_path / "r.jsonl"
-  result = run_module("experiments.compare", *args, f"--output_jsonl={jsonl}")
+  result = run_in_process("experiments.compare", *args, f"--output_jsonl={jsonl}")
   assert_one_line_error(result, *fragments)
   assert not jsonl.exists()  # refused before measuring anything
 
 
 @pytest.mark.skipif("gpu" in __import__("funcgrad").platforms_present(), reason="GPU present")
 def test_absent_gpu_skipped_on_request():
-  result = run_module("experiments.compare", *QUICK, "--engines=numpy", "--workloads=abs_loss",
-                      "--backends=cpu,gpu", "--skip_unavailable")
+  result = run_in_process("experiments.compare", *QUICK, "--engines=numpy",
+                          "--workloads=abs_loss", "--backends=cpu,gpu", "--skip_unavailable")
   assert result.returncode == 0, result.stderr
   assert "abs_loss on cpu" in result.stdout and " on gpu" not in result.stdout
-  assert_one_line_error(run_module("experiments.compare", "--backends=cpu,gpu"),
+  assert_one_line_error(run_in_process("experiments.compare", "--backends=cpu,gpu"),
                         "'gpu'", "--skip_unavailable")
 
 
 @pytest.mark.slow
 def test_gpu_check_script_smoke_on_cpu(tmp_path):
   """scripts/gpu_check.sh end to end, pointed at the CPU so it runs anywhere."""
+  # BENCHMARK_TARGETS=adam: no peers. The small target (torch.compile and TensorFlow imported in
+  # a process of their own, ~15 s) runs in test_benchmark's smoke run.
   env = {**os.environ, "BACKENDS": "cpu", "SIZES": "3x4", "ENGINES": "numpy,jit",
          "MODEL_SIZES": "16x32", "ATTENTION_SIZES": "16x128", "MAX_ELEMENTS": "100",
-         "BENCHMARK_TARGETS": "small", "MIN_RUN_TIME": "0.01", "OUT": str(tmp_path),
+         "BENCHMARK_TARGETS": "adam", "MIN_RUN_TIME": "0.01", "OUT": str(tmp_path),
          "PYTHON": sys.executable}
   result = subprocess.run(["bash", "scripts/gpu_check.sh"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=600, check=False)
@@ -169,11 +181,12 @@ def test_gpu_check_script_smoke_on_cpu(tmp_path):
   assert json.loads((tmp_path / "env.json").read_text())["default_backend"]
 
 
-def test_your_own_function_through_the_real_cli(tmp_path):
+def test_your_own_function_through_the_cli(tmp_path):
   path = tmp_path / "f.json"
-  result = run_module("experiments.compare", "--function=tests.fixtures.user_functions:mlp_loss",
-                      "--shapes=64x8;32x64", "--argnums=0,1", "--min_run_time=0.02",
-                      f"--output_json={path}")
+  result = run_in_process("experiments.compare",
+                          "--function=tests.fixtures.user_functions:mlp_loss",
+                          "--shapes=64x8;32x64", "--argnums=0,1", "--min_run_time=0.02",
+                          f"--output_json={path}")
   assert result.returncode == 0, result.stderr[-2000:]
   document = json.loads(path.read_text())
   rows = document["results"]
@@ -183,3 +196,27 @@ def test_your_own_function_through_the_real_cli(tmp_path):
   assert {(s["engine"], s["baseline"]) for s in document["speedups"]} == {
       ("eager", "jit"), ("jit_packed", "jit")}
   assert "speedup of jit over each engine" in result.stdout
+
+
+@pytest.mark.peers
+@pytest.mark.slow
+def test_quiet_by_default_and_verbosity_brings_the_native_logs_back():
+  if not peer_available("tensorflow") and not os.environ.get("FUNCGRAD_REQUIRE_PEERS"):
+    pytest.skip("tensorflow not installed")
+  command = [sys.executable, "-m", "experiments.compare", "--engines=tf_eager,jit", "--sizes=3x4",
+             "--min_run_time=0.01", "--workloads=muladd_sum"]
+  # As a user's shell has it: this test process has set TF_CPP_MIN_LOG_LEVEL (importing JAX does).
+  env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+
+  def run(*extra):
+    return subprocess.run([*command, *extra], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=240, check=False)
+
+  quiet = run()
+  assert quiet.returncode == 0, quiet.stderr
+  noise = [line for line in quiet.stderr.splitlines() if line.strip() and not ROW_LINE.match(line)]
+  assert noise == []  # no TensorFlow import notices, no absl or XLA lines: only the rows
+  assert len(quiet.stderr.splitlines()) == 2
+  verbose = run("--verbosity=0")
+  assert verbose.returncode == 0, verbose.stderr
+  assert NATIVE_LOG_LINE.search(verbose.stderr), verbose.stderr  # C++ INFO lines are back

@@ -40,6 +40,7 @@ def test_first_call_breakdown_in_process():
   assert result["trace_s"] > 0 and result["lower_s"] > 0
 
 
+@pytest.mark.slow
 def test_three_tiers_in_fresh_processes():
   result = run_module("experiments.compile_cache", "--workload=muladd_sum", "--shape=3x4")
   assert result.returncode == 0, result.stderr

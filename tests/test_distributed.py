@@ -10,6 +10,7 @@ import time
 import pytest
 
 from funcgrad import distributed
+from tests.cli import run_in_process
 from tests.helpers import ROOT, assert_one_line_error, run_module
 
 
@@ -85,8 +86,8 @@ def test_coordinator_port_in_use():
     busy.bind(("127.0.0.1", 0))
     busy.listen()
     port = busy.getsockname()[1]
-    result = run_module("experiments.distributed", f"--coordinator=127.0.0.1:{port}",
-                        "--num_processes=2", "--process_id=0", "--timeout=5")
+    result = run_in_process("experiments.distributed", f"--coordinator=127.0.0.1:{port}",
+                            "--num_processes=2", "--process_id=0", "--timeout=5")
   assert_one_line_error(result, f"port {port}", "in use")
 
 
@@ -98,7 +99,7 @@ def test_coordinator_port_in_use():
     (["--local_processes=0"], ["--local_processes=0"]),
 ])
 def test_bad_input(args, fragments):
-  assert_one_line_error(run_module("experiments.distributed", *args), *fragments)
+  assert_one_line_error(run_in_process("experiments.distributed", *args), *fragments)
 
 
 def test_parse_address():

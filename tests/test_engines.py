@@ -6,6 +6,7 @@ import jax
 import numpy as np
 import pytest
 
+from funcgrad import peers
 from funcgrad.bench import engines, workloads
 from funcgrad.bench.workloads import WORKLOADS, max_rel_error
 from funcgrad.errors import UsageError
@@ -125,3 +126,16 @@ def test_jax_engines_on_gpu(engine):
   prepared = engines.ENGINES[engine].prepare(workload, inputs, jax.devices("gpu")[0])
   assert prepared.device == "cuda:0"
   assert max_rel_error(prepared.first_output, reference.outputs, reference.scales) <= 1e-5
+
+
+@pytest.mark.parametrize("before, verbose, after", [
+    (None, False, "2"), (None, True, "0"),
+    ("1", False, "2"), ("1", True, "0"),  # 1 is what `import jax` sets when it is unset
+    ("3", True, "3"), ("0", False, "0")])  # a user's own level wins
+def test_native_log_level(monkeypatch, before, verbose, after):
+  if before is None:
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+  else:
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", before)
+  peers.set_native_log_level(verbose)
+  assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == after

@@ -1,10 +1,12 @@
-"""The tutorial experiments through their real CLI (`python -m experiments.<name>`)."""
+"""The tutorial experiments through their CLI (`python -m experiments.<name>`): one real-process
+smoke run per script, the other runs through the same parse and main in-process (`tests.cli`)."""
 
 import json
 
 import pytest
 
 from funcgrad import gpu_available
+from tests.cli import run_in_process
 from tests.helpers import assert_one_line_error, run_module
 
 
@@ -12,18 +14,19 @@ def test_env_check_text_and_json():
   text = run_module("experiments.env_check")
   assert text.returncode == 0, text.stderr
   assert "default backend" in text.stdout
-  data = json.loads(run_module("experiments.env_check", "--format=json").stdout)
+  data = json.loads(run_in_process("experiments.env_check", "--format=json").stdout)
   assert "cpu" in data["platforms"] and data["packages"]["jax"]
 
 
+@pytest.mark.usefixtures("x64")  # --x64 turns jax_enable_x64 on in this process: restored after
 def test_dtype_table_formats():
   text = run_module("experiments.dtype_table")
   assert text.returncode == 0, text.stderr
   assert "torch.float32 or torch.float" in text.stdout and "jnp.bfloat16" in text.stdout
-  markdown = run_module("experiments.dtype_table", "--format=markdown", "--x64").stdout
+  markdown = run_in_process("experiments.dtype_table", "--format=markdown", "--x64").stdout
   assert markdown.startswith("| Data type |")
   assert "| 64-bit floating point | torch.float64 or torch.double |" in markdown
-  rows = json.loads(run_module("experiments.dtype_table", "--format=json").stdout)
+  rows = json.loads(run_in_process("experiments.dtype_table", "--format=json").stdout)
   assert len(rows) == 10 and rows[-1]["jax_dtype"] == "bfloat16"
 
 
@@ -46,10 +49,10 @@ def test_gradients_agree_and_fix_the_swap():
 
 @pytest.mark.skipif(gpu_available(), reason="checks the no-GPU path")
 def test_device_placement_without_gpu():
-  skipped = run_module("experiments.device_placement")
+  skipped = run_in_process("experiments.device_placement")
   assert skipped.returncode == 0, skipped.stderr
   assert "skipped the 'cuda' leg" in skipped.stdout
-  assert_one_line_error(run_module("experiments.device_placement", "--require_gpu"),
+  assert_one_line_error(run_in_process("experiments.device_placement", "--require_gpu"),
                         "No gpu device", "platforms present are cpu")
 
 
@@ -80,4 +83,4 @@ def test_device_placement_gpu_round_trip():
     ("experiments.gradients", ["stray"], ["stray"]),
 ])
 def test_bad_input_is_one_clear_line(module, args, fragments):
-  assert_one_line_error(run_module(module, *args), *fragments)
+  assert_one_line_error(run_in_process(module, *args), *fragments)

@@ -7,6 +7,7 @@ import pytest
 
 import funcgrad as fg
 from funcgrad import exporting
+from tests.cli import run_in_process
 from tests.helpers import assert_one_line_error, run_module
 
 
@@ -50,9 +51,12 @@ def test_round_trip_in_process(tmp_path, shape, run_shapes):
 @pytest.mark.slow
 @pytest.mark.parametrize("shape, run_args", [("3x4", []), ("N,D", ["--shape=5x7"])])
 def test_cli_round_trip_without_the_source(tmp_path, shape, run_args):
+  """The real-CLI smoke run of both scripts (3x4); run_exported keeps a fresh process, as it
+  checks that the workload code was never imported."""
   path = tmp_path / "g.fgx"
-  written = run_module("experiments.export_graph", "--workload=muladd_sum", f"--shape={shape}",
-                       f"--out={path}")
+  export = run_module if shape == "3x4" else run_in_process
+  written = export("experiments.export_graph", "--workload=muladd_sum", f"--shape={shape}",
+                   f"--out={path}")
   assert written.returncode == 0, written.stderr
   assert "platforms cpu, cuda" in written.stdout
   ran = run_module("experiments.run_exported", f"--in={path}", "--seed=3", *run_args)
@@ -79,9 +83,10 @@ def test_run_exported_never_imports_workload_code(tmp_path):
 
 def test_abs_loss_symbolic_export(tmp_path):
   path = tmp_path / "a.fgx"
-  assert run_module("experiments.export_graph", "--workload=abs_loss", "--shape=N",
-                    f"--out={path}").returncode == 0
-  ran = run_module("experiments.run_exported", f"--in={path}", "--shape=1000")
+  assert run_in_process("experiments.export_graph", "--workload=abs_loss", "--shape=N",
+                        f"--out={path}").returncode == 0
+  ran = run_module(  # a fresh process: run_exported refuses to have imported the workload code
+      "experiments.run_exported", f"--in={path}", "--shape=1000")
   assert ran.returncode == 0 and "matches the NumPy reference" in ran.stdout, ran.stderr
 
 
@@ -118,12 +123,13 @@ def test_bad_files(tmp_path, how, fragment):
   _corrupt(path, how)
   with pytest.raises(ValueError, match=fragment):
     exporting.read_artifact(str(path))
-  assert_one_line_error(run_module("experiments.run_exported", f"--in={path}"), fragment)
+  assert_one_line_error(run_in_process("experiments.run_exported", f"--in={path}"), fragment)
 
 
 def test_missing_file(tmp_path):
-  assert_one_line_error(run_module("experiments.run_exported", f"--in={tmp_path / 'nope.fgx'}"),
-                        "Cannot read", "nope.fgx")
+  assert_one_line_error(
+      run_in_process("experiments.run_exported", f"--in={tmp_path / 'nope.fgx'}"),
+      "Cannot read", "nope.fgx")
 
 
 def test_file_for_another_platform(tmp_path):
@@ -131,7 +137,7 @@ def test_file_for_another_platform(tmp_path):
   exported, _ = exporting.read_artifact(str(path))
   with pytest.raises(ValueError, match="exported for cuda but this process runs on cpu"):
     exporting.check_platform(exported)
-  assert_one_line_error(run_module("experiments.run_exported", f"--in={path}"),
+  assert_one_line_error(run_in_process("experiments.run_exported", f"--in={path}"),
                         "exported for cuda", "--platforms")
 
 
@@ -144,7 +150,8 @@ def test_file_for_another_platform(tmp_path):
 ])
 def test_wrong_inputs(tmp_path, args, fragment):
   path = _export(tmp_path)
-  assert_one_line_error(run_module("experiments.run_exported", f"--in={path}", *args), fragment)
+  assert_one_line_error(run_in_process("experiments.run_exported", f"--in={path}", *args),
+                        fragment)
 
 
 @pytest.mark.parametrize("args, fragment", [
@@ -153,5 +160,6 @@ def test_wrong_inputs(tmp_path, args, fragment):
     (["--platforms=cpu,metal"], "metal"), (["--dtype=float128"], "float128")])
 def test_export_bad_flags(tmp_path, args, fragment):
   assert_one_line_error(
-      run_module("experiments.export_graph", f"--out={tmp_path / 'x.fgx'}", *args), fragment)
+      run_in_process("experiments.export_graph", f"--out={tmp_path / 'x.fgx'}", *args),
+      fragment)
   assert not (tmp_path / "x.fgx").exists()

@@ -4,6 +4,8 @@ import pytest
 
 import funcgrad as fg
 from funcgrad import graphs
+from tests.cli import run_in_process
+from tests.helpers import assert_one_line_error, run_module
 
 ARGS = [jax.ShapeDtypeStruct((3, 4), jnp.float32)] * 3
 
@@ -59,15 +61,15 @@ def test_cost_analysis_never_crashes_when_unsupported(monkeypatch):
     ("jaxpr", "reduce_sum"), ("stablehlo", "stablehlo.multiply"), ("hlo", "fusion(s) on cpu"),
     ("cost", "flops")])
 def test_graph_cli(show, expected):
-  from tests.helpers import run_module
-  result = run_module("experiments.graph", "--workload=muladd_sum", "--shape=3x4", f"--show={show}")
+  result = run_in_process("experiments.graph", "--workload=muladd_sum", "--shape=3x4",
+                          f"--show={show}")
   assert result.returncode == 0, result.stderr
   assert expected in result.stdout
 
 
 def test_graph_cli_abs_loss_and_bad_input():
-  from tests.helpers import assert_one_line_error, run_module
+  """The real-CLI smoke run, then bad input in-process."""
   result = run_module("experiments.graph", "--workload=abs_loss", "--shape=12")
   assert "abs" in result.stdout and "f32[12]" in result.stdout
-  assert_one_line_error(run_module("experiments.graph", "--show=dot"), "--show=dot", "jaxpr")
-  assert_one_line_error(run_module("experiments.graph", "--shape=3x"), "'3x'")
+  assert_one_line_error(run_in_process("experiments.graph", "--show=dot"), "--show=dot", "jaxpr")
+  assert_one_line_error(run_in_process("experiments.graph", "--shape=3x"), "'3x'")

@@ -13,6 +13,7 @@ import pytest
 from funcgrad import compile_cache, optimize, problems
 from funcgrad.bench import fits as fit
 from funcgrad.peers import peer_available
+from tests.cli import run_in_process
 from tests.helpers import assert_one_line_error, run_module
 
 JAX_LOOPS = ["eager", "jit_step", "scan", "scan_fused"]
@@ -148,7 +149,9 @@ def test_fit_reports_other_optimizers_against_scan():
   assert not rows[1].ok and "peers implement sgd, adam" in rows[1].error
 
 
+@pytest.mark.slow
 def test_optimize_cli_json(tmp_path):
+  """The real-CLI smoke run."""
   path = tmp_path / "fit.json"
   result = run_module("experiments.optimize", "--steps=200", "--loops=jit_step,scan,numpy",
                       "--min_run_time=0.01", f"--output_json={path}")
@@ -169,17 +172,19 @@ def test_optimize_cli_json(tmp_path):
 def test_optimize_cli_with_torch():
   if not peer_available("torch") and not os.environ.get("FUNCGRAD_REQUIRE_PEERS"):
     pytest.skip("torch not installed")
-  result = run_module("experiments.optimize", "--workload=linear_regression", "--shape=200x5",
-                      "--steps=100", "--loops=numpy,torch", "--min_run_time=0.01")
+  # In-process: torch is imported once per test session, not once more in a subprocess.
+  result = run_in_process("experiments.optimize", "--workload=linear_regression",
+                          "--shape=200x5", "--steps=100", "--loops=numpy,torch",
+                          "--min_run_time=0.01")
   assert result.returncode == 0, result.stderr
   assert "torch" in result.stdout and "WRONG" not in result.stdout
 
 
 def test_compare_runs_fits_as_workloads(tmp_path):
   path = tmp_path / "r.json"
-  result = run_module("experiments.compare", "--workloads=fit_linear_regression",
-                      "--engines=numpy,jit,jit_scan", "--sizes=100x4", "--fit_steps=50",
-                      "--min_run_time=0.01", f"--output_json={path}")
+  result = run_in_process("experiments.compare", "--workloads=fit_linear_regression",
+                          "--engines=numpy,jit,jit_scan", "--sizes=100x4", "--fit_steps=50",
+                          "--min_run_time=0.01", f"--output_json={path}")
   assert result.returncode == 0, result.stderr
   rows = json.loads(path.read_text())["results"]
   assert [r["engine"] for r in rows] == ["numpy", "jit", "jit_scan"]
@@ -198,7 +203,7 @@ def test_compare_runs_fits_as_workloads(tmp_path):
     (["--workload=linear_regression", "--shape=0x3"], ["'0x3'"]),
 ])
 def test_bad_input_is_one_clear_line(args, fragments):
-  assert_one_line_error(run_module("experiments.optimize", *args), *fragments)
+  assert_one_line_error(run_in_process("experiments.optimize", *args), *fragments)
 
 
 def test_problems_unknown():

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from funcgrad import sharding
+from tests.cli import run_in_fresh_process, run_in_process
 from tests.helpers import assert_one_line_error, run_module
 
 
@@ -43,16 +44,29 @@ def test_cpu_device_count_cannot_change_after_start():
     sharding.set_cpu_device_count(0)
 
 
+SHARDED = [(1, None), (2, None), (4, None), (8, None), (4, "2x2"), (8, "4x2")]
+
+
+@pytest.fixture(scope="module")
+def sharded_runs(tmp_path_factory):
+  """Every sharded sweep, each through compare's CLI path, in ONE fresh process: simulated
+  devices must be set before JAX starts, but JAX need not start once per sweep."""
+  folder = tmp_path_factory.mktemp("sharded")
+  runs = []
+  for devices, mesh in SHARDED:
+    args = ["--simulate_cpu_devices=8", f"--devices={devices}", "--engines=jit,eager,jit_packed",
+            "--sizes=16x8,64x32", "--min_run_time=0.01",
+            f"--output_json={folder / f'{devices}-{mesh}.json'}"]
+    runs.append(("experiments.compare", args + ([f"--mesh={mesh}"] if mesh else [])))
+  outcomes = run_in_fresh_process(runs)
+  return {case: (outcome, folder / f"{case[0]}-{case[1]}.json")
+          for case, outcome in zip(SHARDED, outcomes, strict=True)}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("devices, mesh", [(1, None), (2, None), (4, None), (8, None),
-                                           (4, "2x2"), (8, "4x2")])
-def test_sharded_rows_equal_single_device(tmp_path, devices, mesh):
-  path = tmp_path / "r.json"
-  args = ["--simulate_cpu_devices=8", f"--devices={devices}", "--engines=jit,eager,jit_packed",
-          "--sizes=16x8,64x32", "--min_run_time=0.01", f"--output_json={path}"]
-  if mesh:
-    args.append(f"--mesh={mesh}")
-  result = run_module("experiments.compare", *args)
+@pytest.mark.parametrize("devices, mesh", SHARDED)
+def test_sharded_rows_equal_single_device(sharded_runs, devices, mesh):
+  result, path = sharded_runs[devices, mesh]
   assert result.returncode == 0, result.stderr[-2000:]
   rows = json.loads(path.read_text())["results"]
   assert len(rows) == 2 * 2 * 3
@@ -64,6 +78,7 @@ def test_sharded_rows_equal_single_device(tmp_path, devices, mesh):
       assert "model=" in r["sharding"]
 
 
+@pytest.mark.slow
 def test_scaling_experiment(tmp_path):
   path = tmp_path / "s.json"
   result = run_module("experiments.scaling", "--size=64x16", "--device_counts=1,2,4",
@@ -78,12 +93,19 @@ def test_scaling_experiment(tmp_path):
 
 @pytest.mark.parametrize("module, args, fragments", [
     ("experiments.compare", ["--devices=4", "--sizes=8x8"], ["needs 4 devices", "there is 1"]),
-    ("experiments.compare", ["--simulate_cpu_devices=4", "--mesh=2x2", "--sizes=3x4"],
-     ["3x4", "not a multiple of 2"]),
     ("experiments.compare", ["--devices=3", "--mesh=2x2"], ["--devices=3", "--mesh=2x2"]),
     ("experiments.compare", ["--mesh=2x"], ["'2x'", "--mesh"]),
     ("experiments.scaling", ["--device_counts=1,x"], ["--device_counts='1,x'"]),
-    ("experiments.scaling", ["--device_counts=16"], ["needs 16 devices"]),
 ])
 def test_bad_sharding_input(module, args, fragments):
+  assert_one_line_error(run_in_process(module, *args), *fragments)
+
+
+# These simulate CPU devices first, which only a process whose JAX has not started can do.
+@pytest.mark.parametrize("module, args, fragments", [
+    ("experiments.compare", ["--simulate_cpu_devices=4", "--mesh=2x2", "--sizes=3x4"],
+     ["3x4", "not a multiple of 2"]),
+    ("experiments.scaling", ["--device_counts=16"], ["needs 16 devices"]),
+])
+def test_bad_sharding_input_with_simulated_devices(module, args, fragments):
   assert_one_line_error(run_module(module, *args), *fragments)
