@@ -57,6 +57,23 @@ def enable_persistent_cache(directory: str) -> None:
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
 
 
+_CACHE_OPTIONS = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+                  "jax_persistent_cache_min_entry_size_bytes")
+
+
+@contextlib.contextmanager
+def persistent_cache(directory: str) -> Iterator[None]:
+  """`enable_persistent_cache(directory)` inside the block; the previous settings after it."""
+  before = {name: getattr(jax.config, name) for name in _CACHE_OPTIONS}
+  enable_persistent_cache(directory)
+  try:
+    yield
+  finally:
+    for name, value in before.items():
+      jax.config.update(name, value)
+    _persistent_cache.reset_cache()
+
+
 @contextlib.contextmanager
 def persistent_cache_disabled() -> Iterator[None]:
   """Compiles inside the block neither read nor write the persistent cache.

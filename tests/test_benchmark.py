@@ -105,6 +105,7 @@ def test_benchmark_quick_run(tmp_path):
   names = [t["name"] for t in doc["targets"]]
   assert names == ["best jit / numpy per call, 3x4", "fastest peer / best jit per call, 3x4",
                    "numpy / scan per Adam step (100 steps)",
-                   "numpy / jit_step per Adam step (100 steps)"]
+                   "numpy / jit_step per Adam step (100 steps)",
+                   "fusions per Adam step (scan)"]
   assert all(t["measured"] is not None for t in doc["targets"])
   assert "| target | measured | goal | result | detail |" in md_path.read_text()

@@ -1,6 +1,7 @@
 """Every engine computes the right values (real peers: torch and TensorFlow, not mocks)."""
 
 import os
+import re
 
 import jax
 import numpy as np
@@ -108,7 +109,7 @@ def test_missing_peer_names_the_extra():
   ghost = engines.Engine("ghost", "a peer that is not installed", "funcgrad_no_such_module",
                          lambda w, i, d: None)
   assert not ghost.available()
-  with pytest.raises(PeerUnavailableError, match=r"funcgrad\[peers\]"):
+  with pytest.raises(PeerUnavailableError, match=re.escape(".[peers]")):
     import_peer("funcgrad_no_such_module")
 
 

@@ -10,6 +10,7 @@
   >>> ratio, low, high = comparison.speedup("eager")
 """
 
+import contextlib
 import dataclasses
 import json
 from collections.abc import Callable, Sequence
@@ -110,13 +111,14 @@ def compare_workload(workload: Workload, shape: tuple[int, ...], engines: Sequen
   (backend,) = runner.resolve_backends([backend] if backend else [jax.default_backend()], False)
   # A user's function has no byte count to compare with the copy bandwidth: no roofline then.
   rooflines = runner.measure_rooflines([backend]) if workload.bytes_moved else {}
-  cache_dir = None
-  if compilation_cache_dir:
-    compile_cache.enable_persistent_cache(compilation_cache_dir)
+  cache_dir, caching = None, contextlib.nullcontext()
+  if compilation_cache_dir:  # for this comparison only: the caller's JAX settings come back
+    caching = compile_cache.persistent_cache(compilation_cache_dir)
     cache_dir = compile_cache.executable_dir(compilation_cache_dir)
-  results = runner.run_case(backend, workload, shape, chosen, np.dtype(dtype), min_run_time,
-                            seed, rooflines.get(backend), interleave=interleave,
-                            cache_dir=cache_dir)
+  with caching:
+    results = runner.run_case(backend, workload, shape, chosen, np.dtype(dtype), min_run_time,
+                              seed, rooflines.get(backend), interleave=interleave,
+                              cache_dir=cache_dir)
   machine = {**machine_info(), "rooflines": {b: r.to_dict() for b, r in rooflines.items()}}
   return Comparison(results, speedups.speedups(results, baseline, seed), baseline, machine)
 
