@@ -12,7 +12,6 @@
 
 import contextlib
 import dataclasses
-import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -168,9 +167,3 @@ def compare(fn: Callable[..., Any], *example_args: Any, argnums: int | Sequence[
   shape = np.shape(jax.tree.leaves(host_args)[0]) if jax.tree.leaves(host_args) else ()
   return compare_workload(workload, tuple(shape), engines, backend, min_run_time, seed, dtype,
                           baseline, interleave, compilation_cache_dir)
-
-
-def comparison_json(comparison: Comparison) -> str:
-  """The JSON text `to_json` writes."""
-  return json.dumps(report.json_document(comparison.machine, comparison.results,
-                                         comparison.speedups), indent=2)

@@ -154,8 +154,3 @@ def measure(device: jax.Device, elements: int = DEFAULT_ELEMENTS) -> Roofline:
   one = host_copy_gbps(elements, 1)
   every = host_copy_gbps(elements, threads) if threads > 1 else one
   return Roofline(max(one, every), one, threads, last_level_cache_bytes(), host_matmul_gflops())
-
-
-def copy_bandwidth_gbps(device: jax.Device, elements: int = DEFAULT_ELEMENTS) -> float:
-  """The copy bandwidth that rows on `device`'s backend are compared with (all cores)."""
-  return measure(device, elements).copy_bandwidth_gbps
