@@ -88,7 +88,7 @@ def main(argv: list[str]) -> int:
         f"{results[0].reference if results else '-'}")
   print(render_text(["loop", "first call", "per step", "total", "final loss", "to optimum",
                      "reached", "vs reference", "fusions/step"],
-                    [[*_row(r), str(fusions[r.loop] if fusions[r.loop] is not None else "-")]
+                    [[*_row(r), f"{fusions[r.loop]:.3g}" if fusions[r.loop] is not None else "-"]
                      for r in results]))
   for r in results:
     if r.error is not None:

@@ -26,9 +26,9 @@ def test_model_targets_pass_and_miss():
 
 
 def test_fusion_target_counts_the_compiled_scan():
-  (target,) = headline.fusion_targets(10)
+  (target,) = headline.fusion_targets(12)
   assert target.name == "fusions per Adam step (scan)"
-  assert isinstance(target.measured, int) and target.measured >= 1
+  assert 0 < target.measured <= 3 and target.passed
   assert "scan_fused" in target.detail
 
 
