@@ -28,6 +28,9 @@ _TARGETS = flags.DEFINE_string("targets", "all", f"Comma-separated: {', '.join(G
 _LARGE_SIZE = flags.DEFINE_string("large_size", "4000x4000", "Size of the bandwidth target.")
 _STEPS = flags.DEFINE_integer("steps", 1000, "Adam steps of the loop target.", lower_bound=1,
                               upper_bound=100_000)
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Fresh-process rounds of the cache target and "
+                                "alternations of the harness-truth target; their medians are "
+                                "compared.", lower_bound=1, upper_bound=100)
 _MIN_RUN_TIME = flags.DEFINE_float("min_run_time", 0.3, "Seconds of timed blocks per row, in "
                                    "(0, 3600].")
 _cli.in_range(_MIN_RUN_TIME, 0, 3600, low_open=True)
@@ -101,7 +104,7 @@ def main(argv: list[str]) -> int:
     results += headline.adam_targets(_STEPS.value, min_run_time)
   if "cache" in groups:
     _log("first call, cold and warm persistent cache, fresh processes")
-    results += headline.cache_target()
+    results += headline.cache_target(_REPEATS.value)
   if "models" in groups:
     by_case = {}
     for name, size, engine_names in _model_cases():
@@ -120,7 +123,7 @@ def main(argv: list[str]) -> int:
     results += headline.ratio_agreement_target(first, again)
     if peers.peer_available("torch"):
       _log("Timer vs torch.utils.benchmark on the same callable")
-      results += headline.harness_truth_target(min_run_time)
+      results += headline.harness_truth_target(min_run_time, _REPEATS.value)
   machine = machine_info()
   markdown = f"{_summary(machine)}\n\n{targets.render(results)}\n"
   if rows:

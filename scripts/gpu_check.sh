@@ -34,7 +34,8 @@ crossover_backend=${BACKENDS%%,*}
   || { [ "$BACKENDS" != "cpu" ] && status=1; }
 
 # The GPU-marked tests (skipped, not failed, where JAX sees no GPU).
-"$PYTHON" -m pytest -q -m gpu -p no:cacheprovider tests > "$LOGS/gpu_tests.txt" 2>&1 || status=1
+# In this process (no -n: pytest-xdist may be absent where this runs).
+"$PYTHON" -m pytest -q -m gpu -p no:cacheprovider -o addopts="-ra --strict-markers" tests > "$LOGS/gpu_tests.txt" 2>&1 || status=1
 
 # Engines whose framework is missing there are dropped rather than failing the sweep.
 available=$("$PYTHON" - "$ENGINES" <<'PY'

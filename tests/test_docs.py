@@ -39,8 +39,8 @@ QUICK_FLAGS = {
     "experiments.crossover": ["--min_run_time=0.01", "--max_elements=4096"],
     "experiments.optimize": ["--min_run_time=0.01", "--steps=200"],
     "experiments.scaling": ["--min_run_time=0.01", "--size=64x32"],
-    "experiments.benchmark": ["--min_run_time=0.01", "--large_size=256x256", "--steps=100",
-                              "--mlp_size=16x32", "--attention_size=16x64",
+    "experiments.benchmark": ["--min_run_time=0.01", "--repeats=1", "--large_size=256x256",
+                              "--steps=100", "--mlp_size=16x32", "--attention_size=16x64",
                               "--mlp_peak_size=16x32"],
 }
 # Added only when the doc gives no sizes: the default's smallest size stays (it is what a
