@@ -376,8 +376,8 @@ def long_run_note(config: SweepConfig) -> str | None:
 
 
 def measure_rooflines(backends: Sequence[str]) -> dict[str, roofline_lib.Roofline]:
-  """Each backend's roofline, measured once."""
-  return {b: roofline_lib.measure(jax.devices(b)[0]) for b in backends}
+  """Each backend's roofline, measured once per process (`roofline.measured_once`)."""
+  return {b: roofline_lib.measured_once(jax.devices(b)[0]) for b in backends}
 
 
 def run_sweep(config: SweepConfig,
