@@ -11,6 +11,7 @@ Tiers:
     call; a hit neither traces nor lowers.
 """
 
+import gc
 import json
 import subprocess
 import sys
@@ -83,4 +84,5 @@ def measure_here(tier: str, cache_dir: str, workload_name: str, shape_text: str)
 
 
 if __name__ == "__main__":
+  gc.freeze()  # as the experiments' entry point does: no full collection in the timed call
   print(json.dumps(measure_here(*sys.argv[1:5])))
