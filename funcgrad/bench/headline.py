@@ -29,13 +29,19 @@ def _engines(names) -> list[engines_lib.Engine]:
   return [engines_lib.ENGINES[n] for n in names if engines_lib.ENGINES[n].available()]
 
 
-def sweep(size: tuple[int, int], engine_names, min_run_time: float) -> list[runner.Result]:
-  """muladd_sum value+grads at one size on the CPU, the named engines that are installed."""
-  config = runner.SweepConfig(workloads=[MULADD_SUM], engines=_engines(engine_names),
+def one_case(workload: workloads.Workload, size: tuple[int, ...], engine_names,
+             min_run_time: float) -> list[runner.Result]:
+  """One workload at one size on the CPU in float32, the named engines that are installed."""
+  config = runner.SweepConfig(workloads=[workload], engines=_engines(engine_names),
                               backends=["cpu"], sizes=[size], dtype=np.dtype(np.float32),
                               min_run_time=min_run_time)
   runner.check_fits(config)
   return runner.run_sweep(config)
+
+
+def sweep(size: tuple[int, int], engine_names, min_run_time: float) -> list[runner.Result]:
+  """muladd_sum value+grads at one size on the CPU, the named engines that are installed."""
+  return one_case(MULADD_SUM, size, engine_names, min_run_time)
 
 
 def _median(rows, engine):
@@ -120,11 +126,7 @@ MODEL_PEERS = ("numpy", "torch_eager", "torch_compile", "tf_eager", "tf_function
 def model_rows(workload_name: str, size: tuple[int, int], engine_names,
                min_run_time: float) -> list[runner.Result]:
   """One model workload at one size on the CPU, the named engines that are installed."""
-  config = runner.SweepConfig(workloads=[workloads.get_workload(workload_name)],
-                              engines=_engines(engine_names), backends=["cpu"], sizes=[size],
-                              dtype=np.dtype(np.float32), min_run_time=min_run_time)
-  runner.check_fits(config)
-  return runner.run_sweep(config)
+  return one_case(workloads.get_workload(workload_name), size, engine_names, min_run_time)
 
 
 def model_targets(rows_by_case: dict[str, list[runner.Result]]) -> list[Target]:
