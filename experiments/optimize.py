@@ -90,6 +90,8 @@ def main(argv: list[str]) -> int:
                      "reached", "vs reference", "fusions/step"],
                     [[*_row(r), f"{fusions[r.loop]:.3g}" if fusions[r.loop] is not None else "-"]
                      for r in results]))
+  if any(r.noisy for r in results):
+    print("* noisy: the per-step time's IQR/median > 10%.")
   for r in results:
     if r.error is not None:
       print(f"{r.loop}: {r.error}")
