@@ -42,15 +42,30 @@ signal.signal(signal.SIGINT, _sigint)  # from import on: Ctrl-C during JAX's imp
 
 
 def define_allocator_flag() -> flags.FlagHolder[str]:
-  """`--allocator`, for the scripts that time things (each defines it once, by calling this)."""
-  from funcgrad import allocator  # noqa: PLC0415 - only the scripts that call this need it
+  """`--allocator` and `--thread_pools`, for the scripts that time things (each defines them once,
+  by calling this, and calls `restart_as_asked` first thing in main)."""
+  from funcgrad import allocator, thread_pools  # noqa: PLC0415 - only the timing scripts need it
 
+  flags.DEFINE_enum(
+      "thread_pools", "spin", list(thread_pools.POLICIES), "How the peers' worker threads wait "
+      "(restarts the process): spin = each library's default; passive = OMP_WAIT_POLICY=PASSIVE "
+      "and OPENBLAS_THREAD_TIMEOUT=4, so that idle NumPy and torch workers do not take the cores "
+      "from the next engine in interleaved rounds (docs/PERFORMANCE.md).",
+      module_name=sys.argv[0])
   return flags.DEFINE_enum(
       "allocator", "auto", list(allocator.ALLOCATORS), "Memory allocator for this run (restarts "
       f"the process with LD_PRELOAD): auto = the first installed of "
       f"{', '.join(allocator.AUTO_ORDER)} (fastest first, measured: see BUILD.md), else the "
       "system's; mimalloc comes with pip install -e '.[fast]'.",
       module_name=sys.argv[0])  # listed by --help as the calling script's own flag
+
+
+def restart_as_asked(allocator_name: str) -> str:
+  """Runs this process under `--allocator` and `--thread_pools`, restarting it once if needed."""
+  from funcgrad import allocator, thread_pools  # noqa: PLC0415
+
+  return allocator.reexec_with(
+      allocator_name, environ=thread_pools.environment(flags.FLAGS["thread_pools"].value))
 
 
 def fail(message: str) -> None:

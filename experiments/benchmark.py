@@ -15,7 +15,7 @@ import numpy as np
 from absl import flags
 
 from experiments import _cli
-from funcgrad import allocator, limits, peers
+from funcgrad import limits, peers
 from funcgrad.bench import headline, report, runner, specs, targets, workloads
 from funcgrad.bench.machine import machine_info
 from funcgrad.errors import UsageError
@@ -72,7 +72,7 @@ def main(argv: list[str]) -> int:
   del argv
   _cli.check_outputs({"--output_json": _OUTPUT_JSON.value,
                      "--output_markdown": _OUTPUT_MARKDOWN.value})
-  allocator.reexec_with(_ALLOCATOR.value)
+  _cli.restart_as_asked(_ALLOCATOR.value)
   groups = specs.parse_names(_TARGETS.value, GROUPS, "target group")
   large = parse_shape(_LARGE_SIZE.value, "--large_size", max_rank=2)
   if len(large) != 2:

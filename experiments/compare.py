@@ -22,7 +22,7 @@ import numpy as np
 from absl import flags
 
 from experiments import _cli, _progress
-from funcgrad import allocator, compile_cache, peers, sharding
+from funcgrad import compile_cache, peers, sharding
 from funcgrad.bench import engines as engines_lib
 from funcgrad.bench import report, runner, specs, speedups, workloads
 from funcgrad.bench.machine import machine_info
@@ -214,7 +214,7 @@ def main(argv: list[str]) -> int:
   _cli.check_outputs({"--output_json": _OUTPUT_JSON.value, "--output_csv": _OUTPUT_CSV.value,
                      "--output_jsonl": _OUTPUT_JSONL.value, "--plot": _PLOT.value},
                     streamed="--output_jsonl")  # before any work; Ctrl-C says what was kept
-  allocator.reexec_with(_ALLOCATOR.value)  # first: the allocator is chosen at process start
+  _cli.restart_as_asked(_ALLOCATOR.value)  # first: the allocator is chosen at process start
   if _SIMULATE_CPU_DEVICES.value:
     sharding.set_cpu_device_count(_SIMULATE_CPU_DEVICES.value)  # before JAX starts its backends
   config = _config()

@@ -12,7 +12,6 @@ import numpy as np
 from absl import flags
 
 from experiments import _cli, _progress
-from funcgrad import allocator
 from funcgrad.bench import crossover, engines, report, runner, specs, speedups, workloads
 from funcgrad.bench.machine import machine_info
 from funcgrad.errors import UsageError
@@ -40,7 +39,7 @@ _PROGRESS = _progress.define_progress_flag()
 def main(argv: list[str]) -> int:
   del argv
   _cli.check_outputs({"--output_json": _OUTPUT_JSON.value, "--plot": _PLOT.value})
-  allocator.reexec_with(_ALLOCATOR.value)
+  _cli.restart_as_asked(_ALLOCATOR.value)
   min_run_time = _MIN_RUN_TIME.value
   if not 0 < min_run_time <= 3600:  # also false for nan
     raise UsageError(f"Invalid --min_run_time={min_run_time}: expected seconds in (0, 3600].")

@@ -16,7 +16,7 @@ import numpy as np
 from absl import flags
 
 from experiments import _cli
-from funcgrad import allocator, limits, optimize, peers, problems
+from funcgrad import limits, optimize, peers, problems
 from funcgrad._tables import render_text
 from funcgrad.bench import fits, report, specs
 from funcgrad.bench.machine import machine_info
@@ -55,7 +55,7 @@ def _row(r: fits.FitResult) -> list[str]:
 def main(argv: list[str]) -> int:
   del argv
   _cli.check_outputs({"--output_json": _OUTPUT_JSON.value})
-  allocator.reexec_with(_ALLOCATOR.value)  # first: the allocator is chosen at process start
+  _cli.restart_as_asked(_ALLOCATOR.value)  # first: the allocator is chosen at process start
   loops = specs.parse_names(_LOOPS.value, optimize.LOOPS, "loop", flag="--loops")
   size = parse_shape(_SHAPE.value, "--shape", max_rank=2)
   n, d = size if len(size) == 2 else (size[0], 1)
@@ -82,7 +82,7 @@ def main(argv: list[str]) -> int:
     document = {"machine": machine_info(),
                 "results": [{**r.to_dict(), "fusions_per_step": fusions[r.loop]} for r in results]}
     report.atomic_write(_OUTPUT_JSON.value, json.dumps(document, indent=2) + "\n")
-  print(f"{allocator.in_use()} allocator; "
+  print(f"{report.process_label()}; "
         f"{_OPTIMIZER.value}(learning_rate={_LEARNING_RATE.value}) on {problem.name}, "
         f"{_STEPS.value} steps; optimum: {problem.optimum_description}; reference: "
         f"{results[0].reference if results else '-'}")

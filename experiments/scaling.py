@@ -14,7 +14,7 @@ import numpy as np
 from absl import flags
 
 from experiments import _cli
-from funcgrad import allocator, limits, sharding
+from funcgrad import limits, sharding
 from funcgrad.bench import report, specs, workloads
 from funcgrad.bench import scaling as scaling_lib
 from funcgrad.bench.machine import machine_info
@@ -49,7 +49,7 @@ def _counts() -> list[int]:
 def main(argv: list[str]) -> int:
   del argv
   _cli.check_outputs({"--output_json": _OUTPUT_JSON.value})
-  allocator.reexec_with(_ALLOCATOR.value)
+  _cli.restart_as_asked(_ALLOCATOR.value)
   counts = _counts()
   workload = workloads.get_workload(_WORKLOAD.value)
   size = parse_shape(_SIZE.value, "--size", max_rank=2)

@@ -117,24 +117,28 @@ def _is_allocator(path: str) -> bool:
 
 def reexec_with(name: str, argv: Sequence[str] | None = None,
                 search_dirs: Sequence[str] = SEARCH_DIRS,
-                wheels: Mapping[str, tuple[str, str]] = WHEELS) -> str:
-  """Makes this process run under allocator `name`, restarting it once with LD_PRELOAD if needed.
+                wheels: Mapping[str, tuple[str, str]] = WHEELS,
+                environ: Mapping[str, str] | None = None) -> str:
+  """Makes this process run under allocator `name` with `environ` set, restarting it once with
+  LD_PRELOAD and those variables if needed.
 
-  Call it first thing in a script's main, before any large allocation. Returns the allocator in
-  use when no restart is needed; otherwise does not return.
+  Call it first thing in a script's main, before any large allocation. `environ` holds settings
+  that libraries read when they load (`thread_pools.environment`). Returns the allocator in use
+  when no restart is needed; otherwise does not return.
 
   Raises:
     UsageError: see `resolve`; or the restart did not take effect.
   """
   wanted, path = resolve(name, search_dirs, wheels)
-  if in_use() == wanted:
+  environ = dict(environ or {})
+  if in_use() == wanted and all(os.environ.get(k) == v for k, v in environ.items()):
     return wanted
   if os.environ.get(_REEXEC_MARK):
     raise UsageError(f"Restarted with LD_PRELOAD={path!r} but the allocator in use is still "
                      f"{in_use()!r}.")
   preload = [p for p in os.environ.get("LD_PRELOAD", "").split(":") if p and not _is_allocator(p)]
-  env = {**os.environ, _REEXEC_MARK: "1", "LD_PRELOAD": ":".join([*([path] if path else []),
-                                                                   *preload])}
+  env = {**os.environ, **environ, _REEXEC_MARK: "1",
+         "LD_PRELOAD": ":".join([*([path] if path else []), *preload])}
   argv = list(sys.argv if argv is None else argv)
   module = sys.modules["__main__"].__spec__
   command = ([sys.executable, "-m", module.name, *argv[1:]] if module is not None

@@ -70,7 +70,7 @@ def test_compare_table():
              _result("eager", median=6.85e-4, iqr_s=1e-4, noisy=True),
              _result("torch_eager", ok=False, median=None, max_rel_err=0.5, status="wrong",
                      error="output differs from the float64 reference")]
-  text = report.render_compare(results, memory="tcmalloc")
+  text = report.render_compare(results, memory="tcmalloc allocator")
   assert "[ muladd_sum on cpu (float32), tcmalloc allocator: median per call" in text
   lines = text.splitlines()
   header = next(line for line in lines if line.startswith("size"))
@@ -79,6 +79,15 @@ def test_compare_table():
   assert "3.8 us ±0.2" in row and "685 us ±100 *" in row and "WRONG" in row
   assert "jit compile" in text and "25 ms" in text and "jit dispatch" in text
   assert "WRONG: muladd_sum 3x4 torch_eager on cpu: output differs" in text
+
+
+def test_captions_name_the_allocator_and_passive_thread_pools(monkeypatch):
+  monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+  assert report.process_label().endswith(" allocator")
+  monkeypatch.setenv("OMP_WAIT_POLICY", "passive")
+  monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "4")
+  assert report.process_label().endswith(" allocator, passive thread pools")
+  assert "passive thread pools:" in report.render_compare([_result()])
 
 
 def test_plot(tmp_path):

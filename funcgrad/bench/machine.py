@@ -1,10 +1,11 @@
-"""Machine info for results: the environment report, peer versions and the allocator in use."""
+"""Machine info for results: the environment report, peer versions, and the allocator and
+thread-pool policy in use."""
 
 import importlib.metadata
 import os
 from typing import Any
 
-from funcgrad import allocator
+from funcgrad import allocator, thread_pools
 from funcgrad.env import environment_report
 
 _PEERS = ("torch", "tensorflow-cpu", "tensorflow")
@@ -21,5 +22,6 @@ def machine_info() -> dict[str, Any]:
       continue
   info["peers"] = peers
   info["allocator"] = allocator.in_use()
+  info["thread_pools"] = thread_pools.in_use()
   info["ld_preload"] = os.environ.get("LD_PRELOAD") or None
   return info

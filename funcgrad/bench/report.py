@@ -14,7 +14,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from funcgrad import allocator, outputs
+from funcgrad import allocator, outputs, thread_pools
 from funcgrad._tables import render_text
 from funcgrad.bench.runner import NOT_IMPLEMENTED, OK, WRONG, Result
 from funcgrad.bench.speedups import Speedup
@@ -84,10 +84,16 @@ def _block(rows: dict[str, dict[str, Any]], columns: list[str]) -> str:
                      [[size, *(cells.get(c, "") for c in columns)] for size, cells in rows.items()])
 
 
+def process_label() -> str:
+  """What every caption says about the process: its allocator, and passive thread pools if so."""
+  passive = ", passive thread pools" if thread_pools.in_use() == "passive" else ""
+  return f"{allocator.in_use()} allocator{passive}"
+
+
 def render_compare(results: Sequence[Result], memory: str | None = None) -> str:
   """torch.utils.benchmark.Compare-style text: per workload and backend, a block of steady-state
   times (rows: size, columns: engine), then a block of first-call and jit stage times."""
-  memory = memory or allocator.in_use()  # the allocator, named in every caption
+  memory = memory or process_label()  # named in every caption
   out = []
   for (workload, backend, dtype), group in _grouped(results).items():
     # An engine that implements none of this workload's sizes gets no column (the legend says so).
@@ -112,10 +118,10 @@ def render_compare(results: Sequence[Result], memory: str | None = None) -> str:
     peak = next((r.peak_gflops for r in group if r.peak_gflops), None)
     if any(r.bound == "compute" for r in group):
       roofline = f" (% of the {peak:.0f} GFLOP/s float32 matmul peak)" if peak else ""
-    out.append(f"[ {title}, {memory} allocator: {what} ±IQR{roofline} ]")
+    out.append(f"[ {title}, {memory}: {what} ±IQR{roofline} ]")
     out.append(_block(steady, engines))
     cold_columns = list(dict.fromkeys(c for cells in cold.values() for c in cells))
-    out.append(f"\n[ {title}, {memory} allocator: first call (cold) and jit stages ]")
+    out.append(f"\n[ {title}, {memory}: first call (cold) and jit stages ]")
     out.append(_block(cold, cold_columns))
     out.append("")
   out.append(_legend(results))
@@ -140,7 +146,7 @@ def _legend(results: Sequence[Result]) -> str:
 def render_speedups(speedups: Sequence[Speedup], memory: str | None = None) -> str:
   """One block per (workload, backend): `speedup of BASELINE over X`, median [95% interval],
   and the calls after which the baseline's compile is paid back."""
-  memory = memory or allocator.in_use()  # the allocator, named in every caption
+  memory = memory or process_label()  # named in every caption
   groups: dict[tuple[str, str, str], list[Speedup]] = {}
   for s in speedups:
     groups.setdefault((s.workload, s.backend, s.baseline), []).append(s)
@@ -154,7 +160,7 @@ def render_speedups(speedups: Sequence[Speedup], memory: str | None = None) -> s
         cell += f" ({s.break_even_calls} calls)"
       rows.setdefault(shape_label(s.shape), {})[s.engine] = cell
     rounds = max(s.rounds for s in group)
-    out.append(f"[ {workload} on {backend}, {memory} allocator: speedup of {baseline} over each "
+    out.append(f"[ {workload} on {backend}, {memory}: speedup of {baseline} over each "
                "engine, median "
                f"[95% interval] over up to {rounds} rounds; (N calls) = {baseline} pays back "
                "its first call after N calls ]")

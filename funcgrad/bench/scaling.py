@@ -9,7 +9,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from funcgrad import allocator
 from funcgrad._tables import render_text
 from funcgrad.bench import engines, report, runner
 from funcgrad.bench.workload import Workload
@@ -47,7 +46,7 @@ def render(strong: Sequence[runner.Result], weak: Sequence[runner.Result]) -> st
       table.append([str(r.n_devices), report.shape_label(r.shape),
                     f"{report.format_seconds(r.median_s)} ±{report.format_seconds(r.iqr_s)}",
                     f"{speedup:.2f}x", f"{100 * speedup / r.n_devices:.0f}%"])
-    out.append(f"[ {rows[0].workload} jit, {title}, {allocator.in_use()} allocator ]")
+    out.append(f"[ {rows[0].workload} jit, {title}, {report.process_label()} ]")
     gain = "scaled speed-up" if is_weak else "speed-up"  # weak: N x T1 / TN (Gustafson)
     out.append(render_text(["devices", "size", "median", gain, "efficiency"], table))
     out.append("")
