@@ -65,7 +65,8 @@ def _summary(machine: dict) -> str:
   peers = ", ".join(f"{k} {v}" for k, v in machine["peers"].items()) or "no peers"
   return (f"Machine: {machine['machine']['cpu_model']}, {machine['machine']['cpu_count']} cores; "
           f"Python {machine['python']}, jax {machine['packages']['jax']}, "
-          f"numpy {machine['packages']['numpy']}, {peers}; allocator {machine['allocator']}.")
+          f"numpy {machine['packages']['numpy']}, {peers}; allocator {machine['allocator']}; "
+          f"{machine['thread_pools']} thread pools.")
 
 
 def main(argv: list[str]) -> int:
