@@ -77,7 +77,7 @@ def main(argv: list[str]) -> int:
                         _MIN_RUN_TIME.value, progress)
   fusions = {r.loop: optimize.fusions_per_step(r.loop, problem, _OPTIMIZER.value,
                                                _LEARNING_RATE.value, _STEPS.value)
-             for r in results}
+             if r.ok else None for r in results}
   if _OUTPUT_JSON.value:
     document = {"machine": machine_info(),
                 "results": [{**r.to_dict(), "fusions_per_step": fusions[r.loop]} for r in results]}

@@ -61,14 +61,22 @@ def make_optimizer(name: str, learning_rate: float) -> optax.GradientTransformat
   """`optax.<name>(learning_rate)`.
 
   Raises:
-    UsageError: for an unknown optimiser (listing the valid ones) or a learning rate <= 0.
+    UsageError: for an unknown optimiser (listing the valid ones), a learning rate <= 0, or an
+      optimiser whose update needs more than (grads, state, params).
   """
   if name not in optimizer_names():
     raise UsageError(f"Unknown optimizer {name!r}. Valid (optax aliases taking a learning rate):"
                      f" {', '.join(optimizer_names())}.")
   if not learning_rate > 0:
     raise UsageError(f"Invalid learning_rate={learning_rate}: it must be > 0.")
-  return getattr(optax, name)(learning_rate)
+  optimizer = getattr(optax, name)(learning_rate)
+  params = jnp.zeros(2)
+  try:  # the loops call update(grads, state, params); a line search needs more (optax.lbfgs)
+    jax.eval_shape(optimizer.update, params, optimizer.init(params), params)
+  except TypeError as e:
+    raise UsageError(f"Optimizer {name!r} cannot run in these loops, which call "
+                     f"update(grads, state, params): {str(e).splitlines()[0]}") from None
+  return optimizer
 
 
 def make_step(problem: Problem, optimizer: optax.GradientTransformation) -> Callable[..., Any]:
@@ -149,7 +157,7 @@ def _scan_program(problem: Problem, optimizer: optax.GradientTransformation, ste
   @jax.jit
   def fit() -> LoopOutput:
     params = jnp.asarray(init_params)
-    carry = _widen_scalars((params, optimizer.init(params)))
+    carry = _widen_scalars_if_accepted(step, (params, optimizer.init(params)))
     if not fused:
       (params, _), losses = jax.lax.scan(body, carry, None, length=steps, unroll=SCAN_UNROLL)
       return LoopOutput(params, losses)
@@ -181,6 +189,21 @@ def _widen_scalars(carry):
   return params, widened
 
 
+def _widen_scalars_if_accepted(step: Callable[..., Any], carry):
+  """`_widen_scalars(carry)` when `step` takes the widened state and returns it with the same
+  shapes and dtypes; else `carry` as it is (a random key, a count used as a predicate or an
+  index, state whose shapes are not the parameters': e.g. noisy_sgd, novograd, lbfgs)."""
+  widened = _widen_scalars(carry)
+  try:
+    out = jax.eval_shape(lambda c: step(*c)[:2], widened)
+  except (TypeError, ValueError):
+    return carry
+  same = jax.tree.structure(out) == jax.tree.structure(widened) and all(
+      (a.shape, a.dtype) == (jnp.shape(b), jnp.result_type(b))
+      for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(widened), strict=True))
+  return widened if same else carry
+
+
 def scan_loop(problem: Problem, optimizer: optax.GradientTransformation,
               steps: int) -> Callable[[], LoopOutput]:
   """The whole fit, `init` included, as one compiled `lax.scan`: as few kernels per step as the
@@ -207,11 +230,16 @@ def scan_fused_loop(problem: Problem, optimizer: optax.GradientTransformation,
   segment of the vector (docs/PERFORMANCE.md has the measurements).
 
   Raises:
-    ValueError: more than 2**24 steps with float32 parameters.
+    UsageError: more than 2**24 steps with float32 parameters, or a random key in the state.
   """
   if steps > 2**24 and jnp.result_type(problem.init_params) == jnp.float32:
     raise UsageError(f"Invalid steps={steps} for scan_fused: the step count rides in float32, "
                      "exact up to 2**24 steps; use the scan loop.")
+  state = jax.eval_shape(optimizer.init, jnp.asarray(problem.init_params))
+  if any(jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key) for leaf in jax.tree.leaves(state)):
+    raise UsageError("scan_fused ravels the optimiser state into one vector, and this "
+                     "optimiser's state holds a random key, which does not ravel; use the scan "
+                     "loop.")
   return _scan_program(problem, optimizer, steps, fused=True)
 
 
@@ -342,7 +370,8 @@ def fusions_per_step(style: str, problem: Problem, optimizer_name: str, learning
   """
   optimizer = make_optimizer(optimizer_name, learning_rate)
   if style in ("scan", "scan_fused"):
-    hlo = _scan_program(problem, optimizer, steps, style == "scan_fused").lower().compile()
+    build = scan_fused_loop if style == "scan_fused" else scan_loop
+    hlo = build(problem, optimizer, steps).lower().compile()
     return sum(count_fusions(body) * trips for body, trips in _while_loops(hlo.as_text())) / steps
   if style == "jit_step":
     step = jax.jit(make_step(problem, optimizer))

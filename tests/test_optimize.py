@@ -12,6 +12,7 @@ import pytest
 
 from funcgrad import compile_cache, optimize, problems
 from funcgrad.bench import fits as fit
+from funcgrad.errors import UsageError
 from funcgrad.peers import peer_available
 from tests.cli import run_in_process
 from tests.helpers import assert_one_line_error, run_module
@@ -232,3 +233,20 @@ def test_step_is_pure_and_jittable():
   jax.tree.map(np.testing.assert_allclose, eager, jitted)
   assert float(eager[2]) == 25.0
   np.testing.assert_allclose(eager[0], params - 0.1 * jnp.array([8.0, 12.0]))
+
+
+@pytest.mark.filterwarnings("ignore:Specifying a key:UserWarning")  # optax's noisy_sgd
+@pytest.mark.parametrize("name", ["novograd", "optimistic_adam_v2", "noisy_sgd"])
+def test_scan_keeps_scalar_state_that_cannot_be_widened(linreg, name):
+  """A count used as a predicate (novograd), state that changes shape (optimistic_adam_v2) or a
+  random key (noisy_sgd) stays scalar; the scan loop still matches the jitted step."""
+  scan, jit_step = (_run(loop, linreg, name, 0.01, 6) for loop in ("scan", "jit_step"))
+  np.testing.assert_allclose(scan.params, jit_step.params, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:Specifying a key:UserWarning")
+def test_optimizers_the_loops_cannot_run_are_one_line_errors():
+  with pytest.raises(UsageError, match="'lbfgs' cannot run in these loops.*value_fn"):
+    optimize.make_optimizer("lbfgs", 0.1)
+  with pytest.raises(UsageError, match="random key, which does not ravel"):
+    optimize.make_loop("scan_fused", problems.abs_loss_problem(), "noisy_sgd", 0.1, 5)
