@@ -70,9 +70,12 @@ def make_optimizer(name: str, learning_rate: float) -> optax.GradientTransformat
   if not learning_rate > 0:
     raise UsageError(f"Invalid learning_rate={learning_rate}: it must be > 0.")
   optimizer = getattr(optax, name)(learning_rate)
-  params = jnp.zeros(2)
+  def one_update(params):
+    return optimizer.update(params, optimizer.init(params), params)
+
   try:  # the loops call update(grads, state, params); a line search needs more (optax.lbfgs)
-    jax.eval_shape(optimizer.update, params, optimizer.init(params), params)
+    # Abstractly: importing the workloads builds an optimiser before any JAX backend may start.
+    jax.eval_shape(one_update, jax.ShapeDtypeStruct((2,), jnp.float32))
   except TypeError as e:
     raise UsageError(f"Optimizer {name!r} cannot run in these loops, which call "
                      f"update(grads, state, params): {str(e).splitlines()[0]}") from None
