@@ -87,6 +87,7 @@ def test_ratio_agreement_compares_speedups_of_two_runs():
     (["--large_size=0x4"], ["'0x4'"]),
     (["--steps=0"], ["--steps=0"]),
     (["--repeats=0"], ["--repeats=0"]),
+    (["--thread_pools=bogus"], ["--thread_pools=bogus", "spin|passive"]),
     (["--allocator=bogus"], ["--allocator=bogus", "auto|system|tcmalloc|jemalloc|mimalloc"]),
 ])
 def test_benchmark_bad_flags(args, fragments):
