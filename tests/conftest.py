@@ -1,4 +1,7 @@
-"""Strict JAX for every test, GPU tests skipped without a GPU, and a `jit` parameter helper."""
+"""Strict JAX for every test, GPU tests skipped without a GPU, a `jit` parameter helper, and how
+many pytest-xdist workers `-n auto` starts."""
+
+import os
 
 import jax
 import pytest
@@ -6,6 +9,17 @@ import pytest
 from funcgrad.devices import gpu_available
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+GIB_PER_WORKER = 4  # a worker imports JAX, torch and TensorFlow and starts CLI subprocesses
+
+
+def pytest_xdist_auto_num_workers(config):
+  """`-n auto`: one worker per usable core, but no more than the memory holds."""
+  del config
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+  memory_gib = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+  return max(1, min(cores, int(memory_gib // GIB_PER_WORKER)))
 
 
 def pytest_collection_modifyitems(config, items):
