@@ -1,1 +1,2 @@
-"""Thin absl scripts, one per tutorial section: `python -m experiments.<name> --help`."""
+"""`python -m experiments.<name>` from the repository root: each module here runs the script
+`funcgrad.experiments.<name>`, which `funcgrad <name>` runs from any folder."""

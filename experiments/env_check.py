@@ -1,26 +1,10 @@
-"""Environment report (tutorial: sys.version, torch.__version__, torch.version.cuda, cudnn).
+"""`python -m experiments.env_check` from the repository root.
 
-  python -m experiments.env_check [--format=text|json]
+Runs the script `funcgrad.experiments.env_check`: the same as `funcgrad env_check` from any
+folder.
 """
 
-import json
-
-from absl import flags
-
-from experiments import _cli
-from funcgrad.env import environment_report, format_report
-
-_FORMAT = flags.DEFINE_enum("format", "text", ["text", "json"], "Output format.")
-
-
-def main(argv: list[str]) -> None:
-  del argv
-  report = environment_report()
-  if _FORMAT.value == "json":
-    print(json.dumps(report.to_dict(), indent=2))
-  else:
-    print(format_report(report))
-
+import runpy
 
 if __name__ == "__main__":
-  _cli.run(main)
+  runpy.run_module("funcgrad.experiments.env_check", run_name="__main__", alter_sys=True)

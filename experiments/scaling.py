@@ -1,78 +1,10 @@
-"""Strong and weak scaling of jit(value+grads) over 1, 2, 4, 8 devices.
+"""`python -m experiments.scaling` from the repository root.
 
-  python -m experiments.scaling [--simulate_cpu_devices=8] [--workload=muladd_sum]
-      [--size=2048x512] [--device_counts=1,2,4,8] [--output_json=PATH]
-
-On a CPU the devices are simulated (they share the same cores and memory): the table shows what
-sharding costs there, not a speed-up. On a multi-GPU machine the same command measures real
-scaling.
+Runs the script `funcgrad.experiments.scaling`: the same as `funcgrad scaling` from any
+folder.
 """
 
-import json
-
-import numpy as np
-from absl import flags
-
-from experiments import _cli
-from funcgrad import limits, sharding
-from funcgrad.bench import report, specs, workloads
-from funcgrad.bench import scaling as scaling_lib
-from funcgrad.bench.machine import machine_info
-from funcgrad.errors import UsageError
-from funcgrad.shapes import parse_shape
-
-MAX_DEVICES = 1024
-
-_SIMULATE = flags.DEFINE_integer("simulate_cpu_devices", 8, "CPU devices to simulate (set "
-                                 "before JAX starts); 0 = use the real devices.", lower_bound=0,
-                                 upper_bound=MAX_DEVICES)
-_WORKLOAD = flags.DEFINE_enum("workload", "muladd_sum", list(workloads.TUTORIAL_WORKLOADS),
-                              "Workload.")
-_SIZE = flags.DEFINE_string("size", "2048x512", "Strong-scaling size; weak scaling starts here.")
-_COUNTS = flags.DEFINE_list("device_counts", ["1", "2", "4", "8"], "Device counts to run.")
-_BACKEND = flags.DEFINE_enum("backend", "cpu", ["cpu", "gpu"], "Backend whose devices to use.")
-_MIN_RUN_TIME = flags.DEFINE_float("min_run_time", 0.2, "Seconds of timed blocks per row, in "
-                                   "(0, 3600].")
-_cli.in_range(_MIN_RUN_TIME, 0, 3600, low_open=True)
-_OUTPUT_JSON = flags.DEFINE_string("output_json", None, "Write {machine, strong, weak} here.")
-_ALLOCATOR = _cli.define_allocator_flag()
-
-
-def _counts() -> list[int]:
-  counts = specs.parse_ints(",".join(_COUNTS.value), "--device_counts")  # duplicates dropped
-  if not all(1 <= c <= MAX_DEVICES for c in counts):
-    raise UsageError(f"Invalid --device_counts={','.join(_COUNTS.value)}: each count must be in "
-                     f"1..{MAX_DEVICES}.")
-  return counts
-
-
-def main(argv: list[str]) -> int:
-  del argv
-  _cli.check_outputs({"--output_json": _OUTPUT_JSON.value})
-  _cli.restart_as_asked(_ALLOCATOR.value)
-  counts = _counts()
-  workload = workloads.get_workload(_WORKLOAD.value)
-  size = parse_shape(_SIZE.value, "--size", max_rank=2)
-  base = workload.shape_for(size)
-  # Weak scaling grows the inputs with the device count: the largest case, every input and output
-  # once, its float64 reference and a gathered copy.
-  largest = (base[0] * max(counts), *base[1:])
-  limits.check_memory(limits.array_bytes(largest, np.float32, 3 * workload.n_inputs + 2)
-                      + limits.array_bytes(largest, np.float64, 2 * workload.n_inputs),
-                      f"--size={_SIZE.value} --device_counts={','.join(map(str, counts))}")
-  if _SIMULATE.value:
-    sharding.set_cpu_device_count(_SIMULATE.value)  # after the checks, before JAX starts
-  strong = scaling_lib.scaling_rows(workload, base, counts, False, _MIN_RUN_TIME.value,
-                                    _BACKEND.value)
-  weak = scaling_lib.scaling_rows(workload, base, counts, True, _MIN_RUN_TIME.value,
-                                  _BACKEND.value)
-  print(scaling_lib.render(strong, weak))
-  if _OUTPUT_JSON.value:
-    document = {"machine": machine_info(), "strong": [r.to_dict() for r in strong],
-                "weak": [r.to_dict() for r in weak]}
-    report.atomic_write(_OUTPUT_JSON.value, json.dumps(document, indent=2) + "\n")
-  return 0 if all(r.ok for r in strong + weak) else 1
-
+import runpy
 
 if __name__ == "__main__":
-  _cli.run(main)
+  runpy.run_module("funcgrad.experiments.scaling", run_name="__main__", alter_sys=True)

@@ -38,7 +38,8 @@ def test_modules_outside_bench_never_import_the_runner():
   offenders = {}
   for path in PACKAGE.rglob("*.py"):
     relative = path.relative_to(PACKAGE)
-    if relative.parts[0] == "bench" or relative.name == "__init__.py" and len(relative.parts) == 1:
+    top_init = relative.name == "__init__.py" and len(relative.parts) == 1
+    if relative.parts[0] in ("bench", "experiments") or top_init:
       continue
     bad = sorted(n for n in _imports(path) if n.startswith("funcgrad.bench"))
     if bad:
@@ -48,8 +49,19 @@ def test_modules_outside_bench_never_import_the_runner():
 
 def test_library_never_imports_the_scripts():
   offenders = [str(p.relative_to(ROOT)) for p in PACKAGE.rglob("*.py")
-               if any(n.startswith("experiments") for n in _imports(p))]
+               if p.relative_to(PACKAGE).parts[0] != "experiments" and p.name != "__main__.py"
+               and any(n.startswith(("experiments", "funcgrad.experiments")) for n in _imports(p))]
   assert offenders == []
+
+
+def test_the_repository_shims_only_run_the_packaged_scripts():
+  from funcgrad.experiments import SCRIPTS  # noqa: PLC0415
+
+  shims = sorted(p.stem for p in (ROOT / "experiments").glob("*.py") if p.stem != "__init__")
+  assert shims == sorted(SCRIPTS)
+  for name in shims:
+    text = (ROOT / "experiments" / f"{name}.py").read_text()
+    assert f'runpy.run_module("funcgrad.experiments.{name}", run_name="__main__"' in text
 
 
 def test_private_jax_and_torch_apis_live_in_compat():

@@ -6,8 +6,8 @@ import re
 import numpy as np
 import pytest
 
-from experiments import _progress
 from funcgrad.bench import engines, runner, workloads
+from funcgrad.experiments import _progress
 from tests.cli import run_in_process
 
 QUICK = ["--min_run_time=0.01", "--sizes=3x4", "--workloads=muladd_sum", "--engines=numpy,jit"]

@@ -1,0 +1,144 @@
+"""The headline performance targets in one run, each measured ratio beside its goal.
+
+  python -m experiments.benchmark [--allocator=auto] [--output_json=PATH] [--output_markdown=PATH]
+      [--targets=large,small,adam,cache,harness,models] [--large_size=4000x4000] [--steps=1000]
+      [--strict]
+
+Every engine runs under the same allocator in this one process (restarted with LD_PRELOAD when
+needed). Prints a Markdown table ready for docs/PERFORMANCE.md; exits 1 if a row was wrong or
+failed, and, with --strict, if any target missed (by default a MISS is a result, not an error).
+"""
+
+import sys
+
+import numpy as np
+from absl import flags
+
+from funcgrad import limits, peers
+from funcgrad.bench import headline, report, runner, specs, targets, workloads
+from funcgrad.bench.machine import machine_info
+from funcgrad.errors import UsageError
+from funcgrad.experiments import _cli
+from funcgrad.shapes import parse_shape
+
+GROUPS = ("large", "small", "adam", "cache", "harness", "models")
+
+_ALLOCATOR = _cli.define_allocator_flag()
+_TARGETS = flags.DEFINE_string("targets", "all", f"Comma-separated: {', '.join(GROUPS)} (or all).")
+_LARGE_SIZE = flags.DEFINE_string("large_size", "4000x4000", "Size of the bandwidth target.")
+_STEPS = flags.DEFINE_integer("steps", 1000, "Adam steps of the loop target.", lower_bound=1,
+                              upper_bound=100_000)
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Fresh-process rounds of the cache target and "
+                                "alternations of the harness-truth target; their medians are "
+                                "compared.", lower_bound=1, upper_bound=100)
+_MIN_RUN_TIME = flags.DEFINE_float("min_run_time", 0.3, "Seconds of timed blocks per row, in "
+                                   "(0, 3600].")
+_cli.in_range(_MIN_RUN_TIME, 0, 3600, low_open=True)
+_OUTPUT_JSON = flags.DEFINE_string("output_json", None, "Write {machine, targets} JSON here.")
+_OUTPUT_MARKDOWN = flags.DEFINE_string("output_markdown", None, "Write the Markdown here.")
+_MLP_SIZE = flags.DEFINE_string("mlp_size", "128x512", "BATCHxWIDTH of the mlp speed targets.")
+_ATTENTION_SIZE = flags.DEFINE_string("attention_size", "256x256",
+                                      "SEQxDIM of the attention speed targets.")
+_MLP_PEAK_SIZE = flags.DEFINE_string("mlp_peak_size", "1024x2048",
+                                     "BATCHxWIDTH of the mlp matmul-peak target.")
+_STRICT = flags.DEFINE_bool("strict", False, "Exit 1 when any target misses (default: a MISS is "
+                            "a result, and only a wrong or failed row exits non-zero).")
+
+
+def _model_cases() -> list[tuple[str, tuple[int, ...], tuple[str, ...]]]:
+  """(workload, size, engines) of the model targets; the peak case times jit alone."""
+  cases = [("mlp", _MLP_SIZE, headline.MODEL_ENGINES),
+           ("attention", _ATTENTION_SIZE, headline.MODEL_ENGINES),
+           ("mlp", _MLP_PEAK_SIZE, ("jit",))]
+  out = []
+  for name, flag, engine_names in cases:
+    size = parse_shape(flag.value, f"--{flag.name}", max_rank=2)
+    out.append((name, workloads.get_workload(name).check_size(size), engine_names))
+  return out
+
+
+def _log(message: str) -> None:
+  print(message, file=sys.stderr, flush=True)
+
+
+def _summary(machine: dict) -> str:
+  peers = ", ".join(f"{k} {v}" for k, v in machine["peers"].items()) or "no peers"
+  return (f"Machine: {machine['machine']['cpu_model']}, {machine['machine']['cpu_count']} cores; "
+          f"Python {machine['python']}, jax {machine['packages']['jax']}, "
+          f"numpy {machine['packages']['numpy']}, {peers}; allocator {machine['allocator']}; "
+          f"{machine['thread_pools']} thread pools.")
+
+
+def main(argv: list[str]) -> int:
+  del argv
+  _cli.check_outputs({"--output_json": _OUTPUT_JSON.value,
+                     "--output_markdown": _OUTPUT_MARKDOWN.value})
+  _cli.restart_as_asked(_ALLOCATOR.value)
+  groups = specs.parse_names(_TARGETS.value, GROUPS, "target group")
+  large = parse_shape(_LARGE_SIZE.value, "--large_size", max_rank=2)
+  if len(large) != 2:
+    raise UsageError(f"--large_size={_LARGE_SIZE.value!r} must be NxD.")
+  min_run_time = _MIN_RUN_TIME.value
+  results, rows = [], []
+  small_engines = ("numpy", *headline.JIT_ENGINES, *headline.SMALL_PEERS)
+  large_engines = (*headline.JIT_ENGINES, *headline.LARGE_PEERS)
+  if "large" in groups or "harness" in groups:
+    # Three inputs and four outputs per engine alive together, and the float64 reference's.
+    limits.check_memory(limits.array_bytes(large, np.float32, 7 * len(large_engines))
+                        + limits.array_bytes(large, np.float64, 7),
+                        f"--large_size={_LARGE_SIZE.value}")
+  label = "x".join(map(str, large))
+  if "large" in groups or "harness" in groups:
+    _log(f"muladd_sum {label}: {', '.join(large_engines)}")
+    large_rows = headline.sweep(large, large_engines, min_run_time)
+    rows += large_rows
+    if "large" in groups:
+      results += headline.large_targets(large_rows, label)
+  if "small" in groups or "harness" in groups:
+    _log(f"muladd_sum 3x4: {', '.join(small_engines)}")
+    small_rows = headline.sweep((3, 4), small_engines, min_run_time)
+    rows += small_rows
+    if "small" in groups:
+      results += headline.small_targets(small_rows)
+  if "adam" in groups:
+    _log(f"{_STEPS.value} Adam steps: scan, jit_step, numpy")
+    results += headline.adam_targets(_STEPS.value, min_run_time)
+  if "cache" in groups:
+    _log("first call, cold and warm persistent cache, fresh processes")
+    results += headline.cache_target(_REPEATS.value)
+  if "models" in groups:
+    by_case = {}
+    for name, size, engine_names in _model_cases():
+      label = f"{'peak ' if engine_names == ('jit',) else ''}{name} {size[0]}x{size[1]}"
+      _log(f"{label}: {', '.join(engine_names)}")
+      by_case[label] = headline.model_rows(name, size, engine_names, min_run_time)
+      rows += by_case[label]
+    results += headline.model_targets(by_case)
+  again = []
+  if "harness" in groups:
+    results += headline.timer_overhead_target(rows)
+    _log("the default experiments.compare sweep, twice back to back")
+    first = headline.default_compare_rows(min_run_time)
+    again = headline.default_compare_rows(min_run_time)
+    rows += first
+    results += headline.ratio_agreement_target(first, again)
+    if peers.peer_available("torch"):
+      _log("Timer vs torch.utils.benchmark on the same callable")
+      results += headline.harness_truth_target(min_run_time, _REPEATS.value)
+  machine = machine_info()
+  markdown = f"{_summary(machine)}\n\n{targets.render(results)}\n"
+  if rows:
+    table = report.render_compare(rows)
+    markdown += f"\nThe rows behind them (first run):\n\n```text\n{table}\n```\n"
+  print(markdown)
+  if _OUTPUT_JSON.value:
+    targets.write_json(_OUTPUT_JSON.value, machine, results)
+  if _OUTPUT_MARKDOWN.value:
+    report.atomic_write(_OUTPUT_MARKDOWN.value, markdown)
+  rows_ok = all(r.status in (runner.OK, runner.NOT_IMPLEMENTED) for r in rows + again)
+  return targets.exit_status(rows_ok, results, _STRICT.value)
+
+
+
+if __name__ == "__main__":
+  _cli.run(main)
