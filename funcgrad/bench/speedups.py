@@ -8,7 +8,7 @@ over rounds (resampling rounds with replacement, seeded).
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,8 +17,11 @@ from funcgrad.bench.runner import Result
 from funcgrad.errors import UsageError
 
 BOOTSTRAP_RESAMPLES = 2000
+STOP_RESAMPLES = 500  # the stopping rule's bootstrap, run after every round: cheaper
 CONFIDENCE = 0.95
 DEFAULT_BASELINE = "jit"
+ESTIMATORS = ("median", "min")
+DEFAULT_ESTIMATOR = "median"  # chosen from measured back-to-back agreement: docs/PERFORMANCE.md
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -31,6 +34,9 @@ class Speedup:
     rounds: the rounds the ratio is over.
     break_even_calls: calls after which the baseline's extra first-call cost is paid back by its
       faster steady state (None when it never pays back).
+    half_width: (ci_high - ci_low) / 2 / ratio, the interval's relative half-width.
+    resolved: half_width <= the precision target (None when no target was set).
+    estimator: `median` (of per-round ratios) or `min` (ratio of the per-engine minima).
   """
 
   backend: str
@@ -43,6 +49,9 @@ class Speedup:
   ci_high: float
   rounds: int
   break_even_calls: int | None
+  half_width: float | None = None
+  resolved: bool | None = None
+  estimator: str = DEFAULT_ESTIMATOR
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
@@ -74,6 +83,81 @@ def bootstrap_median_interval(values: Sequence[float], seed: int = 0,
   return float(np.median(values)), float(low), float(high)
 
 
+def ratio_interval(engine_blocks: Sequence[float], baseline_blocks: Sequence[float],
+                   estimator: str = DEFAULT_ESTIMATOR, seed: int = 0,
+                   resamples: int = BOOTSTRAP_RESAMPLES,
+                   confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+  """(ratio, low, high): engine over baseline time with a paired bootstrap interval over rounds.
+
+  `median`: the median of per-round ratios (a drift longer than a round cancels within it).
+  `min`: min(engine blocks) / min(baseline blocks), BenchmarkTools.jl's estimator under noise
+  that only ever adds time; the interval resamples whole rounds, pairs kept.
+
+  Raises:
+    ValueError: an unknown estimator or no rounds.
+  """
+  if estimator == "median":
+    return bootstrap_median_interval(per_round_ratios(engine_blocks, baseline_blocks), seed,
+                                     resamples, confidence)
+  if estimator != "min":
+    raise ValueError(f"Unknown estimator {estimator!r}; valid: {', '.join(ESTIMATORS)}.")
+  n = min(len(engine_blocks), len(baseline_blocks))
+  if n == 0:
+    raise ValueError("No values to bootstrap.")
+  e = np.asarray(engine_blocks[:n], np.float64)
+  b = np.asarray(baseline_blocks[:n], np.float64)
+  picks = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+  samples = e[picks].min(axis=1) / b[picks].min(axis=1)
+  tail = 100 * (1 - confidence) / 2
+  low, high = np.percentile(samples, [tail, 100 - tail])
+  return float(e.min() / b.min()), float(low), float(high)
+
+
+def relative_half_width(ratio: float, low: float, high: float) -> float:
+  """Half the interval's width over the ratio (inf for a ratio that is not positive)."""
+  return (high - low) / 2 / ratio if ratio > 0 else math.inf
+
+
+def check_precision(precision: float | None, min_run_time: float,
+                    max_run_time: float | None) -> None:
+  """Refuses a precision target outside (0, 1) or a time cap below the floor.
+
+  Raises:
+    UsageError: naming the flag, its value and what is allowed.
+  """
+  if precision is not None and not 0 < precision < 1:  # NaN fails both comparisons
+    raise UsageError(f"Invalid --precision={precision!r}: a relative half-width strictly "
+                     "between 0 and 1 (e.g. 0.05 for +-5%).")
+  if max_run_time is not None and not max_run_time >= min_run_time:
+    raise UsageError(f"Invalid --max_run_time={max_run_time!r}: it must be at least "
+                     f"--min_run_time={min_run_time!r} (seconds per case).")
+
+
+def check_estimator(estimator: str) -> None:
+  """Raises UsageError for an estimator not in ESTIMATORS."""
+  if estimator not in ESTIMATORS:
+    raise UsageError(f"Invalid --estimator={estimator!r}: valid: {', '.join(ESTIMATORS)}.")
+
+
+def precision_rule(baseline: str, precision: float, estimator: str = DEFAULT_ESTIMATOR,
+                   seed: int = 0) -> Callable[[Mapping[str, Sequence[float]]], bool]:
+  """A stopping rule for `timing.time_rounds`: true once every engine's speedup against
+  `baseline` has a relative half-width of at most `precision` (a cheaper bootstrap than the
+  reported one, so the report is checked again afterwards)."""
+  def reached(per_call_s: Mapping[str, Sequence[float]]) -> bool:
+    base = per_call_s.get(baseline)
+    if not base:
+      return True  # nothing to compare with: more rounds cannot help
+    for name, blocks in per_call_s.items():
+      if name == baseline or not blocks:
+        continue
+      ratio, low, high = ratio_interval(blocks, base, estimator, seed, STOP_RESAMPLES)
+      if relative_half_width(ratio, low, high) > precision:
+        return False
+    return True
+  return reached
+
+
 def break_even_calls(engine: Result, baseline: Result) -> int | None:
   """Calls after which the baseline, counting its first call, has spent less time than `engine`.
 
@@ -103,7 +187,9 @@ def default_baseline(engines: Sequence[str]) -> str | None:
   return DEFAULT_BASELINE if DEFAULT_BASELINE in engines else next(iter(engines), None)
 
 
-def speedups(results: Sequence[Result], baseline: str, seed: int = 0) -> list[Speedup]:
+def speedups(results: Sequence[Result], baseline: str, seed: int = 0,
+             estimator: str = DEFAULT_ESTIMATOR,
+             precision: float | None = None) -> list[Speedup]:
   """The baseline's speedup over every other timed engine, per (backend, workload, shape)."""
   cases: dict[tuple[str, str, tuple[int, ...]], dict[str, Result]] = {}
   for r in results:
@@ -116,8 +202,10 @@ def speedups(results: Sequence[Result], baseline: str, seed: int = 0) -> list[Sp
     for name, row in rows.items():
       if name == baseline or not row.block_times_s:
         continue
-      ratios = per_round_ratios(row.block_times_s, base.block_times_s)
-      ratio, low, high = bootstrap_median_interval(ratios, seed)
+      ratio, low, high = ratio_interval(row.block_times_s, base.block_times_s, estimator, seed)
+      half = relative_half_width(ratio, low, high)
       out.append(Speedup(backend, workload, list(shape), name, baseline, ratio, low, high,
-                         len(ratios), break_even_calls(row, base)))
+                         min(len(row.block_times_s), len(base.block_times_s)),
+                         break_even_calls(row, base), half,
+                         None if precision is None else bool(half <= precision), estimator))
   return out

@@ -1,0 +1,268 @@
+"""What else ran beside each timed block: other processes, this run's other engines, steal.
+
+Linux keeps the counters: `/proc/stat` (every CPU's busy, idle and steal time, in clock ticks),
+`/proc/self/stat` (this process's CPU time, all threads) and `/proc/self/task/<tid>/schedstat`
+(each thread's time on a CPU, in nanoseconds; `task/<tid>/stat` in ticks where schedstat is
+missing). A `Meter` reads them before and after every block; per row it sums the differences
+into shares of the machine's CPU time during that row's blocks (seconds of wall time x CPUs):
+
+- `other_processes`: busy time of the whole machine less this run's own (this process and its
+  worker processes): another job, a test suite, a CPU hog.
+- `other_engines`: CPU time of this run's threads that do not belong to the engine being timed:
+  a peer's pool still spinning after its own block (OpenBLAS, OpenMP), JAX's pool after jit's.
+- `steal`: time the hypervisor gave another guest.
+
+Which threads belong to an engine is learned, not guessed from names (OpenBLAS and OpenMP
+workers are all called `python`): before an engine's untimed warm-up the meter waits until every
+thread but the timing thread is quiet (`cool_down`), then every thread that runs during the
+warm-up is the engine's. A thread two engines share (JAX's pool, for eager and jit) belongs to
+both, and the timing thread to all of them, so neither is ever counted against its own engine.
+
+Without `/proc` (not Linux), every share is None and nothing else changes.
+"""
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+Clock = Callable[[], float]
+Shares = dict[str, float | None]
+
+SOURCES = ("other_processes", "other_engines", "steal")
+NOTE_CORES = 0.10  # a table notes interference above this many cores' worth elsewhere
+ACTIVE_S = 1e-4  # a thread that ran at least this long during a warm-up belongs to the engine
+QUIET_SHARE = 0.02  # cool_down waits until other threads use at most this share of one core ...
+QUIET_WINDOW_S = 0.005  # ... over a window of this length
+MAX_COOL_DOWN_S = 0.5  # ... or until this long has passed (the shares then say what was left)
+_NULL: Shares = dict.fromkeys(SOURCES)
+
+
+@dataclasses.dataclass(frozen=True)
+class Counters:
+  """One reading of the counters, in seconds.
+
+  Attributes:
+    busy_s: every CPU's busy time (user, nice, system, irq, softirq).
+    steal_s: every CPU's steal time.
+    own_s: this process's CPU time (all its threads) and its worker processes'.
+    threads_s: per thread id of this process, its CPU time.
+    cpus: the CPUs `/proc/stat` lists.
+  """
+
+  busy_s: float
+  steal_s: float
+  own_s: float
+  threads_s: Mapping[int, float]
+  cpus: int
+
+
+def _read(path: str) -> str:
+  with open(path, encoding="ascii", errors="replace") as f:
+    return f.read(4096)
+
+
+def _stat_times(text: str) -> float:
+  """utime + stime, in ticks, from a `/proc/<pid>/stat` line (the name may hold spaces)."""
+  fields = text[text.rindex(")") + 1:].split()
+  return float(fields[11]) + float(fields[12])
+
+
+def _thread_seconds(task_dir: str, tick: float) -> float:
+  try:
+    return int(_read(os.path.join(task_dir, "schedstat")).split()[0]) * 1e-9
+  except (OSError, ValueError, IndexError):
+    return _stat_times(_read(os.path.join(task_dir, "stat"))) * tick
+
+
+def read_counters(proc: str = "/proc", pid: str = "self", workers: Iterable[int] = (),
+                  tick: float | None = None) -> Counters | None:
+  """The counters now, or None where `proc` cannot be read (no Linux, a sandbox).
+
+  Args:
+    proc: where procfs is mounted (a fake tree in tests).
+    pid: this process (`self`, or a number).
+    workers: process ids whose CPU time is this run's own too.
+    tick: seconds per clock tick (default: the system's `SC_CLK_TCK`).
+  """
+  tick = tick or 1.0 / os.sysconf("SC_CLK_TCK")
+  try:
+    lines = _read(os.path.join(proc, "stat")).splitlines()
+    total = [float(v) for v in lines[0].split()[1:9]]
+    user, nice, system, _, _, irq, softirq, steal = total + [0.0] * (8 - len(total))
+    cpus = sum(1 for line in lines[1:] if line.startswith("cpu"))
+    own = sum(_stat_times(_read(os.path.join(proc, str(p), "stat"))) for p in (pid, *workers))
+    task_root = os.path.join(proc, str(pid), "task")
+    threads = {}
+    for tid in os.listdir(task_root):
+      try:
+        threads[int(tid)] = _thread_seconds(os.path.join(task_root, tid), tick)
+      except (OSError, ValueError):
+        continue  # the thread ended between the listing and the read
+  except (OSError, ValueError, IndexError):
+    return None
+  return Counters((user + nice + system + irq + softirq) * tick, steal * tick, own * tick,
+                  threads, max(cpus, 1))
+
+
+@dataclasses.dataclass
+class Tally:
+  """Summed differences over blocks: the raw material of a row's shares."""
+
+  wall_s: float = 0.0
+  cpus: int = 1
+  other_processes_s: float = 0.0
+  other_engines_s: float = 0.0
+  steal_s: float = 0.0
+  blocks: int = 0
+
+  def add(self, other: "Tally") -> None:
+    self.wall_s += other.wall_s
+    self.cpus = max(self.cpus, other.cpus)
+    self.other_processes_s += other.other_processes_s
+    self.other_engines_s += other.other_engines_s
+    self.steal_s += other.steal_s
+    self.blocks += other.blocks
+
+  def shares(self) -> Shares:
+    """Each source as a share of the machine's CPU time (None before any block)."""
+    capacity = self.wall_s * self.cpus
+    if not self.blocks or capacity <= 0:
+      return dict(_NULL)
+    raw = (self.other_processes_s, self.other_engines_s, self.steal_s)
+    return {k: min(1.0, max(0.0, v / capacity)) for k, v in zip(SOURCES, raw, strict=True)}
+
+
+def difference(before: Counters, after: Counters, wall_s: float, own_threads: Iterable[int],
+               main_thread: int | None = None) -> Tally:
+  """What ran beside one block, from the counters read at its start and its end.
+
+  Args:
+    before, after: the readings.
+    wall_s: the block's wall time.
+    own_threads: the threads of the engine being timed (not counted as other engines).
+    main_thread: the timing thread (never counted).
+  """
+  own = set(own_threads) | ({main_thread} if main_thread is not None else set())
+  others = sum(max(0.0, t - before.threads_s.get(tid, 0.0))
+               for tid, t in after.threads_s.items() if tid not in own)
+  outside = (after.busy_s - before.busy_s) - (after.own_s - before.own_s)
+  return Tally(wall_s, after.cpus, max(0.0, outside), others,
+               max(0.0, after.steal_s - before.steal_s), 1)
+
+
+def active_threads(before: Counters, after: Counters, at_least_s: float = ACTIVE_S) -> set[int]:
+  """Threads that ran at least `at_least_s` between two readings."""
+  return {tid for tid, t in after.threads_s.items()
+          if t - before.threads_s.get(tid, 0.0) >= at_least_s}
+
+
+class Meter:
+  """Reads the counters around blocks and sums, per engine, what ran beside them.
+
+  Args:
+    read: returns `Counters` or None (default: `read_counters` on this process).
+    clock: seconds, for the cool-down's windows.
+    sleep: waits, for the cool-down.
+    main_thread: the timing thread's id (default: the calling thread's).
+  """
+
+  def __init__(self, read: Callable[[], Counters | None] | None = None,
+               clock: Clock = time.perf_counter, sleep: Callable[[float], None] = time.sleep,
+               main_thread: int | None = None):
+    self._read = read or read_counters
+    self._clock, self._sleep = clock, sleep
+    self.main_thread = threading_id() if main_thread is None else main_thread
+    self.threads: dict[str, set[int]] = {}
+    self.tallies: dict[str, Tally] = {}
+    self.available = self._read() is not None
+
+  def read(self) -> Counters | None:
+    return self._read() if self.available else None
+
+  def learn(self, name: str, before: Counters | None, after: Counters | None) -> None:
+    """The threads that ran between `before` and `after` (an engine's warm-up) are `name`'s."""
+    if before is not None and after is not None:
+      self.threads.setdefault(name, set()).update(active_threads(before, after))
+
+  def record(self, name: str, before: Counters | None, after: Counters | None,
+             wall_s: float) -> Tally | None:
+    """Adds one block of `name` to its tally; returns the block's own difference."""
+    if before is None or after is None:
+      return None
+    tally = difference(before, after, wall_s, self.threads.get(name, ()), self.main_thread)
+    self.tallies.setdefault(name, Tally()).add(tally)
+    return tally
+
+  def shares(self, name: str) -> Shares:
+    tally = self.tallies.get(name)
+    return tally.shares() if tally else dict(_NULL)
+
+  def total(self) -> Tally:
+    out = Tally()
+    for tally in self.tallies.values():
+      out.add(tally)
+    return out
+
+  def cool_down(self, name: str | None = None, quiet_windows: int = 1,
+                quiet_share: float = QUIET_SHARE, window_s: float = QUIET_WINDOW_S,
+                max_s: float = MAX_COOL_DOWN_S) -> float:
+    """Waits until the threads outside `name`'s (all but the timing thread when None) have used
+    at most `quiet_share` of one core in each of `quiet_windows` windows of `window_s` in a row,
+    or `max_s` has passed; returns the seconds waited.
+    """
+    if not self.available:
+      return 0.0
+    own = set(self.threads.get(name, ())) if name else set()
+    own.add(self.main_thread)
+    start = self._clock()
+    before, quiet = self._read(), 0
+    while before is not None and quiet < quiet_windows and self._clock() - start < max_s:
+      self._sleep(window_s)
+      after = self._read()
+      if after is None:
+        break
+      busy = sum(max(0.0, t - before.threads_s.get(tid, 0.0))
+                 for tid, t in after.threads_s.items() if tid not in own)
+      quiet = quiet + 1 if busy <= quiet_share * window_s else 0
+      before = after
+    return self._clock() - start
+
+
+def threading_id() -> int:
+  """The kernel's id of the calling thread (what `/proc/self/task` lists)."""
+  import threading  # noqa: PLC0415 - only for the native id
+  return threading.get_native_id()
+
+
+def total_dict(tally: Tally, isolation: str) -> dict[str, Any]:
+  """The run's totals for the machine document."""
+  return {**tally.shares(), "cpus": tally.cpus if tally.blocks else None,
+          "blocks": tally.blocks, "isolation": isolation}
+
+
+def note(rows: Sequence[Mapping[str, Any]], cpus: int | None,
+         cores: float = NOTE_CORES) -> str | None:
+  """One line naming the worst source, when any row saw more than `cores` of a core elsewhere.
+
+  Args:
+    rows: dicts with `interference` (shares, or None) and the row's names (`engine`,
+      `workload`, `shape`).
+    cpus: the machine's CPUs (the shares are of all of them); None: no note.
+  """
+  worst = None
+  for row in rows:
+    shares = row.get("interference") or {}
+    for source in SOURCES:
+      share = shares.get(source)
+      if share is not None and share * (cpus or 0) > cores and \
+          (worst is None or share > worst[0]):
+        worst = (share, source, row)
+  if worst is None:
+    return None
+  share, source, row = worst
+  shape = "x".join(str(d) for d in row.get("shape") or ()) or "-"
+  return (f"note: busy machine: up to {share * cpus:.2f} of a core went to {source} "
+          f"({share:.0%} of the machine's CPU time) during {row.get('engine')}'s blocks of "
+          f"{row.get('workload')} {shape}; these timings may not hold on a quiet machine.")

@@ -1,0 +1,159 @@
+"""Interference from known counters (a fake /proc tree and fake readings), and one real hog."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from funcgrad.bench import interference
+from funcgrad.bench.interference import Counters, Meter, Tally
+
+TICK = 0.01  # seconds per clock tick in the fake tree
+
+
+def write_proc(root, user, system, idle, steal, own_ticks, threads_ns, pid="self",
+               name="python (x) y"):
+  """A fake procfs: /proc/stat with two CPUs, this process's stat and per-thread schedstat."""
+  os.makedirs(root / pid / "task", exist_ok=True)
+  (root / "stat").write_text(f"cpu  {user} 0 {system} {idle} 0 0 0 {steal} 0 0\n"
+                             "cpu0 1 0 1 1 0 0 0 0 0 0\ncpu1 1 0 1 1 0 0 0 0 0 0\nintr 5\n")
+  utime, stime = own_ticks // 2, own_ticks - own_ticks // 2
+  fields = ["S"] + ["0"] * 10 + [str(utime), str(stime)] + ["0"] * 30
+  (root / pid / "stat").write_text(f"42 ({name}) " + " ".join(fields) + "\n")
+  for tid, ns in threads_ns.items():
+    os.makedirs(root / pid / "task" / str(tid), exist_ok=True)
+    (root / pid / "task" / str(tid) / "schedstat").write_text(f"{ns} 0 0\n")
+
+
+def test_read_counters_from_fake_proc(tmp_path):
+  write_proc(tmp_path, user=300, system=100, idle=50, steal=7, own_ticks=120,
+             threads_ns={1: 2_000_000_000, 2: 500_000_000})
+  c = interference.read_counters(str(tmp_path), tick=TICK)
+  assert c.busy_s == pytest.approx(4.0) and c.steal_s == pytest.approx(0.07)
+  assert c.own_s == pytest.approx(1.2) and c.cpus == 2  # a name with spaces and ')' parses
+  assert c.threads_s == {1: pytest.approx(2.0), 2: pytest.approx(0.5)}
+
+
+def test_thread_without_schedstat_uses_its_stat_ticks(tmp_path):
+  write_proc(tmp_path, 1, 1, 1, 0, 10, {1: 0})
+  task = tmp_path / "self" / "task" / "9"
+  os.makedirs(task)
+  (task / "stat").write_text("9 (python) S " + " ".join(["0"] * 10) + " 30 20 0\n")
+  assert interference.read_counters(str(tmp_path), tick=TICK).threads_s[9] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("broken", ["missing", "garbage"])
+def test_no_proc_gives_none_and_null_shares(tmp_path, broken):
+  if broken == "garbage":
+    (tmp_path / "stat").write_text("not a stat file")
+  assert interference.read_counters(str(tmp_path)) is None
+  meter = Meter(read=lambda: interference.read_counters(str(tmp_path)))
+  assert not meter.available and meter.read() is None and meter.cool_down("x") == 0.0
+  meter.record("a", meter.read(), meter.read(), 1.0)
+  assert meter.shares("a") == dict.fromkeys(interference.SOURCES)
+  assert interference.total_dict(meter.total(), "none")["other_processes"] is None
+
+
+def _counters(busy, steal, own, threads):
+  return Counters(busy, steal, own, threads, cpus=2)
+
+
+def test_shares_from_known_counters():
+  # 1 s block on 2 CPUs (2 CPU-seconds). The machine was busy 1.5 s, 0.9 s of it this process's:
+  # 0.6 s other processes. Thread 7 (another engine's) ran 0.2 s, thread 5 (this engine's) and
+  # the main thread 1 do not count. Steal 0.1 s.
+  before = _counters(10.0, 1.0, 3.0, {1: 0.0, 5: 0.0, 7: 0.0})
+  after = _counters(11.5, 1.1, 3.9, {1: 0.5, 5: 0.2, 7: 0.2, 8: 0.0})
+  tally = interference.difference(before, after, 1.0, own_threads={5}, main_thread=1)
+  assert tally.shares() == {"other_processes": pytest.approx(0.3),
+                            "other_engines": pytest.approx(0.1), "steal": pytest.approx(0.05)}
+
+
+def test_a_new_thread_counts_from_zero_and_shares_sum_over_blocks():
+  a = _counters(0.0, 0.0, 0.0, {1: 0.0})
+  b = _counters(0.5, 0.0, 0.5, {1: 0.3, 9: 0.2})  # thread 9 appeared during the block
+  tally = interference.difference(a, b, 0.5, own_threads=(), main_thread=1)
+  assert tally.other_engines_s == pytest.approx(0.2) and tally.other_processes_s == 0.0
+  total = Tally()
+  total.add(tally)
+  total.add(interference.difference(b, b, 1.5, (), 1))  # an idle block dilutes the share
+  assert total.shares()["other_engines"] == pytest.approx(0.2 / (2.0 * 2))
+
+
+class FakeReadings:
+  """Counters that move by a given amount each time they are read."""
+
+  def __init__(self, steps):
+    self.steps, self.now, self.reads = steps, {}, 0
+
+  def __call__(self):
+    step = self.steps(self.reads)
+    self.reads += 1
+    for tid, dt in step.items():
+      self.now[tid] = self.now.get(tid, 0.0) + dt
+    return _counters(0.0, 0.0, 0.0, dict(self.now))
+
+
+def test_learn_takes_the_threads_that_ran_during_the_warm_up():
+  # Read 0 is the meter's own probe, 1 the "before", 2 the "after".
+  readings = FakeReadings(lambda i: {1: 0.01, 4: 0.01 if i == 2 else 0.0, 6: 1e-6})
+  meter = Meter(read=readings, main_thread=1)
+  before = meter.read()
+  meter.learn("numpy", before, meter.read())
+  assert meter.threads["numpy"] == {1, 4}  # thread 6's microsecond is below ACTIVE_S
+
+
+def test_cool_down_waits_for_quiet_windows_in_a_row_then_gives_up_at_max():
+  now = [0.0]
+  spin = {"left": 3}
+
+  def step(i):
+    busy = spin["left"] > 0
+    spin["left"] -= 1
+    return {1: 0.001, 4: 0.005 if busy else 0.0}  # thread 4 spins for three windows
+
+  meter = Meter(read=FakeReadings(step), clock=lambda: now[0],
+                sleep=lambda s: now.__setitem__(0, now[0] + s), main_thread=1)
+  meter.threads["jit"] = {1}
+  spin["left"] = 3
+  waited = meter.cool_down("jit", quiet_windows=2, window_s=0.005)
+  assert waited == pytest.approx(0.005 * 4)  # two busy windows, then two quiet ones
+  meter.threads["numpy"] = {4}
+  spin["left"] = 1000
+  assert meter.cool_down("numpy", 2, window_s=0.005) == pytest.approx(0.010)  # its own thread
+  assert meter.cool_down("jit", 2, window_s=0.005, max_s=0.05) == pytest.approx(0.05)
+
+
+def test_note_names_the_worst_source_above_a_tenth_of_a_core():
+  rows = [{"engine": "numpy", "workload": "abs_loss", "shape": [1000],
+           "interference": {"other_processes": 0.04, "other_engines": 0.0, "steal": 0.0}},
+          {"engine": "jit", "workload": "abs_loss", "shape": [1000],
+           "interference": {"other_processes": 0.01, "other_engines": 0.30, "steal": 0.0}},
+          {"engine": "x", "workload": "y", "shape": [1], "interference": None}]
+  note = interference.note(rows, cpus=2)
+  assert note.startswith("note: busy machine: up to 0.60 of a core went to other_engines")
+  assert "jit's blocks of abs_loss 1000" in note
+  assert interference.note(rows[:1], cpus=2) is None  # 0.08 of a core: below the line
+  assert interference.note(rows, cpus=None) is None
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="needs Linux /proc")
+def test_a_cpu_burning_child_shows_up_in_other_processes():
+  meter = Meter()
+  hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+  try:
+    time.sleep(0.3)  # the child is running
+    for _ in range(5):
+      before, start = meter.read(), time.perf_counter()
+      time.sleep(0.1)  # a "block" that leaves the CPUs to whoever wants them
+      meter.record("sleepy", before, meter.read(), time.perf_counter() - start)
+  finally:
+    hog.kill()
+    hog.wait()
+  shares = meter.shares("sleepy")
+  cpus = meter.total().cpus
+  # One busy core of `cpus` (others may be busier still; steal takes its share from the hog).
+  assert shares["other_processes"] + shares["steal"] >= 0.6 / cpus, shares
+  assert shares["other_engines"] < 0.05
