@@ -51,6 +51,7 @@ def test_no_proc_gives_none_and_null_shares(tmp_path, broken):
   assert interference.read_counters(str(tmp_path)) is None
   meter = Meter(read=lambda: interference.read_counters(str(tmp_path)))
   assert not meter.available and meter.read() is None and meter.cool_down("x") == 0.0
+  assert Meter(read=lambda: None, running=lambda: {7}).cool_down() == 0.0
   meter.record("a", meter.read(), meter.read(), 1.0)
   assert meter.shares("a") == dict.fromkeys(interference.SOURCES)
   assert interference.total_dict(meter.total(), "none")["other_processes"] is None
@@ -105,25 +106,32 @@ def test_learn_takes_the_threads_that_ran_during_the_warm_up():
   assert meter.threads["numpy"] == {1, 4}  # thread 6's microsecond is below ACTIVE_S
 
 
-def test_cool_down_waits_for_quiet_windows_in_a_row_then_gives_up_at_max():
+def test_cool_down_waits_until_no_other_thread_is_runnable_then_gives_up_at_max():
   now = [0.0]
-  spin = {"left": 3}
+  states = iter([{1, 4}, {1, 4}, {1}, {1, 4}, {1}, {1}, {1}])  # thread 4 spins, then sleeps
 
-  def step(i):
-    busy = spin["left"] > 0
-    spin["left"] -= 1
-    return {1: 0.001, 4: 0.005 if busy else 0.0}  # thread 4 spins for three windows
+  def running():
+    return next(states, {1})
 
-  meter = Meter(read=FakeReadings(step), clock=lambda: now[0],
-                sleep=lambda s: now.__setitem__(0, now[0] + s), main_thread=1)
+  meter = Meter(read=lambda: _counters(0, 0, 0, {}), clock=lambda: now[0],
+                sleep=lambda s: now.__setitem__(0, now[0] + s), main_thread=1, running=running)
   meter.threads["jit"] = {1}
-  spin["left"] = 3
-  waited = meter.cool_down("jit", quiet_windows=2, window_s=0.005)
-  assert waited == pytest.approx(0.005 * 4)  # two busy windows, then two quiet ones
+  waited = meter.cool_down("jit", quiet_polls=2, poll_s=0.001)
+  assert waited == pytest.approx(0.005)  # polls: busy, busy, quiet, busy, quiet, quiet
   meter.threads["numpy"] = {4}
-  spin["left"] = 1000
-  assert meter.cool_down("numpy", 2, window_s=0.005) == pytest.approx(0.010)  # its own thread
-  assert meter.cool_down("jit", 2, window_s=0.005, max_s=0.05) == pytest.approx(0.05)
+  states = iter([{1, 4}] * 1000)
+  assert meter.cool_down("numpy", 2, poll_s=0.001) == pytest.approx(0.001)  # its own thread
+  assert meter.cool_down("jit", 2, poll_s=0.001, max_s=0.05) == pytest.approx(0.05)
+
+
+def test_running_threads_reads_each_threads_state(tmp_path):
+  write_proc(tmp_path, 1, 1, 1, 0, 10, {})
+  for tid, state in ((3, "R"), (4, "S"), (5, "R")):
+    os.makedirs(tmp_path / "self" / "task" / str(tid))
+    (tmp_path / "self" / "task" / str(tid) / "stat").write_text(
+        f"{tid} (a (b) c) {state} " + " ".join(["0"] * 20) + "\n")
+  assert interference.running_threads(str(tmp_path)) == {3, 5}
+  assert interference.running_threads(str(tmp_path / "none")) is None
 
 
 def test_note_names_the_worst_source_above_a_tenth_of_a_core():

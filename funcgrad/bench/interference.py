@@ -13,8 +13,10 @@ into shares of the machine's CPU time during that row's blocks (seconds of wall 
 - `steal`: time the hypervisor gave another guest.
 
 Which threads belong to an engine is learned, not guessed from names (OpenBLAS and OpenMP
-workers are all called `python`): before an engine's untimed warm-up the meter waits until every
-thread but the timing thread is quiet (`cool_down`), then every thread that runs during the
+workers are all called `python`): before an engine's untimed warm-up the meter waits until no
+thread but the timing thread is running or runnable (`cool_down`, from each thread's state in
+`task/<tid>/stat`: a spinning pool stays runnable even while another process holds the CPU, so
+the state says what a window of CPU time can miss), then every thread that runs during the
 warm-up is the engine's. A thread two engines share (JAX's pool, for eager and jit) belongs to
 both, and the timing thread to all of them, so neither is ever counted against its own engine.
 
@@ -33,9 +35,8 @@ Shares = dict[str, float | None]
 SOURCES = ("other_processes", "other_engines", "steal")
 NOTE_CORES = 0.10  # a table notes interference above this many cores' worth elsewhere
 ACTIVE_S = 1e-4  # a thread that ran at least this long during a warm-up belongs to the engine
-QUIET_SHARE = 0.02  # cool_down waits until other threads use at most this share of one core ...
-QUIET_WINDOW_S = 0.005  # ... over a window of this length
-MAX_COOL_DOWN_S = 0.5  # ... or until this long has passed (the shares then say what was left)
+POLL_S = 0.001  # cool_down looks at the other threads' states this often ...
+MAX_COOL_DOWN_S = 0.5  # ... for at most this long (the shares then say what was left)
 _NULL: Shares = dict.fromkeys(SOURCES)
 
 
@@ -106,6 +107,24 @@ def read_counters(proc: str = "/proc", pid: str = "self", workers: Iterable[int]
                   threads, max(cpus, 1))
 
 
+def running_threads(proc: str = "/proc", pid: str = "self") -> set[int] | None:
+  """Threads of `pid` in state R (running or waiting for a CPU), or None without procfs."""
+  task_root = os.path.join(proc, str(pid), "task")
+  try:
+    tids = os.listdir(task_root)
+  except OSError:
+    return None
+  out = set()
+  for tid in tids:
+    try:
+      text = _read(os.path.join(task_root, tid, "stat"))
+      if text[text.rindex(")") + 1:].split()[0] == "R":
+        out.add(int(tid))
+    except (OSError, ValueError, IndexError):
+      continue  # ended between the listing and the read
+  return out
+
+
 @dataclasses.dataclass
 class Tally:
   """Summed differences over blocks: the raw material of a row's shares."""
@@ -163,6 +182,7 @@ class Meter:
 
   Args:
     read: returns `Counters` or None (default: `read_counters` on this process).
+    running: returns the threads now running or runnable (default: `running_threads`).
     clock: seconds, for the cool-down's windows.
     sleep: waits, for the cool-down.
     main_thread: the timing thread's id (default: the calling thread's).
@@ -170,8 +190,10 @@ class Meter:
 
   def __init__(self, read: Callable[[], Counters | None] | None = None,
                clock: Clock = time.perf_counter, sleep: Callable[[float], None] = time.sleep,
-               main_thread: int | None = None):
+               main_thread: int | None = None,
+               running: Callable[[], set[int] | None] | None = None):
     self._read = read or read_counters
+    self._running = running or running_threads
     self._clock, self._sleep = clock, sleep
     self.main_thread = threading_id() if main_thread is None else main_thread
     self.threads: dict[str, set[int]] = {}
@@ -205,28 +227,24 @@ class Meter:
       out.add(tally)
     return out
 
-  def cool_down(self, name: str | None = None, quiet_windows: int = 1,
-                quiet_share: float = QUIET_SHARE, window_s: float = QUIET_WINDOW_S,
-                max_s: float = MAX_COOL_DOWN_S) -> float:
-    """Waits until the threads outside `name`'s (all but the timing thread when None) have used
-    at most `quiet_share` of one core in each of `quiet_windows` windows of `window_s` in a row,
-    or `max_s` has passed; returns the seconds waited.
+  def cool_down(self, name: str | None = None, quiet_polls: int = 2,
+                poll_s: float = POLL_S, max_s: float = MAX_COOL_DOWN_S) -> float:
+    """Waits until no thread outside `name`'s (all but the timing thread when None) is running
+    or runnable (a spinning pool is, even while another process holds the CPU) at `quiet_polls`
+    polls in a row, `poll_s` apart, or until `max_s` has passed; returns the seconds waited.
     """
     if not self.available:
       return 0.0
     own = set(self.threads.get(name, ())) if name else set()
     own.add(self.main_thread)
-    start = self._clock()
-    before, quiet = self._read(), 0
-    while before is not None and quiet < quiet_windows and self._clock() - start < max_s:
-      self._sleep(window_s)
-      after = self._read()
-      if after is None:
+    start, quiet = self._clock(), 0
+    while quiet < quiet_polls and self._clock() - start < max_s:
+      running = self._running()
+      if running is None:
         break
-      busy = sum(max(0.0, t - before.threads_s.get(tid, 0.0))
-                 for tid, t in after.threads_s.items() if tid not in own)
-      quiet = quiet + 1 if busy <= quiet_share * window_s else 0
-      before = after
+      quiet = quiet + 1 if not running - own else 0
+      if quiet < quiet_polls:
+        self._sleep(poll_s)
     return self._clock() - start
 
 

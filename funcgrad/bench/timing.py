@@ -28,8 +28,7 @@ WARMUP_FRACTION = 0.1  # untimed warm-up before sizing blocks, as a share of min
 REWARM_FRACTION = 0.2  # an untimed re-warm of this share of a block before each interleaved block
 MIN_ROUNDS = 3
 MAX_ROUNDS = 1000
-LEARN_WINDOWS = 6  # before a warm-up, every other thread quiet for this many windows in a row
-COOL_DOWN_WINDOWS = 3  # before a block, the other engines' threads quiet this many windows
+QUIET_POLLS = 2  # a cool-down ends when no other thread ran at this many polls in a row
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,7 +212,7 @@ class _Meter(Protocol):
   def learn(self, name: str, before: Any, after: Any) -> None: ...
   def record(self, name: str, before: Any, after: Any, wall_s: float) -> Any: ...
   def shares(self, name: str) -> dict[str, float | None]: ...
-  def cool_down(self, name: str | None = None, quiet_windows: int = 1) -> float: ...
+  def cool_down(self, name: str | None = None, quiet_polls: int = 2) -> float: ...
 
 
 def time_rounds(timers: Mapping[str, Timer], min_run_time: float, seed: int = 0,
@@ -242,7 +241,7 @@ def time_rounds(timers: Mapping[str, Timer], min_run_time: float, seed: int = 0,
   names = list(timers)
   for name in names:
     if meter is not None:
-      meter.cool_down(None, LEARN_WINDOWS)
+      meter.cool_down(None, QUIET_POLLS)
       before = meter.read()
     warm_up(timers[name], WARMUP_FRACTION * min_run_time)
     if meter is not None:
@@ -256,7 +255,7 @@ def time_rounds(timers: Mapping[str, Timer], min_run_time: float, seed: int = 0,
 
   def block(name: str, rewarm: bool) -> None:
     if cool_down and meter is not None:
-      waited[0] += meter.cool_down(name, COOL_DOWN_WINDOWS)
+      waited[0] += meter.cool_down(name, QUIET_POLLS)
     rewarm_calls = int(calls[name] * REWARM_FRACTION) if rewarm else 0
     if rewarm_calls:
       timers[name].timeit(rewarm_calls)
