@@ -75,7 +75,8 @@ def test_plots_show_speedup_intervals_and_the_crossover(tmp_path):
   assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   points = crossover.crossovers(found, "jit")
   assert [p.to_dict() for p in points] == [
-      {"engine": "numpy", "baseline": "jit", "crossover_elements": 12}]
+      {"engine": "numpy", "baseline": "jit", "crossover_elements": 12, "band_low_elements": None,
+       "band_high_elements": 12, "unresolved": []}]
   crossover.plot(str(tmp_path / "x.png"), found, points)
   assert (tmp_path / "x.png").stat().st_size > 1000
 
@@ -141,3 +142,23 @@ def test_bad_precision_is_one_line(precision, max_run_time, match):
 def test_unknown_estimator_is_one_line():
   with pytest.raises(UsageError, match="--estimator='mean': valid: median, min"):
     speedups.check_estimator("mean")
+
+
+def test_crossover_band_from_surely_slower_to_surely_faster():
+  from funcgrad.bench import crossover
+
+  def s(n, low, high, resolved=None):
+    return speedups.Speedup("cpu", "w", [n], "numpy", "jit", (low + high) / 2, low, high, 5,
+                            None, resolved=resolved)
+
+  found = [s(12, 0.3, 0.5), s(48, 0.6, 0.9), s(192, 0.8, 1.2, False), s(768, 0.95, 1.3),
+           s(3072, 1.2, 1.5, True)]
+  (point,) = crossover.crossovers(found, "jit")
+  assert (point.band_low_elements, point.band_high_elements) == (48, 3072)
+  assert point.crossover_elements == 3072 and point.unresolved == [192]
+  text = crossover.render([point], "w")
+  assert "band: numpy surely faster up to 48, jit surely faster from 3,072" in text
+  assert "unresolved (missed the precision target): 192 elements" in text
+  (never,) = crossover.crossovers(found[:3], "jit")
+  assert (never.band_low_elements, never.band_high_elements) == (48, None)
+  assert "nowhere in the range swept" in crossover.render([never], "w")
