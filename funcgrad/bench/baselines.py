@@ -23,8 +23,8 @@ import numpy as np
 
 from funcgrad import files
 from funcgrad._tables import render_text
+from funcgrad.bench.intervals import BOOTSTRAP_RESAMPLES, CONFIDENCE, DEFAULT_ESTIMATOR
 from funcgrad.bench.runner import Result
-from funcgrad.bench.speedups import BOOTSTRAP_RESAMPLES, CONFIDENCE, DEFAULT_ESTIMATOR
 from funcgrad.errors import UsageError
 from funcgrad.outputs import atomic_write
 
