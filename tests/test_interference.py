@@ -54,7 +54,7 @@ def test_no_proc_gives_none_and_null_shares(tmp_path, broken):
   assert Meter(read=lambda: None, running=lambda: {7}).cool_down() == 0.0
   meter.record("a", meter.read(), meter.read(), 1.0)
   assert meter.shares("a") == dict.fromkeys(interference.SOURCES)
-  assert interference.total_dict(meter.total(), "none")["other_processes"] is None
+  assert interference.run_totals([], "none", cpus=None)["other_processes"] is None
 
 
 def _counters(busy, steal, own, threads):
@@ -165,3 +165,16 @@ def test_a_cpu_burning_child_shows_up_in_other_processes():
   # One busy core of `cpus` (others may be busier still; steal takes its share from the hog).
   assert shares["other_processes"] + shares["steal"] >= 0.6 / cpus, shares
   assert shares["other_engines"] < 0.05
+
+
+def test_run_totals_weight_rows_by_their_timed_time():
+  class Row:
+    def __init__(self, shares, blocks, calls):
+      self.interference, self.block_times_s, self.calls_per_block = shares, blocks, calls
+
+  busy = {"other_processes": 0.5, "other_engines": 0.1, "steal": 0.0}
+  quiet = {"other_processes": 0.0, "other_engines": 0.0, "steal": 0.0}
+  rows = [Row(busy, [0.1, 0.1], 5), Row(quiet, [0.3], 10), Row(None, [1.0], 1)]  # 1 s and 3 s
+  totals = interference.run_totals(rows, "cooldown", cpus=2)
+  assert totals == {"other_processes": pytest.approx(0.125), "other_engines": pytest.approx(0.025),
+                    "steal": 0.0, "cpus": 2, "isolation": "cooldown"}

@@ -19,8 +19,8 @@ import jax
 import numpy as np
 
 from funcgrad import compile_cache
+from funcgrad.bench import baselines, interference, intervals, report, runner, speedups, timing
 from funcgrad.bench import engines as engines_lib
-from funcgrad.bench import report, runner, speedups
 from funcgrad.bench.machine import machine_info
 from funcgrad.bench.workloads import Workload, user_workload
 from funcgrad.errors import UsageError
@@ -42,6 +42,9 @@ class Comparison:
   speedups: list[speedups.Speedup]
   baseline: str
   machine: dict[str, Any]
+  changes: list[baselines.Change] | None = None  # against compare_to, when given
+  compared_to: str | None = None
+  noise_threshold: float = baselines.NOISE_THRESHOLD
 
   def speedup(self, engine: str) -> tuple[float, float, float]:
     """(ratio, ci_low, ci_high) of the baseline over `engine`: > 1 means the baseline is faster.
@@ -57,11 +60,22 @@ class Comparison:
 
   def table(self) -> str:
     """The tables `experiments.compare` prints."""
-    return report.render_compare(self.results) + "\n\n" + report.render_speedups(self.speedups)
+    text = report.render_compare(self.results) + "\n\n" + report.render_speedups(self.speedups)
+    if self.changes is not None:
+      text += "\n\n" + baselines.render(self.changes, self.compared_to, self.noise_threshold)
+    return text
 
   def to_json(self, path: str) -> None:
     """Writes the same JSON as `experiments.compare --output_json`."""
-    report.write_json(path, self.machine, self.results, self.speedups)
+    extra = {} if self.changes is None else {"changes": [c.to_dict() for c in self.changes]}
+    report.write_json(path, self.machine, self.results, self.speedups, **extra)
+
+  def save(self, path: str) -> None:
+    """Writes a baseline (rows with raw block times, the machine) for a later `compare_to`."""
+    baselines.save(path, self.machine, self.results)
+
+
+DEFAULT_MAX_RUN_TIME_FACTOR = 30  # with a precision target and no cap: 30 x min_run_time
 
 
 def _describe(fn: Callable[..., Any]) -> str:
@@ -101,12 +115,20 @@ def check_function(fn: Callable[..., Any], args: Sequence[Any], argnums: tuple[i
 def compare_workload(workload: Workload, shape: tuple[int, ...], engines: Sequence[str],
                      backend: str | None, min_run_time: float, seed: int, dtype: Any,
                      baseline: str | None, interleave: bool = True,
-                     compilation_cache_dir: str | None = None) -> Comparison:
+                     compilation_cache_dir: str | None = None,
+                     rules: runner.RoundRules | None = None,
+                     compare_to: str | None = None, allow_other_machine: bool = False,
+                     noise_threshold: float = baselines.NOISE_THRESHOLD) -> Comparison:
   """Runs one case of `workload` through the runner and derives its speedups."""
   chosen = [engines_lib.get_engine(e) for e in dict.fromkeys(engines)]
   names = [e.name for e in chosen]
   baseline = baseline or speedups.default_baseline(names)
   speedups.check_baseline(baseline, names)
+  rules = rules or runner.RoundRules()
+  check_rules(rules, min_run_time)
+  baselines.check_threshold(noise_threshold)
+  old = baselines.load(compare_to) if compare_to else None  # a bad file: before any timing
+  rules = dataclasses.replace(rules, baseline=baseline)
   (backend,) = runner.resolve_backends([backend] if backend else [jax.default_backend()], False)
   # A user's function has no byte count to compare with the copy bandwidth: no roofline then.
   rooflines = runner.measure_rooflines([backend]) if workload.bytes_moved else {}
@@ -117,16 +139,38 @@ def compare_workload(workload: Workload, shape: tuple[int, ...], engines: Sequen
   with caching:
     results = runner.run_case(backend, workload, shape, chosen, np.dtype(dtype), min_run_time,
                               seed, rooflines.get(backend), interleave=interleave,
-                              cache_dir=cache_dir)
-  machine = {**machine_info(), "rooflines": {b: r.to_dict() for b, r in rooflines.items()}}
-  return Comparison(results, speedups.speedups(results, baseline, seed), baseline, machine)
+                              cache_dir=cache_dir, rules=rules)
+  machine = {**machine_info(), "rooflines": {b: r.to_dict() for b, r in rooflines.items()},
+             "isolation": rules.isolation,
+             "interference": interference.run_totals(results, rules.isolation)}
+  found = speedups.speedups(results, baseline, seed, rules.estimator, rules.precision)
+  changes = None
+  if old is not None:
+    baselines.check_machine(old, machine, allow_other_machine)
+    changes = baselines.changes(results, old, noise_threshold, rules.estimator, seed)
+  return Comparison(results, found, baseline, machine, changes, compare_to, noise_threshold)
+
+
+def check_rules(rules: runner.RoundRules, min_run_time: float) -> None:
+  """Refuses a bad precision target, time cap, estimator or isolation mode (one line each).
+
+  Raises:
+    UsageError: naming the parameter and what is allowed.
+  """
+  speedups.check_precision(rules.precision, min_run_time, rules.max_run_time)
+  speedups.check_estimator(rules.estimator)
+  timing.check_isolation(rules.isolation)
 
 
 def compare(fn: Callable[..., Any], *example_args: Any, argnums: int | Sequence[int] = 0,
             engines: Sequence[str] = ("eager", "jit"), backend: str | None = None,
             min_run_time: float = 0.2, seed: int = 0, value_and_grad: bool = True,
             baseline: str | None = None, interleave: bool = True,
-            compilation_cache_dir: str | None = None) -> Comparison:
+            compilation_cache_dir: str | None = None, precision: float | None = None,
+            max_run_time: float | None = None, estimator: str = intervals.DEFAULT_ESTIMATOR,
+            isolation: str = timing.DEFAULT_ISOLATION, compare_to: str | None = None,
+            allow_other_machine: bool = False,
+            noise_threshold: float = baselines.NOISE_THRESHOLD) -> Comparison:
   """Times `fn` eagerly and under `jax.jit` (value and gradients by default), checked first.
 
   Args:
@@ -143,9 +187,18 @@ def compare(fn: Callable[..., Any], *example_args: Any, argnums: int | Sequence[
     compilation_cache_dir: cache compiled programs here (JAX's persistent cache, and the jit
       engines' executables under `executables/`); a later process loads them. Loading one
       trusts whoever can write the directory.
+    precision: go on past `min_run_time` until every speedup's 95% interval has at most this
+      relative half-width (e.g. 0.05), or until `max_run_time` seconds of rounds.
+    max_run_time: the time cap with a precision target (default: 30 x min_run_time).
+    estimator: `median` (of per-round ratios, the default: measured to agree better back to
+      back) or `min` (ratio of the fastest blocks).
+    isolation: `cooldown` (each block waits until the other engines' threads sleep) or `none`.
+    compare_to: a baseline written by `Comparison.save`: adds `changes` (new/old per row).
+    allow_other_machine: compare with a baseline from another machine, JAX or allocator.
+    noise_threshold: a change smaller than this is `no change`.
 
   Returns:
-    A `Comparison`: rows, speedups, `table()` and `to_json(path)`.
+    A `Comparison`: rows, speedups, `table()`, `to_json(path)` and `save(path)`.
 
   Raises:
     UsageError: for a function that cannot be compared (see `check_function`), an unknown engine
@@ -165,5 +218,9 @@ def compare(fn: Callable[..., Any], *example_args: Any, argnums: int | Sequence[
   dtype = next((np.asarray(leaf).dtype for leaf in jax.tree.leaves(host_args)
                 if np.issubdtype(np.asarray(leaf).dtype, np.inexact)), np.dtype(np.float32))
   shape = np.shape(jax.tree.leaves(host_args)[0]) if jax.tree.leaves(host_args) else ()
+  if precision is not None and max_run_time is None:
+    max_run_time = DEFAULT_MAX_RUN_TIME_FACTOR * min_run_time
+  rules = runner.RoundRules(precision, max_run_time, estimator, None, isolation)
   return compare_workload(workload, tuple(shape), engines, backend, min_run_time, seed, dtype,
-                          baseline, interleave, compilation_cache_dir)
+                          baseline, interleave, compilation_cache_dir, rules, compare_to,
+                          allow_other_machine, noise_threshold)

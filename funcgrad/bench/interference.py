@@ -254,10 +254,32 @@ def threading_id() -> int:
   return threading.get_native_id()
 
 
-def total_dict(tally: Tally, isolation: str) -> dict[str, Any]:
-  """The run's totals for the machine document."""
-  return {**tally.shares(), "cpus": tally.cpus if tally.blocks else None,
-          "blocks": tally.blocks, "isolation": isolation}
+def machine_cpus(proc: str = "/proc") -> int | None:
+  """The CPUs `/proc/stat` lists (what the shares are of), or None without procfs."""
+  counters = read_counters(proc)
+  return counters.cpus if counters is not None else None
+
+
+def run_totals(rows: Sequence[Any], isolation: str, cpus: int | None = None) -> dict[str, Any]:
+  """The run's shares over every timed block of `rows` (each row weighted by its timed wall
+  time), for the machine document, with the CPUs and the isolation mode.
+
+  Args:
+    rows: `runner.Result`s (`interference`, `block_times_s`, `calls_per_block`).
+    isolation: the mode the rows were timed in.
+    cpus: the machine's CPUs (default: read from /proc).
+  """
+  sums, walls = dict.fromkeys(SOURCES, 0.0), 0.0
+  for row in rows:
+    shares = getattr(row, "interference", None)
+    if not shares or any(shares.get(k) is None for k in SOURCES) or not row.block_times_s:
+      continue
+    wall = sum(row.block_times_s) * (row.calls_per_block or 1)
+    walls += wall
+    for k in SOURCES:
+      sums[k] += shares[k] * wall
+  out: dict[str, Any] = {k: (sums[k] / walls if walls > 0 else None) for k in SOURCES}
+  return {**out, "cpus": cpus if cpus is not None else machine_cpus(), "isolation": isolation}
 
 
 def note(rows: Sequence[Mapping[str, Any]], cpus: int | None,

@@ -16,6 +16,7 @@ from typing import Any
 
 from funcgrad import allocator, outputs, thread_pools
 from funcgrad._tables import render_text
+from funcgrad.bench import interference
 from funcgrad.bench.runner import NOT_IMPLEMENTED, OK, WRONG, Result
 from funcgrad.bench.speedups import Speedup
 from funcgrad.errors import UsageError
@@ -118,8 +119,11 @@ def render_compare(results: Sequence[Result], memory: str | None = None) -> str:
     peak = next((r.peak_gflops for r in group if r.peak_gflops), None)
     if any(r.bound == "compute" for r in group):
       roofline = f" (% of the {peak:.0f} GFLOP/s float32 matmul peak)" if peak else ""
-    out.append(f"[ {title}, {memory}: {what} ±IQR{roofline} ]")
+    out.append(f"[ {title}, {memory}{_isolation(group)}: {what} ±IQR{roofline} ]")
     out.append(_block(steady, engines))
+    busy = interference.note([r.to_dict() for r in group], interference.machine_cpus())
+    if busy:
+      out.append(busy)
     cold_columns = list(dict.fromkeys(c for cells in cold.values() for c in cells))
     out.append(f"\n[ {title}, {memory}: first call (cold) and jit stages ]")
     out.append(_block(cold, cold_columns))
@@ -130,6 +134,12 @@ def render_compare(results: Sequence[Result], memory: str | None = None) -> str:
       out.append(f"{status_label(r)}: {r.workload} {shape_label(r.shape)} {r.engine} on "
                  f"{r.backend}: {r.error}")
   return "\n".join(out)
+
+
+def _isolation(rows: Sequence[Any]) -> str:
+  """`, isolation MODE` for the caption of rows timed under an isolation mode."""
+  modes = [m for m in dict.fromkeys(getattr(r, "isolation", None) for r in rows) if m]
+  return f", isolation {'/'.join(modes)}" if modes else ""
 
 
 def _legend(results: Sequence[Result]) -> str:
@@ -158,13 +168,20 @@ def render_speedups(speedups: Sequence[Speedup], memory: str | None = None) -> s
       cell = f"{_ratio(s.ratio)} [{_ratio(s.ci_low)}, {_ratio(s.ci_high)}]"
       if s.break_even_calls is not None and s.break_even_calls > 1:
         cell += f" ({s.break_even_calls} calls)"
+      if s.resolved is False:
+        cell += " ?"
       rows.setdefault(shape_label(s.shape), {})[s.engine] = cell
     rounds = max(s.rounds for s in group)
+    estimator = group[0].estimator
+    what = "median" if estimator == "median" else "ratio of the fastest blocks"
     out.append(f"[ {workload} on {backend}, {memory}: speedup of {baseline} over each "
-               "engine, median "
+               f"engine, {what} "
                f"[95% interval] over up to {rounds} rounds; (N calls) = {baseline} pays back "
                "its first call after N calls ]")
     out.append(_block(rows, engines))
+    if any(s.resolved is False for s in group):
+      out.append("? unresolved: the interval is wider than the precision target "
+                 "(--max_run_time reached first).")
     out.append("")
   return "\n".join(out)
 

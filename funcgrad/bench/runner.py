@@ -20,9 +20,11 @@ import numpy as np
 from jax.sharding import Mesh
 
 from funcgrad import sharding
+from funcgrad.bench import interference as interference_lib
+from funcgrad.bench import intervals
 from funcgrad.bench import roofline as roofline_lib
 from funcgrad.bench.engines import Engine, NotImplementedForWorkload, Prepared
-from funcgrad.bench.timing import Timer, per_call_stats, time_rounds
+from funcgrad.bench.timing import DEFAULT_ISOLATION, Rounds, Timer, per_call_stats, time_rounds
 from funcgrad.bench.workload import Reference, Workload, max_rel_error
 from funcgrad.devices import CUDA_INSTALL_HINT, platforms_present
 from funcgrad.errors import UsageError
@@ -86,9 +88,33 @@ class Result:
   ok: bool = False
   noisy: bool | None = None
   error: str | None = None
+  interference: dict[str, float | None] | None = None  # interference.SOURCES shares, its blocks
+  stopped: str | None = None  # why its case's rounds ended (timing.Rounds.stopped)
+  isolation: str | None = None  # how its engines were kept apart (timing.ISOLATIONS)
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundRules:
+  """When a case's rounds stop and how its engines are kept apart.
+
+  Attributes:
+    precision: rounds go on past min_run_time until every speedup against `baseline` has a
+      95% interval of at most this relative half-width (None: stop at min_run_time).
+    max_run_time: seconds of rounds per case at most, with a precision target.
+    estimator: `median` or `min` (`intervals.ESTIMATORS`), for the stopping rule.
+    baseline: the engine speedups are against (default: jit when timed, else the first).
+    isolation: `cooldown` (before each block, wait until the other engines' threads sleep) or
+      `none` (`timing.ISOLATIONS`).
+  """
+
+  precision: float | None = None
+  max_run_time: float | None = None
+  estimator: str = intervals.DEFAULT_ESTIMATOR
+  baseline: str | None = None
+  isolation: str = DEFAULT_ISOLATION
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +131,7 @@ class SweepConfig:
   mesh_shape: tuple[int, ...] | None = None  # shardable engines spread their inputs over it
   interleave: bool = True
   cache_dir: str | None = None  # cacheable engines load or store their executables here
+  rules: RoundRules = RoundRules()
 
   def cases(self) -> list[tuple[str, Workload, Shape]]:
     """Every (backend, workload, shape), in sweep order (a shape once per workload)."""
@@ -320,11 +347,24 @@ def _fill_timing(result: Result, per_call_s: list[float], calls: int, interleave
 Progress = Callable[[str, Result], None]  # (what is happening: 'preparing' / 'timing', row)
 
 
+def time_engines(timers: dict[str, Timer], min_run_time: float, seed: int, interleave: bool,
+                 rules: RoundRules) -> Rounds:
+  """`time_rounds` with the interference meter, the isolation and the precision target."""
+  stop = None
+  if rules.precision is not None and interleave and len(timers) > 1:
+    baseline = rules.baseline or ("jit" if "jit" in timers else next(iter(timers)))
+    stop = intervals.precision_rule(baseline, rules.precision, rules.estimator, seed)
+  meter = interference_lib.Meter()
+  return time_rounds(timers, min_run_time, seed, interleave, stop=stop,
+                     max_run_time=rules.max_run_time, meter=meter,
+                     cool_down=rules.isolation == "cooldown")
+
+
 def run_case(backend: str, workload: Workload, shape: Shape, engines: Sequence[Engine],
              dtype: np.dtype, min_run_time: float = 0.2, seed: int = 0,
              roofline: roofline_lib.Roofline | None = None, mesh: Mesh | None = None,
              interleave: bool = True, progress: Progress = lambda what, row: None,
-             cache_dir: str | None = None) -> list[Result]:
+             cache_dir: str | None = None, rules: RoundRules = RoundRules()) -> list[Result]:
   """Every engine of one (backend, workload, shape): prepared and checked, then timed in rounds.
 
   Returns:
@@ -349,11 +389,13 @@ def run_case(backend: str, workload: Workload, shape: Shape, engines: Sequence[E
   if prepared:
     progress("timing", next(iter(prepared.values()))[1])
     timers = {name: Timer(p.call, p.sync) for name, (p, _) in prepared.items()}
-    rounds = time_rounds(timers, min_run_time, seed, interleave)
+    rounds = time_engines(timers, min_run_time, seed, interleave, rules)
     for name, (p, result) in prepared.items():
       calls = rounds.calls_per_block[name]
       dispatch = timers[name].dispatch_time(calls) if p.measure_dispatch else None
       _fill_timing(result, rounds.per_call_s[name], calls, interleave, dispatch)
+      result.interference = (rounds.interference or {}).get(name)
+      result.stopped, result.isolation = rounds.stopped, rules.isolation
   return results
 
 
@@ -404,7 +446,7 @@ def run_sweep(config: SweepConfig,
     for result in run_case(backend, workload, shape, config.engines, config.dtype,
                            config.min_run_time, config.seed, rooflines.get(backend),
                            meshes.get(backend), config.interleave, progress,
-                           config.cache_dir):
+                           config.cache_dir, config.rules):
       results.append(result)
       on_result(result, len(results), total)
   return results

@@ -17,6 +17,8 @@ from typing import Any, Protocol
 import jax
 import numpy as np
 
+from funcgrad.errors import UsageError
+
 Clock = Callable[[], float]
 Sync = Callable[[Any], Any]
 
@@ -203,6 +205,17 @@ class Rounds:
 
 
 StopRule = Callable[[Mapping[str, Sequence[float]]], bool]  # per-call times so far -> enough?
+
+ISOLATIONS = ("cooldown", "none")
+DEFAULT_ISOLATION = "cooldown"  # chosen from measurements: docs/PERFORMANCE.md, Isolation
+
+
+def check_isolation(isolation: str) -> None:
+  """Raises UsageError for an isolation mode not in ISOLATIONS."""
+  if isolation not in ISOLATIONS:
+    raise UsageError(f"Invalid --isolation={isolation!r}: valid: {', '.join(ISOLATIONS)} "
+                     "(cooldown: before each block, wait until the other engines' threads "
+                     "sleep; none: blocks back to back, as before).")
 
 
 class _Meter(Protocol):

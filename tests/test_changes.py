@@ -1,0 +1,89 @@
+"""funcgrad.compare with a precision target, isolation, saved baselines and change detection."""
+
+import json
+
+import jax.numpy as jnp
+import pytest
+
+import funcgrad
+from funcgrad.bench import baselines, report
+from funcgrad.errors import UsageError
+
+
+def tanh_loss(w, x):
+  return jnp.sum(jnp.tanh(x @ w) ** 2)
+
+
+W, X = jnp.ones((16, 4)) * 0.1, jnp.ones((8, 16))
+
+
+def test_rows_carry_interference_isolation_and_why_rounds_stopped():
+  c = funcgrad.compare(tanh_loss, W, X, min_run_time=0.02, precision=0.5, max_run_time=1.0)
+  for row in c.results:
+    assert set(row.interference) == {"other_processes", "other_engines", "steal"}
+    assert all(v is None or 0 <= v <= 1 for v in row.interference.values())
+    assert row.isolation == "cooldown" and row.stopped in ("precision", "max_run_time")
+  (s,) = c.speedups
+  assert s.resolved is (s.half_width <= 0.5) and s.estimator == "median"
+  assert c.machine["isolation"] == "cooldown"
+  assert set(c.machine["interference"]) == {"other_processes", "other_engines", "steal", "cpus",
+                                            "isolation"}
+  assert "isolation cooldown" in c.table()
+
+
+def test_isolation_none_and_min_estimator():
+  c = funcgrad.compare(tanh_loss, W, X, min_run_time=0.02, isolation="none", estimator="min")
+  assert {r.isolation for r in c.results} == {"none"}
+  assert c.speedups[0].estimator == "min" and c.speedups[0].resolved is None
+  assert "ratio of the fastest blocks" in c.table()
+
+
+def test_save_then_compare_to_gives_changes_in_text_and_json(tmp_path):
+  first = funcgrad.compare(tanh_loss, W, X, min_run_time=0.02)
+  path = str(tmp_path / "base.json")
+  first.save(path)
+  saved = json.loads((tmp_path / "base.json").read_text())
+  assert saved["format"] == baselines.FORMAT and len(saved["rows"]) == 2
+  assert all(row["block_times_s"] for row in saved["rows"])
+  again = funcgrad.compare(tanh_loss, W, X, min_run_time=0.02, compare_to=path)
+  assert [c.engine for c in again.changes] == ["eager", "jit"]
+  assert all(c.verdict in baselines.VERDICTS and c.ci_low <= c.ratio <= c.ci_high
+             for c in again.changes)
+  assert "Against baseline" in again.table()
+  out = tmp_path / "c.json"
+  again.to_json(str(out))
+  (change, _) = json.loads(out.read_text())["changes"]
+  assert set(change) == {"backend", "workload", "shape", "engine", "ratio", "ci_low", "ci_high",
+                         "verdict"}
+
+
+def test_a_baseline_from_another_machine_is_refused_unless_allowed(tmp_path):
+  first = funcgrad.compare(tanh_loss, W, X, min_run_time=0.01)
+  first.machine["packages"] = {**first.machine["packages"], "jax": "0.0.1"}
+  path = str(tmp_path / "old.json")
+  first.save(path)
+  with pytest.raises(UsageError, match=r"measured elsewhere \(jax '0.0.1' -> "):
+    funcgrad.compare(tanh_loss, W, X, min_run_time=0.01, compare_to=path)
+  c = funcgrad.compare(tanh_loss, W, X, min_run_time=0.01, compare_to=path,
+                       allow_other_machine=True)
+  assert len(c.changes) == 2
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"precision": 1.5}, "--precision=1.5"), ({"precision": float("nan")}, "--precision=nan"),
+    ({"precision": 0.1, "max_run_time": 0.001}, "--max_run_time=0.001"),
+    ({"estimator": "mean"}, "--estimator='mean'"), ({"isolation": "process"}, "--isolation"),
+    ({"noise_threshold": -1.0}, "--noise_threshold=-1.0"),
+    ({"compare_to": "/nonexistent/b.json"}, "Cannot read baseline")])
+def test_bad_arguments_are_one_line_before_anything_is_timed(kwargs, match):
+  with pytest.raises(UsageError, match=match) as e:
+    funcgrad.compare(tanh_loss, W, X, min_run_time=0.01, **kwargs)
+  assert "\n" not in str(e.value)
+
+
+def test_unresolved_speedups_are_marked_in_the_text():
+  c = funcgrad.compare(tanh_loss, W, X, min_run_time=0.01, precision=1e-4, max_run_time=0.05)
+  (s,) = c.speedups
+  assert s.resolved is False and c.results[0].stopped == "max_run_time"
+  text = report.render_speedups(c.speedups)
+  assert " ?" in text and "? unresolved" in text
