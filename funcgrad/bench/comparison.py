@@ -128,6 +128,8 @@ def compare_workload(workload: Workload, shape: tuple[int, ...], engines: Sequen
   check_rules(rules, min_run_time)
   baselines.check_threshold(noise_threshold)
   old = baselines.load(compare_to) if compare_to else None  # a bad file: before any timing
+  if old is not None:
+    baselines.check_machine(old, machine_info(), allow_other_machine)
   rules = dataclasses.replace(rules, baseline=baseline)
   (backend,) = runner.resolve_backends([backend] if backend else [jax.default_backend()], False)
   # A user's function has no byte count to compare with the copy bandwidth: no roofline then.
@@ -146,7 +148,6 @@ def compare_workload(workload: Workload, shape: tuple[int, ...], engines: Sequen
   found = speedups.speedups(results, baseline, seed, rules.estimator, rules.precision)
   changes = None
   if old is not None:
-    baselines.check_machine(old, machine, allow_other_machine)
     changes = baselines.changes(results, old, noise_threshold, rules.estimator, seed)
   return Comparison(results, found, baseline, machine, changes, compare_to, noise_threshold)
 
