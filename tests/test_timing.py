@@ -191,8 +191,7 @@ def test_precision_rule_stops_once_the_half_width_is_reached():
   assert rounds.stopped == "precision" and rule(rounds.per_call_s)
   n = len(rounds.order)
   ratio, low, high = speedups.ratio_interval(rounds.per_call_s["eager"][:n - 1],
-                                             rounds.per_call_s["jit"][:n - 1],
-                                             resamples=speedups.STOP_RESAMPLES)
+                                             rounds.per_call_s["jit"][:n - 1])
   assert speedups.relative_half_width(ratio, low, high) > 0.05  # one round fewer was not enough
   floor, _ = _precision_rounds(noise=0.3, precision=0.999, max_run_time=100.0)
   assert len(floor.order) < n  # the floor alone takes fewer rounds

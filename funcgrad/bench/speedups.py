@@ -16,7 +16,6 @@ from funcgrad.bench.intervals import (  # noqa: F401 - re-exported: speedups' ow
   CONFIDENCE,
   DEFAULT_ESTIMATOR,
   ESTIMATORS,
-  STOP_RESAMPLES,
   bootstrap_median_interval,
   per_round_ratios,
   precision_rule,
