@@ -145,3 +145,38 @@ def time_to_answer_target(compare: Callable[..., Any],
                 f"{s.ci_high:.3g}], half-width {100 * s.half_width:.1f}% "
                 f"({'resolved' if s.resolved else 'unresolved'}) after {s.rounds} rounds; "
                 f"{busiest(comparison.results)}")
+
+
+ISOLATION_GOAL = 1.10  # jit after another engine's blocks / jit alone
+OTHER_ENGINES_GOAL = 2.0  # % of the machine's CPU time, during any row's blocks
+
+
+def _jit_median(rows: Sequence[runner.Result]) -> runner.Result | None:
+  return next((r for r in rows if r.engine == "jit" and r.ok), None)
+
+
+def isolation_target(beside: Sequence[runner.Result], alone: Sequence[runner.Result],
+                     label: str) -> Target:
+  """`isolation`: jit's median timed in rounds beside another engine (NumPy) over jit's median
+  timed alone, in the same isolation mode."""
+  with_peer, by_itself = _jit_median(beside), _jit_median(alone)
+  ratio = (with_peer.median_s / by_itself.median_s
+           if with_peer and by_itself and by_itself.median_s else None)
+  peers = ", ".join(sorted({r.engine for r in beside} - {"jit"}))
+  mode = with_peer.isolation if with_peer else "?"
+  return Target(f"isolation: jit beside {peers} / jit alone, {label}", ratio, ISOLATION_GOAL,
+                "x", False, f"isolation {mode}: jit {with_peer.median_s * 1e3:.2f} ms beside "
+                f"{peers}, {by_itself.median_s * 1e3:.2f} ms alone; {busiest([*beside, *alone])}"
+                if ratio else "a jit row failed")
+
+
+def other_engines_target(rows: Sequence[runner.Result]) -> Target:
+  """`other engines during a block`: the largest `other_engines` share of any timed row."""
+  timed = [r for r in rows if r.interference and r.interference.get("other_engines") is not None]
+  worst = max(timed, key=lambda r: r.interference["other_engines"], default=None)
+  share = 100 * worst.interference["other_engines"] if worst else None
+  modes = "/".join(sorted({r.isolation or "?" for r in timed})) or "?"
+  return Target("other engines during any row's blocks", share, OTHER_ENGINES_GOAL, "%", False,
+                f"isolation {modes}, worst of {len(timed)} rows: {worst.engine} on "
+                f"{worst.workload} {format_shape(worst.shape)}" if worst else
+                "no interference measured (no /proc)")
