@@ -100,10 +100,27 @@ class FakeReadings:
 def test_learn_takes_the_threads_that_ran_during_the_warm_up():
   # Read 0 is the meter's own probe, 1 the "before", 2 the "after".
   readings = FakeReadings(lambda i: {1: 0.01, 4: 0.01 if i == 2 else 0.0, 6: 1e-6})
-  meter = Meter(read=readings, main_thread=1)
+  names = {1: "python", 4: "python", 6: "python", 7: "python"}
+  meter = Meter(read=readings, main_thread=1, names=lambda: names)
   before = meter.read()
   meter.learn("numpy", before, meter.read())
   assert meter.threads["numpy"] == {1, 4}  # thread 6's microsecond is below ACTIVE_S
+
+
+def test_learn_takes_the_whole_named_pool_of_a_thread_that_ran():
+  readings = FakeReadings(lambda i: {1: 0.01, 4: 0.01 if i == 2 else 0.0})
+  names = {1: "python", 4: "tf_XLAEigen", 5: "tf_XLAEigen", 6: "python", 7: "llvm-worker-0"}
+  meter = Meter(read=readings, main_thread=1, names=lambda: names)
+  before = meter.read()
+  meter.learn("eager", before, meter.read())
+  assert meter.threads["eager"] == {1, 4, 5}  # 6 shares only the process's own name
+
+
+def test_thread_names_from_fake_proc(tmp_path):
+  os.makedirs(tmp_path / "self" / "task" / "3")
+  (tmp_path / "self" / "task" / "3" / "comm").write_text("tf_XLAEigen\n")
+  assert interference.thread_names(str(tmp_path)) == {3: "tf_XLAEigen"}
+  assert interference.thread_names(str(tmp_path / "none")) == {}
 
 
 def test_cool_down_waits_until_no_other_thread_is_runnable_then_gives_up_at_max():

@@ -17,7 +17,8 @@ workers are all called `python`): before an engine's untimed warm-up the meter w
 thread but the timing thread is running or runnable (`cool_down`, from each thread's state in
 `task/<tid>/stat`: a spinning pool stays runnable even while another process holds the CPU, so
 the state says what a window of CPU time can miss), then every thread that runs during the
-warm-up is the engine's. A thread two engines share (JAX's pool, for eager and jit) belongs to
+warm-up is the engine's, with the rest of its named pool (XLA's `tf_XLAEigen` workers wake in
+any order). A thread two engines share (JAX's pool, for eager and jit) belongs to
 both, and the timing thread to all of them, so neither is ever counted against its own engine.
 
 Without `/proc` (not Linux), every share is None and nothing else changes.
@@ -125,6 +126,22 @@ def running_threads(proc: str = "/proc", pid: str = "self") -> set[int] | None:
   return out
 
 
+def thread_names(proc: str = "/proc", pid: str = "self") -> dict[int, str]:
+  """Each thread's name (`task/<tid>/comm`); empty without procfs."""
+  task_root = os.path.join(proc, str(pid), "task")
+  out = {}
+  try:
+    tids = os.listdir(task_root)
+  except OSError:
+    return out
+  for tid in tids:
+    try:
+      out[int(tid)] = _read(os.path.join(task_root, tid, "comm")).strip()
+    except (OSError, ValueError):
+      continue
+  return out
+
+
 @dataclasses.dataclass
 class Tally:
   """Summed differences over blocks: the raw material of a row's shares."""
@@ -183,6 +200,7 @@ class Meter:
   Args:
     read: returns `Counters` or None (default: `read_counters` on this process).
     running: returns the threads now running or runnable (default: `running_threads`).
+    names: returns each thread's name (default: `thread_names`).
     clock: seconds, for the cool-down's windows.
     sleep: waits, for the cool-down.
     main_thread: the timing thread's id (default: the calling thread's).
@@ -191,9 +209,11 @@ class Meter:
   def __init__(self, read: Callable[[], Counters | None] | None = None,
                clock: Clock = time.perf_counter, sleep: Callable[[float], None] = time.sleep,
                main_thread: int | None = None,
-               running: Callable[[], set[int] | None] | None = None):
+               running: Callable[[], set[int] | None] | None = None,
+               names: Callable[[], dict[int, str]] | None = None):
     self._read = read or read_counters
     self._running = running or running_threads
+    self._names = names or thread_names
     self._clock, self._sleep = clock, sleep
     self.main_thread = threading_id() if main_thread is None else main_thread
     self.threads: dict[str, set[int]] = {}
@@ -204,9 +224,17 @@ class Meter:
     return self._read() if self.available else None
 
   def learn(self, name: str, before: Counters | None, after: Counters | None) -> None:
-    """The threads that ran between `before` and `after` (an engine's warm-up) are `name`'s."""
-    if before is not None and after is not None:
-      self.threads.setdefault(name, set()).update(active_threads(before, after))
+    """The threads that ran between `before` and `after` (an engine's warm-up) are `name`'s,
+    with every thread of a named pool one of them belongs to (XLA's `tf_XLAEigen` workers wake
+    in any order: a warm-up that used some of them owns all)."""
+    if before is None or after is None:
+      return
+    active = active_threads(before, after)
+    names = self._names()
+    main_name = names.get(self.main_thread)
+    pools = {names[t] for t in active if names.get(t) and names[t] != main_name}
+    active |= {t for t, n in names.items() if n in pools}
+    self.threads.setdefault(name, set()).update(active)
 
   def record(self, name: str, before: Counters | None, after: Counters | None,
              wall_s: float) -> Tally | None:
