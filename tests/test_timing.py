@@ -195,6 +195,12 @@ def test_precision_rule_stops_once_the_half_width_is_reached():
   assert speedups.relative_half_width(ratio, low, high) > 0.05  # one round fewer was not enough
   floor, _ = _precision_rounds(noise=0.3, precision=0.999, max_run_time=100.0)
   assert len(floor.order) < n  # the floor alone takes fewer rounds
+  from funcgrad.bench.runner import Result
+
+  rows = [Result("w", name, "cpu", [1], "float32", 1, block_times_s=blocks)
+          for name, blocks in rounds.per_call_s.items()]
+  (s,) = speedups.speedups(rows, "jit", precision=0.05)
+  assert s.resolved and s.half_width <= 0.05  # the report agrees with the stopping rule
 
 
 def test_precision_rule_stops_at_max_run_time_and_the_speedup_is_unresolved():
