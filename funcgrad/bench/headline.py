@@ -13,10 +13,11 @@ from funcgrad import optimize, problems
 from funcgrad.bench import engines as engines_lib
 from funcgrad.bench import fits, runner, workloads
 from funcgrad.bench import speedups as speedups_lib
+from funcgrad.bench.case import Sweep, Timing
 from funcgrad.bench.first_call import first_call_in_fresh_process
 from funcgrad.bench.targets import Target, ratio
 from funcgrad.bench.timing import Timer
-from funcgrad.bench.workloads import ABS_LOSS, MULADD_SUM
+from funcgrad.bench.workloads.tutorial import ABS_LOSS, MULADD_SUM
 from funcgrad.peers import import_peer
 from funcgrad.shapes import format_shape
 
@@ -32,11 +33,9 @@ def _engines(names) -> list[engines_lib.Engine]:
 def one_case(workload: workloads.Workload, size: tuple[int, ...], engine_names,
              min_run_time: float) -> list[runner.Result]:
   """One workload at one size on the CPU in float32, the named engines that are installed."""
-  config = runner.SweepConfig(workloads=[workload], engines=_engines(engine_names),
-                              backends=["cpu"], sizes=[size], dtype=np.dtype(np.float32),
-                              min_run_time=min_run_time)
-  runner.check_fits(config)
-  return runner.run_sweep(config)
+  sweep = Sweep([workload], _engines(engine_names), ["cpu"], [size], np.dtype(np.float32),
+                Timing(min_run_time))
+  return runner.run_sweep(sweep.cases())
 
 
 def sweep(size: tuple[int, int], engine_names, min_run_time: float) -> list[runner.Result]:
@@ -181,14 +180,11 @@ def cache_target(repeats: int = 5) -> list[Target]:
 def default_compare_rows(min_run_time: float) -> list[runner.Result]:
   """The default `experiments.compare` sweep (muladd_sum and abs_loss at 3x4 and 1000x1000,
   every installed engine), timed in interleaved rounds."""
-  # jit_scan implements only training workloads: left out rather than shown as n/a rows.
-  names = [n for n in engines_lib.ENGINES if n != "jit_scan"]
-  config = runner.SweepConfig(workloads=[MULADD_SUM, ABS_LOSS], engines=_engines(names),
-                              backends=["cpu"],
-                              sizes=[(3, 4), (1000, 1000)], dtype=np.dtype(np.float32),
-                              min_run_time=min_run_time)
-  runner.check_fits(config)
-  return runner.run_sweep(config)
+  # Engines that cannot run these value-and-grad workloads are left out, not shown as n/a rows.
+  names = [n for n, e in engines_lib.ENGINES.items() if "value_and_grad" in e.kinds]
+  sweep = Sweep([MULADD_SUM, ABS_LOSS], _engines(names), ["cpu"], [(3, 4), (1000, 1000)],
+                np.dtype(np.float32), Timing(min_run_time))
+  return runner.run_sweep(sweep.cases())
 
 
 AGREEMENT_FLOOR_S = 10e-6  # ratios of rows faster than this are left out of the agreement target

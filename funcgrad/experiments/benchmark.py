@@ -15,15 +15,15 @@ import numpy as np
 from absl import flags
 
 from funcgrad import limits, peers
-from funcgrad.bench import headline, report, runner, specs, targets, workloads
-from funcgrad.bench.machine import machine_info
+from funcgrad.bench import headline, report, runner, targets, workloads
+from funcgrad.bench.machine import machine_document
 from funcgrad.errors import UsageError
-from funcgrad.experiments import _cli
-from funcgrad.shapes import parse_shape
+from funcgrad.experiments import _cli, _flags
+from funcgrad.shapes import parse_names, parse_shape
 
 GROUPS = ("large", "small", "adam", "cache", "harness", "models")
 
-_ALLOCATOR = _cli.define_allocator_flag()
+_ALLOCATOR = _flags.define_allocator()
 _TARGETS = flags.DEFINE_string("targets", "all", f"Comma-separated: {', '.join(GROUPS)} (or all).")
 _LARGE_SIZE = flags.DEFINE_string("large_size", "4000x4000", "Size of the bandwidth target.")
 _STEPS = flags.DEFINE_integer("steps", 1000, "Adam steps of the loop target.", lower_bound=1,
@@ -31,10 +31,8 @@ _STEPS = flags.DEFINE_integer("steps", 1000, "Adam steps of the loop target.", l
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Fresh-process rounds of the cache target and "
                                 "alternations of the harness-truth target; their medians are "
                                 "compared.", lower_bound=1, upper_bound=100)
-_MIN_RUN_TIME = flags.DEFINE_float("min_run_time", 0.3, "Seconds of timed blocks per row, in "
-                                   "(0, 3600].")
-_cli.in_range(_MIN_RUN_TIME, 0, 3600, low_open=True)
-_OUTPUT_JSON = flags.DEFINE_string("output_json", None, "Write {machine, targets} JSON here.")
+_MIN_RUN_TIME = _flags.define_min_run_time(0.3, "per row")
+_OUTPUT_JSON = _flags.define_output_json("{machine, targets}")
 _OUTPUT_MARKDOWN = flags.DEFINE_string("output_markdown", None, "Write the Markdown here.")
 _MLP_SIZE = flags.DEFINE_string("mlp_size", "128x512", "BATCHxWIDTH of the mlp speed targets.")
 _ATTENTION_SIZE = flags.DEFINE_string("attention_size", "256x256",
@@ -74,7 +72,7 @@ def main(argv: list[str]) -> int:
   _cli.check_outputs({"--output_json": _OUTPUT_JSON.value,
                      "--output_markdown": _OUTPUT_MARKDOWN.value})
   _cli.restart_as_asked(_ALLOCATOR.value)
-  groups = specs.parse_names(_TARGETS.value, GROUPS, "target group")
+  groups = parse_names(_TARGETS.value, GROUPS, "target group")
   large = parse_shape(_LARGE_SIZE.value, "--large_size", max_rank=2)
   if len(large) != 2:
     raise UsageError(f"--large_size={_LARGE_SIZE.value!r} must be NxD.")
@@ -125,7 +123,7 @@ def main(argv: list[str]) -> int:
     if peers.peer_available("torch"):
       _log("Timer vs torch.utils.benchmark on the same callable")
       results += headline.harness_truth_target(min_run_time, _REPEATS.value)
-  machine = machine_info()
+  machine = machine_document()
   markdown = f"{_summary(machine)}\n\n{targets.render(results)}\n"
   if rows:
     table = report.render_compare(rows)

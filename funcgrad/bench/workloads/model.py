@@ -1,4 +1,4 @@
-"""The one `Workload` model the runner times: the tutorial's losses, the fits, the models, yours.
+"""The one `Workload` model the runner times (the tutorial's losses, the fits, the models, yours).
 
 A workload is a pure JAX function, a way to make its inputs from a seed and a size, which
 arguments are differentiated, and how its outputs are checked:
@@ -212,7 +212,6 @@ def max_rel_error(outputs: Outputs, reference: Outputs, scales: tuple[float, ...
 def tolerance(dtype: Any) -> float:
   """The largest acceptable `max_rel_error` for a dtype (a few hundred ulps of slack)."""
   return {2: 2e-2, 4: 1e-5, 8: 1e-12}[np.dtype(dtype).itemsize]
-
 
 
 def standard_normal_inputs(count: int) -> Callable[[Shape, Any, int], tuple[np.ndarray, ...]]:
