@@ -121,7 +121,7 @@ class Engine:
     """Why this engine does not implement `workload` (None: it does)."""
     if workload.kind not in self.kinds:
       runs = ", ".join(k for k in KINDS if k in self.kinds)
-      return f"{self.name} is not implemented for {workload.name}: it runs {runs} workloads"
+      return f"{self.name} is not implemented for {workload.name}: it runs only {runs} workloads"
     if self.family != "jax" and self.family not in workload.peers:
       return f"{self.name} is not implemented for {workload.name}: it has no {self.family} program"
     return None

@@ -217,7 +217,7 @@ def long_run_note(cases: Sequence[Case]) -> str | None:
   if seconds < LONG_RUN_S:
     return None
   each = cases[0].timing.min_run_time
-  return (f"note: {rows(cases)} rows x min_run_time={each:g} s: at least "
+  return (f"note: {rows(cases)} rows x --min_run_time={each:g} s: at least "
           f"{seconds / 60:.0f} minutes before compiles; every finished row is kept in "
           "--output_jsonl if given.")
 
