@@ -4,7 +4,9 @@ Every value+grads row goes through the runner (checked against the float64 refer
 is timed); every fit through `funcgrad.bench.fits` (checked against the float64 NumPy fit).
 """
 
+import dataclasses
 import tempfile
+from collections.abc import Callable, Sequence
 
 import jax
 import numpy as np
@@ -16,9 +18,9 @@ from funcgrad.bench import speedups as speedups_lib
 from funcgrad.bench.case import Sweep, Timing
 from funcgrad.bench.first_call import first_call_in_fresh_process
 from funcgrad.bench.targets import Target, ratio
-from funcgrad.bench.timing import Timer
+from funcgrad.bench.timing import Timer, autorange
 from funcgrad.bench.workloads.tutorial import ABS_LOSS, MULADD_SUM
-from funcgrad.peers import import_peer
+from funcgrad.peers import import_peer, peer_available
 from funcgrad.shapes import format_shape
 
 JIT_ENGINES = ("jit", "jit_packed")
@@ -228,7 +230,7 @@ def harness_truth_target(min_run_time: float, repeats: int = 5) -> list[Target]:
   call()
   ours, theirs = [], []
   for _ in range(repeats):
-    ours.append(Timer(call).blocked_autorange(min_run_time=min_run_time).median_s)
+    ours.append(autorange(Timer(call), min_run_time).median_s)
     theirs.append(torch_benchmark.Timer("call()", globals={"call": call})
                   .blocked_autorange(min_run_time=min_run_time).median)
   mine, torch_s = float(np.median(ours)), float(np.median(theirs))
@@ -239,9 +241,125 @@ def harness_truth_target(min_run_time: float, repeats: int = 5) -> list[Target]:
 
 def timer_overhead_target(rows: list[runner.Result]) -> list[Target]:
   """The timer's own cost per call against the 3x4 jit time."""
-  harness = Timer(lambda: None, sync=lambda out: out).blocked_autorange(min_run_time=0.2)
+  harness = autorange(Timer(lambda: None, sync=lambda out: out), 0.2)
   jit = _best_jit(rows)
   overhead_pct = 100 * harness.median_s / jit.median_s if jit else None
   return [Target("timer overhead / 3x4 jit call", overhead_pct, 1.0, "%", False,
                  f"harness {harness.median_s * 1e9:.0f} ns per call vs {jit.engine} "
                  f"{jit.median_s * 1e6:.2f} us" if jit else "no jit row")]
+
+
+# ------------------------------------------------------------------------ the target groups
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """What `experiments.benchmark`'s flags set (sizes already parsed and checked)."""
+
+  large: tuple[int, int] = (4000, 4000)
+  steps: int = 1000
+  repeats: int = 5
+  min_run_time: float = 0.3
+  model_cases: tuple[tuple[str, tuple[int, ...], tuple[str, ...]], ...] = ()
+
+
+LARGE_ENGINES = (*JIT_ENGINES, *LARGE_PEERS)
+SMALL_ENGINES = ("numpy", *JIT_ENGINES, *SMALL_PEERS)
+
+
+@dataclasses.dataclass
+class Session:
+  """One benchmark run: its settings, every row measured so far (the table behind the targets)
+  and the rows of a second run (checked for their status, not shown)."""
+
+  settings: Settings
+  log: Callable[[str], None] = lambda message: None
+  rows: list[runner.Result] = dataclasses.field(default_factory=list)
+  again: list[runner.Result] = dataclasses.field(default_factory=list)
+  sweeps: dict[str, list[runner.Result]] = dataclasses.field(default_factory=dict)
+
+  def sweep(self, key: str) -> list[runner.Result]:
+    """The muladd_sum sweep `key` ('large' or 'small'), run once and shared by the groups."""
+    if key not in self.sweeps:
+      size = self.settings.large if key == "large" else (3, 4)
+      names = LARGE_ENGINES if key == "large" else SMALL_ENGINES
+      self.log(f"muladd_sum {format_shape(size)}: {', '.join(names)}")
+      self.sweeps[key] = sweep(size, names, self.settings.min_run_time)
+      self.rows += self.sweeps[key]
+    return self.sweeps[key]
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+  """A group of targets: the shared sweeps it needs (run first, in GROUPS order) and what it
+  measures."""
+
+  description: str
+  measure: Callable[[Session], list[Target]]
+  sweeps: tuple[str, ...] = ()
+
+
+def _large(session: Session) -> list[Target]:
+  return large_targets(session.sweep("large"), format_shape(session.settings.large))
+
+
+def _small(session: Session) -> list[Target]:
+  return small_targets(session.sweep("small"))
+
+
+def _adam(session: Session) -> list[Target]:
+  session.log(f"{session.settings.steps} Adam steps: scan, jit_step, numpy")
+  return adam_targets(session.settings.steps, session.settings.min_run_time)
+
+
+def _cache(session: Session) -> list[Target]:
+  session.log("first call, cold and warm persistent cache, fresh processes")
+  return cache_target(session.settings.repeats)
+
+
+def _models(session: Session) -> list[Target]:
+  by_case = {}
+  for name, size, engine_names in session.settings.model_cases:
+    label = f"{'peak ' if engine_names == ('jit',) else ''}{name} {format_shape(size)}"
+    session.log(f"{label}: {', '.join(engine_names)}")
+    by_case[label] = model_rows(name, size, engine_names, session.settings.min_run_time)
+    session.rows += by_case[label]
+  return model_targets(by_case)
+
+
+def _harness(session: Session) -> list[Target]:
+  out = timer_overhead_target(session.rows)
+  session.log("the default experiments.compare sweep, twice back to back")
+  first = default_compare_rows(session.settings.min_run_time)
+  session.again = default_compare_rows(session.settings.min_run_time)
+  session.rows += first
+  out += ratio_agreement_target(first, session.again)
+  if peer_available("torch"):
+    session.log("Timer vs torch.utils.benchmark on the same callable")
+    out += harness_truth_target(session.settings.min_run_time, session.settings.repeats)
+  return out
+
+
+GROUPS: dict[str, Group] = {
+    "large": Group("jit near copy bandwidth and ahead of the peers on a large input", _large,
+                   ("large",)),
+    "small": Group("per call at 3x4: jit against NumPy and the peers", _small, ("small",)),
+    "adam": Group("Adam steps per second: scan and jit_step against NumPy; fusions", _adam),
+    "cache": Group("first call with warm caches against cold, fresh processes", _cache),
+    "models": Group("the MLP and attention: jit against eager and the peers; matmul peak",
+                    _models),
+    "harness": Group("timer overhead, back-to-back agreement, Timer vs torch.utils.benchmark",
+                     _harness, ("large", "small")),
+}
+
+
+def measure(groups: Sequence[str], session: Session) -> list[Target]:
+  """The targets of `groups`, after the shared sweeps they need (in GROUPS order)."""
+  chosen = [g for g in GROUPS if g in groups]
+  for key in ("large", "small"):
+    if any(key in GROUPS[g].sweeps for g in chosen):
+      session.sweep(key)
+  out = []
+  for name in chosen:
+    out += GROUPS[name].measure(session)
+  return out
