@@ -10,9 +10,9 @@ form.
 import math
 from collections.abc import Iterable, Sequence
 
+from funcgrad._types import Shape
 from funcgrad.errors import UsageError
 
-Shape = tuple[int, ...]
 SCALAR = "scalar"  # the text of a rank-0 shape
 MAX_DIM = 2**31 - 1  # XLA's dimensions are 64-bit, but past this a typo is likelier than a need
 MAX_ELEMENTS = 2**48  # a product past 2**63 aborts XLA's shape code (not even an exception)

@@ -24,6 +24,21 @@ from funcgrad.peers import import_peer, peer_available
 from funcgrad.shapes import format_shape
 
 JIT_ENGINES = ("jit", "jit_packed")
+
+# The goals, beside the targets that compare with them (at least: >=; at most: <=).
+GOAL_PCT_OF_BANDWIDTH = 85  # at least, jit on the large input
+GOAL_PEER_OVER_JIT = 1.0  # at least: the fastest peer no faster than jit
+GOAL_JIT_OVER_NUMPY_SMALL = 1.5  # at most, per call at 3x4
+GOAL_NUMPY_OVER_SCAN = 100  # at least, per Adam step
+GOAL_NUMPY_OVER_JIT_STEP = 1.0  # at least, per Adam step
+GOAL_FUSIONS_PER_STEP = 3  # at most, fused kernels per Adam step of the scan loop
+GOAL_PCT_OF_PEAK_FLOPS = 50  # at least, jit on the large MLP
+GOAL_EAGER_OVER_JIT_MODEL = 3.0  # at least, on the small model cases
+GOAL_PCT_WARM_CACHE = 35  # at most, warm persistent cache / cold first call
+GOAL_PCT_WARM_EXECUTABLE = 15  # at most, warm executable cache / cold first call
+GOAL_PCT_RATIO_AGREEMENT = 10  # at most, the worst spread of two back-to-back runs
+GOAL_PCT_HARNESS_TRUTH = 10  # at most, Timer against torch.utils.benchmark
+GOAL_PCT_TIMER_OVERHEAD = 1.0  # at most, the timer's own cost per 3x4 jit call
 LARGE_PEERS = ("numpy", "torch_eager", "torch_compile", "tf_xla")
 SMALL_PEERS = ("torch_eager", "torch_compile", "tf_eager", "tf_function", "tf_xla")
 
@@ -64,11 +79,13 @@ def large_targets(rows: list[runner.Result], label: str) -> list[Target]:
   jit = next((r for r in rows if r.engine == "jit" and r.ok), None)
   peer = _fastest_peer(rows, LARGE_PEERS)
   return [
-      Target(f"jit % of copy bandwidth, {label}", jit and jit.pct_of_bandwidth, 85, "%", True,
+      Target(f"jit % of copy bandwidth, {label}", jit and jit.pct_of_bandwidth,
+             GOAL_PCT_OF_BANDWIDTH, "%", True,
              f"{jit.gbps:.1f} GB/s of {jit.bandwidth_gbps:.1f} GB/s, {jit.bytes / 1e6:.0f} MB "
              f"in {jit.median_s * 1e3:.2f} ms" if jit else "jit row failed"),
       Target(f"fastest peer / jit, {label}", ratio(peer and peer.median_s, jit and jit.median_s),
-             1.0, "x", True, f"fastest peer {peer.engine} {peer.median_s * 1e3:.2f} ms vs jit "
+             GOAL_PEER_OVER_JIT, "x", True,
+             f"fastest peer {peer.engine} {peer.median_s * 1e3:.2f} ms vs jit "
              f"{jit.median_s * 1e3:.2f} ms" if peer and jit else "no peer row"),
   ]
 
@@ -78,11 +95,12 @@ def small_targets(rows: list[runner.Result]) -> list[Target]:
   jit, numpy = _best_jit(rows), _median(rows, "numpy")
   peer = _fastest_peer(rows, SMALL_PEERS)
   return [
-      Target("best jit / numpy per call, 3x4", ratio(jit and jit.median_s, numpy), 1.5, "x",
-             False, f"{jit.engine} {jit.median_s * 1e6:.2f} us vs numpy {numpy * 1e6:.2f} us"
+      Target("best jit / numpy per call, 3x4", ratio(jit and jit.median_s, numpy),
+             GOAL_JIT_OVER_NUMPY_SMALL, "x", False,
+             f"{jit.engine} {jit.median_s * 1e6:.2f} us vs numpy {numpy * 1e6:.2f} us"
              if jit and numpy else "row failed"),
       Target("fastest peer / best jit per call, 3x4",
-             ratio(peer and peer.median_s, jit and jit.median_s), 1.0, "x", True,
+             ratio(peer and peer.median_s, jit and jit.median_s), GOAL_PEER_OVER_JIT, "x", True,
              f"fastest peer {peer.engine} {peer.median_s * 1e6:.2f} us vs {jit.engine} "
              f"{jit.median_s * 1e6:.2f} us" if peer and jit else "no peer row"),
   ]
@@ -99,10 +117,11 @@ def adam_targets(steps: int, min_run_time: float) -> list[Target]:
 
   return [
       Target(f"numpy / scan per Adam step ({steps} steps)",
-             ratio(per_step.get("numpy"), per_step.get("scan")), 100, "x", True,
+             ratio(per_step.get("numpy"), per_step.get("scan")), GOAL_NUMPY_OVER_SCAN, "x", True,
              f"numpy {us('numpy')} vs scan {us('scan')} per step"),
       Target(f"numpy / jit_step per Adam step ({steps} steps)",
-             ratio(per_step.get("numpy"), per_step.get("jit_step")), 1.0, "x", True,
+             ratio(per_step.get("numpy"), per_step.get("jit_step")), GOAL_NUMPY_OVER_JIT_STEP, "x",
+             True,
              f"numpy {us('numpy')} vs jit_step {us('jit_step')} per step"),
       *fusion_targets(steps),
   ]
@@ -114,7 +133,7 @@ def fusion_targets(steps: int) -> list[Target]:
   problem = problems.abs_loss_problem()
   counts = {loop: optimize.fusions_per_step(loop, problem, "adam", 0.01, steps)
             for loop in ("scan", "scan_fused")}
-  return [Target("fusions per Adam step (scan)", counts["scan"], 3, "", False,
+  return [Target("fusions per Adam step (scan)", counts["scan"], GOAL_FUSIONS_PER_STEP, "", False,
                  f"{optimize.SCAN_UNROLL} steps per loop trip, count widened; "
                  f"scan_fused: {counts['scan_fused']:.3g}")]
 
@@ -138,18 +157,19 @@ def model_targets(rows_by_case: dict[str, list[runner.Result]]) -> list[Target]:
     if label.startswith("peak "):
       jit = next((r for r in rows if r.engine == "jit" and r.ok), None)
       out.append(Target(f"jit % of matmul peak, {label.removeprefix('peak ')}",
-                        jit and jit.pct_of_peak_flops, 50, "%",
+                        jit and jit.pct_of_peak_flops, GOAL_PCT_OF_PEAK_FLOPS, "%",
                         True, f"{jit.gflops:.0f} GFLOP/s of {jit.peak_gflops:.0f} GFLOP/s "
                         f"({jit.median_s * 1e3:.1f} ms)" if jit else "jit row failed"))
       continue
     jit, eager = _median(rows, "jit"), _median(rows, "eager")
     peer = _fastest_peer(rows, MODEL_PEERS)
     out += [
-        Target(f"eager / jit, {label}", ratio(eager, jit), 3.0, "x", True,
+        Target(f"eager / jit, {label}", ratio(eager, jit), GOAL_EAGER_OVER_JIT_MODEL, "x", True,
                f"eager {eager * 1e3:.2f} ms vs jit {jit * 1e3:.2f} ms" if eager and jit
                else "row failed"),
-        Target(f"fastest peer / jit, {label}", ratio(peer and peer.median_s, jit), 1.0, "x",
-               True, f"fastest peer {peer.engine} {peer.median_s * 1e3:.2f} ms vs jit "
+        Target(f"fastest peer / jit, {label}", ratio(peer and peer.median_s, jit),
+               GOAL_PEER_OVER_JIT, "x", True,
+               f"fastest peer {peer.engine} {peer.median_s * 1e3:.2f} ms vs jit "
                f"{jit * 1e3:.2f} ms" if peer and jit else "no peer row"),
     ]
   return out
@@ -171,11 +191,13 @@ def cache_target(repeats: int = 5) -> list[Target]:
       first_call_in_fresh_process(cache_dir, tier="executable")
       loaded.append(first_call_in_fresh_process(cache_dir, tier="executable")["first_call_s"])
   cold_s, warm_s, loaded_s = (float(np.median(t)) for t in (cold, warm, loaded))
-  return [Target("warm-cache / cold first call, 3x4 (fresh process)", 100 * warm_s / cold_s, 35,
-                 "%", False, f"median of {repeats}: warm {warm_s * 1e3:.1f} ms vs cold "
+  return [Target("warm-cache / cold first call, 3x4 (fresh process)", 100 * warm_s / cold_s,
+                 GOAL_PCT_WARM_CACHE, "%", False,
+                 f"median of {repeats}: warm {warm_s * 1e3:.1f} ms vs cold "
                  f"{cold_s * 1e3:.1f} ms"),
           Target("warm executable cache / cold first call, 3x4 (fresh process)",
-                 100 * loaded_s / cold_s, 15, "%", False, f"median of {repeats}: loaded "
+                 100 * loaded_s / cold_s, GOAL_PCT_WARM_EXECUTABLE, "%", False,
+                 f"median of {repeats}: loaded "
                  f"{loaded_s * 1e3:.1f} ms vs cold {cold_s * 1e3:.1f} ms")]
 
 
@@ -210,7 +232,8 @@ def ratio_agreement_target(first: list[runner.Result], second: list[runner.Resul
     if b is not None and slow_enough(a):
       spreads.append((abs(a.ratio - b.ratio) / min(a.ratio, b.ratio), a, b))
   worst = max(spreads, key=lambda s: s[0], default=None)
-  return [Target("ratio agreement, back to back", worst and 100 * worst[0], 10, "%", False,
+  return [Target("ratio agreement, back to back", worst and 100 * worst[0],
+                 GOAL_PCT_RATIO_AGREEMENT, "%", False,
                  f"over {len(spreads)} speedups of {baseline}; worst: {worst[1].workload} "
                  f"{format_shape(worst[1].shape)} {worst[1].engine} {worst[1].ratio:.3g}x vs "
                  f"{worst[2].ratio:.3g}x" if worst else "no speedups")]
@@ -235,7 +258,8 @@ def harness_truth_target(min_run_time: float, repeats: int = 5) -> list[Target]:
                   .blocked_autorange(min_run_time=min_run_time).median)
   mine, torch_s = float(np.median(ours)), float(np.median(theirs))
   return [Target("harness truth: Timer vs torch.utils.benchmark", 100 * abs(mine - torch_s) /
-                 torch_s, 10, "%", False, f"median of {repeats} alternated: Timer "
+                 torch_s, GOAL_PCT_HARNESS_TRUTH, "%", False,
+                 f"median of {repeats} alternated: Timer "
                  f"{mine * 1e6:.2f} us vs torch.utils.benchmark {torch_s * 1e6:.2f} us")]
 
 
@@ -244,7 +268,7 @@ def timer_overhead_target(rows: list[runner.Result]) -> list[Target]:
   harness = autorange(Timer(lambda: None, sync=lambda out: out), 0.2)
   jit = _best_jit(rows)
   overhead_pct = 100 * harness.median_s / jit.median_s if jit else None
-  return [Target("timer overhead / 3x4 jit call", overhead_pct, 1.0, "%", False,
+  return [Target("timer overhead / 3x4 jit call", overhead_pct, GOAL_PCT_TIMER_OVERHEAD, "%", False,
                  f"harness {harness.median_s * 1e9:.0f} ns per call vs {jit.engine} "
                  f"{jit.median_s * 1e6:.2f} us" if jit else "no jit row")]
 

@@ -112,7 +112,8 @@ class Workload:
       return jax.value_and_grad(self.fn, argnums=self.argnums)
     if self.kind == "value":
       return self.fn
-    raise ValueError(f"Workload {self.name!r} is a training step: use `train_step`.")
+    raise ValueError(f"Workload {self.name!r} is a training step: its engines run `fn` itself, "
+                     "`steps` times per call.")
 
   def jax_value_and_grads(self) -> Callable[..., Any]:
     """The JAX function one call evaluates (an alias of `jax_program`)."""
