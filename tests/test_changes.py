@@ -62,10 +62,12 @@ def test_save_then_compare_to_gives_changes_in_text_and_json(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"precision": 1.5}, "--precision=1.5"), ({"precision": float("nan")}, "--precision=nan"),
-    ({"precision": 0.1, "max_run_time": 0.001}, "--max_run_time=0.001"),
-    ({"estimator": "mean"}, "--estimator='mean'"), ({"isolation": "process"}, "--isolation"),
-    ({"noise_threshold": -1.0}, "--noise_threshold=-1.0"),
+    ({"precision": 1.5}, "^Invalid precision=1.5"), ({"precision": float("nan")}, "precision=nan"),
+    ({"precision": 0.1, "max_run_time": 0.001}, "max_run_time=0.001: it must be at least "
+                                                "min_run_time=0.01"),
+    ({"estimator": "mean"}, "^Invalid estimator='mean'"),
+    ({"isolation": "process"}, "^Invalid isolation='process'"),
+    ({"noise_threshold": -1.0}, "^Invalid noise_threshold=-1.0"),
     ({"compare_to": "/nonexistent/b.json"}, "Cannot read baseline")])
 def test_bad_arguments_are_one_line_before_anything_is_timed(kwargs, match):
   with pytest.raises(UsageError, match=match) as e:

@@ -71,8 +71,8 @@ class Baseline:
 
 
 def _bad(path: str, why: str) -> UsageError:
-  return UsageError(f"Invalid --compare_to={path!r}: {why}; expected a file written by "
-                    "--save_baseline.")
+  return UsageError(f"Invalid baseline {path!r} (--compare_to): {why}; expected a file "
+                    "written by --save_baseline or Comparison.save.")
 
 
 def _row_key(path: str, i: int, row: Any) -> tuple[Key, list[float]]:
@@ -126,8 +126,8 @@ def check_machine(baseline: Baseline, machine: Mapping[str, Any], allow_other: b
   differs = [f"{k} {old[k]!r} -> {new[k]!r}" for k in new if old.get(k) != new[k]]
   if differs and not allow_other:
     raise UsageError(f"Baseline {baseline.path!r} was measured elsewhere ({'; '.join(differs)}): "
-                     "its times do not compare with this run's. Pass --allow_other_machine to "
-                     "compare anyway.")
+                     "its times do not compare with this run's. Pass --allow_other_machine "
+                     "(allow_other_machine=True) to compare anyway.")
 
 
 def _estimate(values: np.ndarray, estimator: str) -> np.ndarray:
@@ -186,11 +186,11 @@ def changes(results: Sequence[Result], baseline: Baseline, threshold: float = NO
   return out
 
 
-def check_threshold(threshold: float) -> None:
+def check_threshold(threshold: float, prefix: str = "--") -> None:
   """Raises UsageError unless 0 <= threshold < 1."""
   if not 0 <= threshold < 1:
-    raise UsageError(f"Invalid --noise_threshold={threshold!r}: a relative change in [0, 1) "
-                     "(e.g. 0.05 for 5%).")
+    raise UsageError(f"Invalid {prefix}noise_threshold={threshold!r}: a relative change in "
+                     "[0, 1) (e.g. 0.05 for 5%).")
 
 
 def check_fail_on_regression(fail_on_regression: bool, compare_to: str | None) -> None:

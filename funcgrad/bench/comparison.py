@@ -12,6 +12,7 @@
 
 import contextlib
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,12 +20,13 @@ import jax
 import numpy as np
 
 from funcgrad import compile_cache
-from funcgrad.bench import baselines, interference, intervals, report, runner, speedups, timing
+from funcgrad.bench import baselines, checks, interference, intervals, report, runner, speedups
 from funcgrad.bench import engines as engines_lib
-from funcgrad.bench.machine import machine_info
-from funcgrad.bench.workloads import Workload, user_workload
+from funcgrad.bench import timing as timing_lib
+from funcgrad.bench.case import Case, Timing, placement
+from funcgrad.bench.machine import machine_document
+from funcgrad.bench.workloads import user
 from funcgrad.errors import UsageError
-from funcgrad.shapes import format_shape
 
 
 @dataclasses.dataclass
@@ -42,7 +44,7 @@ class Comparison:
   speedups: list[speedups.Speedup]
   baseline: str
   machine: dict[str, Any]
-  changes: list[baselines.Change] | None = None  # against compare_to, when given
+  changes: list[baselines.Change] | None = None  # against compared_to, when given
   compared_to: str | None = None
   noise_threshold: float = baselines.NOISE_THRESHOLD
 
@@ -82,85 +84,48 @@ def _describe(fn: Callable[..., Any]) -> str:
   return f"{getattr(fn, '__module__', None) or '?'}:{getattr(fn, '__qualname__', repr(fn))}"
 
 
-def check_function(fn: Callable[..., Any], args: Sequence[Any], argnums: tuple[int, ...],
-                   value_and_grad: bool, name: str) -> None:
-  """Refuses, with one line naming the function, what cannot be compared.
+def compare_case(case: Case, baseline: str | None = None,
+                 compilation_cache_dir: str | None = None, compare_to: str | None = None,
+                 allow_other_machine: bool = False,
+                 noise_threshold: float = baselines.NOISE_THRESHOLD) -> Comparison:
+  """Runs one case through `runner.run_sweep` (its checks included) and derives its speedups
+  (and, with `compare_to`, its changes against that saved baseline).
 
   Raises:
-    UsageError: `fn` is not callable, fails to trace, has integer inputs at `argnums`, or returns
-      a non-scalar when gradients are asked for.
+    UsageError: a baseline that is not among the case's engines, bad timing settings, a
+      `compare_to` that cannot be read or comes from another machine, or a case the runner's
+      checks refuse.
   """
-  if not callable(fn):
-    raise UsageError(f"{name} is not callable (it is a {type(fn).__name__}).")
-  for i in argnums:
-    if not -len(args) <= i < len(args):
-      raise UsageError(f"argnums {i} is out of range for {name}, which is given {len(args)} "
-                       "arguments.")
-    for leaf in jax.tree.leaves(args[i]):
-      if not np.issubdtype(np.asarray(leaf).dtype, np.inexact) and \
-          np.asarray(leaf).dtype.name != "bfloat16":
-        raise UsageError(f"Argument {i} of {name} has dtype {np.asarray(leaf).dtype}: gradients "
-                         "need floating-point inputs at argnums.")
-  try:
-    out = jax.eval_shape(fn, *args)
-  except Exception as e:  # noqa: BLE001 - whatever tracing raised, the user's function failed
-    raise UsageError(f"{name} fails to trace on inputs of shapes "
-                     f"{[format_shape(np.shape(a)) for a in args]}: "
-                     f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
-  if value_and_grad and not (hasattr(out, "shape") and out.shape == ()):
-    raise UsageError(f"{name} returns {jax.tree.map(lambda a: a.shape, out)}, not a scalar: "
-                     "gradients need a scalar output (or pass value_and_grad=False).")
-
-
-def compare_workload(workload: Workload, shape: tuple[int, ...], engines: Sequence[str],
-                     backend: str | None, min_run_time: float, seed: int, dtype: Any,
-                     baseline: str | None, interleave: bool = True,
-                     compilation_cache_dir: str | None = None,
-                     rules: runner.RoundRules | None = None,
-                     compare_to: str | None = None, allow_other_machine: bool = False,
-                     noise_threshold: float = baselines.NOISE_THRESHOLD) -> Comparison:
-  """Runs one case of `workload` through the runner and derives its speedups."""
-  chosen = [engines_lib.get_engine(e) for e in dict.fromkeys(engines)]
-  names = [e.name for e in chosen]
+  names = [e.name for e in case.engines]
   baseline = baseline or speedups.default_baseline(names)
-  speedups.check_baseline(baseline, names)
-  rules = rules or runner.RoundRules()
-  check_rules(rules, min_run_time)
-  baselines.check_threshold(noise_threshold)
+  speedups.check_baseline(baseline, names, ("baseline", "engines"))
+  case.timing.check("")
+  baselines.check_threshold(noise_threshold, "")
   old = baselines.load(compare_to) if compare_to else None  # a bad file: before any timing
   if old is not None:
-    baselines.check_machine(old, machine_info(), allow_other_machine)
-  rules = dataclasses.replace(rules, baseline=baseline)
-  (backend,) = runner.resolve_backends([backend] if backend else [jax.default_backend()], False)
+    baselines.check_machine(old, machine_document(), allow_other_machine)
+  case = dataclasses.replace(case, timing=dataclasses.replace(case.timing, baseline=baseline))
   # A user's function has no byte count to compare with the copy bandwidth: no roofline then.
-  rooflines = runner.measure_rooflines([backend]) if workload.bytes_moved else {}
-  cache_dir, caching = None, contextlib.nullcontext()
+  rooflines = runner.measure_rooflines([case.backend]) if case.workload.bytes_moved else {}
+  caching = contextlib.nullcontext()
   if compilation_cache_dir:  # for this comparison only: the caller's JAX settings come back
     caching = compile_cache.persistent_cache(compilation_cache_dir)
-    cache_dir = compile_cache.executable_dir(compilation_cache_dir)
   with caching:
-    results = runner.run_case(backend, workload, shape, chosen, np.dtype(dtype), min_run_time,
-                              seed, rooflines.get(backend), interleave=interleave,
-                              cache_dir=cache_dir, rules=rules)
-  machine = {**machine_info(), "rooflines": {b: r.to_dict() for b, r in rooflines.items()},
-             "isolation": rules.isolation,
-             "interference": interference.run_totals(results, rules.isolation)}
-  found = speedups.speedups(results, baseline, seed, rules.estimator, rules.precision)
+    results = runner.run_sweep([case], rooflines=rooflines)
+  timing = case.timing
+  machine = machine_document(rooflines, compilation_cache_dir=compilation_cache_dir,
+                             isolation=timing.isolation,
+                             interference=interference.run_totals(results, timing.isolation))
+  found = speedups.speedups(results, baseline, timing.seed, timing.estimator, timing.precision)
   changes = None
   if old is not None:
-    changes = baselines.changes(results, old, noise_threshold, rules.estimator, seed)
+    changes = baselines.changes(results, old, noise_threshold, timing.estimator, timing.seed)
   return Comparison(results, found, baseline, machine, changes, compare_to, noise_threshold)
 
 
-def check_rules(rules: runner.RoundRules, min_run_time: float) -> None:
-  """Refuses a bad precision target, time cap, estimator or isolation mode (one line each).
-
-  Raises:
-    UsageError: naming the parameter and what is allowed.
-  """
-  speedups.check_precision(rules.precision, min_run_time, rules.max_run_time)
-  speedups.check_estimator(rules.estimator)
-  timing.check_isolation(rules.isolation)
+def _check_min_run_time(min_run_time: float) -> None:
+  if not (math.isfinite(min_run_time) and 0 < min_run_time <= 3600):
+    raise UsageError(f"Invalid min_run_time={min_run_time!r}: expected seconds in (0, 3600].")
 
 
 def compare(fn: Callable[..., Any], *example_args: Any, argnums: int | Sequence[int] = 0,
@@ -169,7 +134,7 @@ def compare(fn: Callable[..., Any], *example_args: Any, argnums: int | Sequence[
             baseline: str | None = None, interleave: bool = True,
             compilation_cache_dir: str | None = None, precision: float | None = None,
             max_run_time: float | None = None, estimator: str = intervals.DEFAULT_ESTIMATOR,
-            isolation: str = timing.DEFAULT_ISOLATION, compare_to: str | None = None,
+            isolation: str = timing_lib.DEFAULT_ISOLATION, compare_to: str | None = None,
             allow_other_machine: bool = False,
             noise_threshold: float = baselines.NOISE_THRESHOLD) -> Comparison:
   """Times `fn` eagerly and under `jax.jit` (value and gradients by default), checked first.
@@ -180,7 +145,7 @@ def compare(fn: Callable[..., Any], *example_args: Any, argnums: int | Sequence[
     argnums: which arguments to differentiate.
     engines: any of `eager`, `jit`, `jit_packed`.
     backend: 'cpu' or 'gpu' (default: JAX's default backend).
-    min_run_time: seconds of timed blocks per engine.
+    min_run_time: seconds of timed blocks per engine, in (0, 3600].
     seed: seeds the order of the interleaved rounds and the bootstrap.
     value_and_grad: False times `fn` itself.
     baseline: the engine the others are compared with (default `jit`).
@@ -191,10 +156,12 @@ def compare(fn: Callable[..., Any], *example_args: Any, argnums: int | Sequence[
     precision: go on past `min_run_time` until every speedup's 95% interval has at most this
       relative half-width (e.g. 0.05), or until `max_run_time` seconds of rounds.
     max_run_time: the time cap with a precision target (default: 30 x min_run_time).
-    estimator: `median` (of per-round ratios, the default: measured to agree better back to
+    estimator: `median` (of per-round ratios; the default, measured to agree better back to
       back) or `min` (ratio of the fastest blocks).
-    isolation: `cooldown` (each block waits until the other engines' threads sleep) or `none`.
-    compare_to: a baseline written by `Comparison.save`: adds `changes` (new/old per row).
+    isolation: `cooldown` (each block waits until the other engines' threads sleep; the
+      default) or `none`.
+    compare_to: a baseline written by `Comparison.save`: adds `changes` (new/old time per row,
+      with a 95% interval and a verdict).
     allow_other_machine: compare with a baseline from another machine, JAX or allocator.
     noise_threshold: a change smaller than this is `no change`.
 
@@ -202,26 +169,31 @@ def compare(fn: Callable[..., Any], *example_args: Any, argnums: int | Sequence[
     A `Comparison`: rows, speedups, `table()`, `to_json(path)` and `save(path)`.
 
   Raises:
-    UsageError: for a function that cannot be compared (see `check_function`), an unknown engine
-      or an engine that cannot run an arbitrary function.
+    UsageError: for a function that cannot be compared (see `workloads.user.check_function`), an
+      unknown engine, an engine that cannot run an arbitrary function, a bad `min_run_time` or
+      `baseline`, or arguments that would not fit in memory.
   """
   argnums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
   name = _describe(fn)
-  for engine in engines:
+  chosen = []
+  for engine in dict.fromkeys(engines):
+    chosen.append(engines_lib.get_engine(engine))  # an unknown name: the list of valid ones
     if engine not in engines_lib.JAX_ENGINES:
-      engines_lib.get_engine(engine)  # an unknown name: the list of valid ones
       raise UsageError(f"Engine {engine!r} cannot run an arbitrary function; compare offers "
                        f"{', '.join(engines_lib.JAX_ENGINES)}.")
-  check_function(fn, example_args, argnums, value_and_grad, name)
-  host_args = tuple(jax.tree.map(np.asarray, a) for a in example_args)
-  workload = user_workload(fn, name, argnums, value_and_grad,
-                           make_inputs=lambda shape, dtype, seed: host_args)
-  dtype = next((np.asarray(leaf).dtype for leaf in jax.tree.leaves(host_args)
-                if np.issubdtype(np.asarray(leaf).dtype, np.inexact)), np.dtype(np.float32))
-  shape = np.shape(jax.tree.leaves(host_args)[0]) if jax.tree.leaves(host_args) else ()
+  _check_min_run_time(min_run_time)
+  user.check_function(fn, example_args, argnums, value_and_grad, name)
+  workload = user.example_workload(fn, name, example_args, argnums, value_and_grad)
+  leaves = jax.tree.leaves(example_args)
+  shape = tuple(np.shape(leaves[0])) if leaves else ()
+  (backend,) = checks.resolve_backends([backend] if backend else [jax.default_backend()], False)
+  cache_dir = compile_cache.executable_dir(compilation_cache_dir) if compilation_cache_dir \
+      else None
   if precision is not None and max_run_time is None:
     max_run_time = DEFAULT_MAX_RUN_TIME_FACTOR * min_run_time
-  rules = runner.RoundRules(precision, max_run_time, estimator, None, isolation)
-  return compare_workload(workload, tuple(shape), engines, backend, min_run_time, seed, dtype,
-                          baseline, interleave, compilation_cache_dir, rules, compare_to,
-                          allow_other_machine, noise_threshold)
+  timing = Timing(min_run_time, seed, interleave, precision, max_run_time, estimator, isolation)
+  timing.check("")
+  case = Case(backend, workload, shape, tuple(chosen), user.first_float_dtype(example_args),
+              timing, placement(backend, cache_dir=cache_dir))
+  return compare_case(case, baseline, compilation_cache_dir, compare_to, allow_other_machine,
+                      noise_threshold)

@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from funcgrad.errors import UsageError
+
 BOOTSTRAP_RESAMPLES = 2000
 CONFIDENCE = 0.95
 ESTIMATORS = ("median", "min")
@@ -93,3 +95,25 @@ def precision_rule(baseline: str, precision: float, estimator: str = DEFAULT_EST
         return False
     return True
   return reached
+
+
+def check_precision(precision: float | None, min_run_time: float,
+                    max_run_time: float | None, prefix: str = "--") -> None:
+  """Refuses a precision target outside (0, 1) or a time cap below the floor (`prefix`: "--"
+  names the CLI's flags, "" the Python API's parameters).
+
+  Raises:
+    UsageError: naming the flag, its value and what is allowed.
+  """
+  if precision is not None and not 0 < precision < 1:  # NaN fails both comparisons
+    raise UsageError(f"Invalid {prefix}precision={precision!r}: a relative half-width strictly "
+                     "between 0 and 1 (e.g. 0.05 for +-5%).")
+  if max_run_time is not None and not max_run_time >= min_run_time:
+    raise UsageError(f"Invalid {prefix}max_run_time={max_run_time!r}: it must be at least "
+                     f"{prefix}min_run_time={min_run_time!r} (seconds per case).")
+
+
+def check_estimator(estimator: str, prefix: str = "--") -> None:
+  """Raises UsageError for an estimator not in ESTIMATORS."""
+  if estimator not in ESTIMATORS:
+    raise UsageError(f"Invalid {prefix}estimator={estimator!r}: valid: {', '.join(ESTIMATORS)}.")

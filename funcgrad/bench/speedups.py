@@ -17,6 +17,8 @@ from funcgrad.bench.intervals import (  # noqa: F401 - re-exported: speedups' ow
   DEFAULT_ESTIMATOR,
   ESTIMATORS,
   bootstrap_median_interval,
+  check_estimator,
+  check_precision,
   per_round_ratios,
   precision_rule,
   ratio_interval,
@@ -61,27 +63,6 @@ class Speedup:
     return dataclasses.asdict(self)
 
 
-def check_precision(precision: float | None, min_run_time: float,
-                    max_run_time: float | None) -> None:
-  """Refuses a precision target outside (0, 1) or a time cap below the floor.
-
-  Raises:
-    UsageError: naming the flag, its value and what is allowed.
-  """
-  if precision is not None and not 0 < precision < 1:  # NaN fails both comparisons
-    raise UsageError(f"Invalid --precision={precision!r}: a relative half-width strictly "
-                     "between 0 and 1 (e.g. 0.05 for +-5%).")
-  if max_run_time is not None and not max_run_time >= min_run_time:
-    raise UsageError(f"Invalid --max_run_time={max_run_time!r}: it must be at least "
-                     f"--min_run_time={min_run_time!r} (seconds per case).")
-
-
-def check_estimator(estimator: str) -> None:
-  """Raises UsageError for an estimator not in ESTIMATORS."""
-  if estimator not in ESTIMATORS:
-    raise UsageError(f"Invalid --estimator={estimator!r}: valid: {', '.join(ESTIMATORS)}.")
-
-
 def break_even_calls(engine: Result, baseline: Result) -> int | None:
   """Calls after which the baseline, counting its first call, has spent less time than `engine`.
 
@@ -99,10 +80,20 @@ def break_even_calls(engine: Result, baseline: Result) -> int | None:
   return max(1, math.ceil(extra / saving)) if extra > 0 else 1
 
 
-def check_baseline(baseline: str, engines: Sequence[str]) -> None:
-  """Raises UsageError unless `baseline` is one of `engines`."""
+def check_baseline(baseline: str, engines: Sequence[str], names: tuple[str, str] = (
+    "--baseline", "--engines")) -> None:
+  """Refuses a `baseline` that is not one of `engines`.
+
+  Args:
+    baseline: the engine the others are compared with.
+    engines: the engines of the comparison.
+    names: what the caller calls them (the CLI's flags, or the Python API's parameters).
+
+  Raises:
+    UsageError: naming the baseline and the engines.
+  """
   if baseline not in engines:
-    raise UsageError(f"Invalid --baseline={baseline!r}: it is not in --engines "
+    raise UsageError(f"Invalid {names[0]}={baseline!r}: it is not in {names[1]} "
                      f"({', '.join(engines)}). Pick one of those.")
 
 
