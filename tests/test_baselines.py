@@ -114,7 +114,7 @@ def test_truncated_foreign_and_hostile_files_are_one_line(tmp_path, contents, ma
 
 
 def test_missing_special_and_oversized_files_are_one_line(tmp_path, monkeypatch):
-  with pytest.raises(UsageError, match="Cannot read baseline .*No such file"):
+  with pytest.raises(UsageError, match=r"Cannot read baseline \(--compare_to\) .*No such file"):
     baselines.load(str(tmp_path / "missing.json"))
   with pytest.raises(UsageError, match="a directory"):
     baselines.load(str(tmp_path))

@@ -99,7 +99,7 @@ def load(path: str) -> Baseline:
   Raises:
     UsageError: one line for a missing, special, oversized, truncated, foreign or malformed file.
   """
-  data = files.read_regular(path, MAX_BYTES, "Baseline")
+  data = files.read_regular(path, MAX_BYTES, "Baseline (--compare_to)")
   try:
     doc = json.loads(data.decode("utf-8"))
   except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
   from funcgrad.bench.workloads.model import Workload
 
 
+DEFAULT_MAX_RUN_TIME_FACTOR = 30  # with a precision target and no cap: 30 x min_run_time
+
+
 @dataclasses.dataclass(frozen=True)
 class Timing:
   """How a case is timed.

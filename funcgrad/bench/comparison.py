@@ -21,6 +21,7 @@ import numpy as np
 
 from funcgrad import compile_cache
 from funcgrad.bench import baselines, checks, interference, intervals, report, runner, speedups
+from funcgrad.bench import case as case_lib
 from funcgrad.bench import engines as engines_lib
 from funcgrad.bench import timing as timing_lib
 from funcgrad.bench.case import Case, Timing, placement
@@ -75,9 +76,6 @@ class Comparison:
   def save(self, path: str) -> None:
     """Writes a baseline (rows with raw block times, the machine) for a later `compare_to`."""
     baselines.save(path, self.machine, self.results)
-
-
-DEFAULT_MAX_RUN_TIME_FACTOR = 30  # with a precision target and no cap: 30 x min_run_time
 
 
 def _describe(fn: Callable[..., Any]) -> str:
@@ -190,7 +188,7 @@ def compare(fn: Callable[..., Any], *example_args: Any, argnums: int | Sequence[
   cache_dir = compile_cache.executable_dir(compilation_cache_dir) if compilation_cache_dir \
       else None
   if precision is not None and max_run_time is None:
-    max_run_time = DEFAULT_MAX_RUN_TIME_FACTOR * min_run_time
+    max_run_time = case_lib.DEFAULT_MAX_RUN_TIME_FACTOR * min_run_time
   timing = Timing(min_run_time, seed, interleave, precision, max_run_time, estimator, isolation)
   timing.check("")
   case = Case(backend, workload, shape, tuple(chosen), user.first_float_dtype(example_args),

@@ -3,12 +3,15 @@
   python -m experiments.compare [--workloads=muladd_sum,abs_loss] [--engines=...]
       [--backends=cpu,gpu] [--sizes=3x4,1000x1000] [--dtype=float32] [--min_run_time=0.2]
       [--baseline=jit] [--interleave=true] [--output_json=PATH] [--output_csv=PATH]
-      [--output_jsonl=PATH] [--plot=PATH.png]
+      [--output_jsonl=PATH] [--plot=PATH.png] [--precision=P] [--max_run_time=S]
+      [--estimator=median|min] [--isolation=cooldown|none] [--save_baseline=PATH]
+      [--compare_to=PATH] [--noise_threshold=0.05] [--fail_on_regression] [--allow_other_machine]
   python -m experiments.compare --function=MODULE:NAME --shapes=SHAPE[;SHAPE...] [--argnums=0,1]
 
 Every engine's output is checked against a float64 reference before it is timed; engines are
 timed in interleaved rounds and compared with --baseline round by round. The run exits 1 at the
-end (after writing every output) if any row was wrong or failed.
+end (after writing every output) if any row was wrong or failed, or, with --fail_on_regression,
+if any row is slower than the --compare_to baseline.
 """
 
 import sys
@@ -16,7 +19,7 @@ import sys
 from absl import flags
 
 from funcgrad import compile_cache, sharding
-from funcgrad.bench import case, plan, report, runner, speedups
+from funcgrad.bench import baselines, case, interference, plan, report, runner, speedups
 from funcgrad.bench import engines as engines_lib
 from funcgrad.bench import workloads as registry
 from funcgrad.bench.machine import machine_document
@@ -56,6 +59,8 @@ _OUTPUT_CSV = flags.DEFINE_string("output_csv", None, "Write one CSV row per res
 _OUTPUT_JSONL = flags.DEFINE_string("output_jsonl", None, "Append each row here as it finishes.")
 _PLOT = flags.DEFINE_string("plot", None, "Write a log-log plot here (PNG; needs matplotlib).")
 _ALLOCATOR = _flags.define_allocator()
+_PRECISION = _flags.define_precision_flags()
+_BASELINES = _flags.define_baseline_flags()
 _PROGRESS = _progress.define_progress_flag()
 _FIT_STEPS = flags.DEFINE_integer(
     "fit_steps", fits.FIT_STEPS, "Adam steps per call of the fit_* workloads (learning rate "
@@ -80,7 +85,8 @@ def _request() -> plan.Request:
       workloads=_WORKLOADS.value, engines=_ENGINES.value, backends=_BACKENDS.value,
       skip_unavailable=_SKIP_UNAVAILABLE.value,
       sizes=_SIZES.value if flags.FLAGS["sizes"].present else None, dtype=_DTYPE.value,
-      timing=case.Timing(_MIN_RUN_TIME.value, _SEED.value, _INTERLEAVE.value),
+      timing=_PRECISION.timing(_MIN_RUN_TIME.value, _SEED.value, _INTERLEAVE.value,
+                               _BASELINE.value),
       baseline=_BASELINE.value, fit_steps=_FIT_STEPS.value, devices=_DEVICES.value,
       mesh=_MESH.value, compilation_cache_dir=_COMPILATION_CACHE_DIR.value,
       function=_FUNCTION.value, shapes=_SHAPES.value, argnums=_ARGNUMS.value,
@@ -96,6 +102,8 @@ def main(argv: list[str]) -> int:
   if _SIMULATE_CPU_DEVICES.value:
     sharding.set_cpu_device_count(_SIMULATE_CPU_DEVICES.value)  # before JAX starts its backends
   planned = plan.plan(_request())  # every bad flag fails here, before any measurement
+  old = _BASELINES.load(machine_document())  # a bad --compare_to too
+  timing = planned.cases[0].timing if planned.cases else None
   if _COMPILATION_CACHE_DIR.value:
     compile_cache.enable_persistent_cache(_COMPILATION_CACHE_DIR.value)
   jsonl = report.JsonlWriter(_OUTPUT_JSONL.value) if _OUTPUT_JSONL.value else None
@@ -117,10 +125,21 @@ def main(argv: list[str]) -> int:
     bar.close()
     if jsonl:
       jsonl.close()
-  found = speedups.speedups(done, planned.baseline, _SEED.value) if planned.baseline else []
+  estimator = timing.estimator if timing else _PRECISION.estimator.value
+  precision = timing.precision if timing else None
+  found = speedups.speedups(done, planned.baseline, _SEED.value, estimator, precision) \
+      if planned.baseline else []
+  isolation = timing.isolation if timing else _PRECISION.isolation.value
+  machine = machine_document(rooflines, compilation_cache_dir=_COMPILATION_CACHE_DIR.value,
+                             isolation=isolation,
+                             interference=interference.run_totals(done, isolation))
+  changes = baselines.changes(done, old, _BASELINES.noise_threshold.value, estimator,
+                              _SEED.value) if old is not None else None
+  if _BASELINES.save.value:
+    baselines.save(_BASELINES.save.value, machine, done)
   if _OUTPUT_JSON.value:
-    machine = machine_document(rooflines, compilation_cache_dir=_COMPILATION_CACHE_DIR.value)
-    report.write_json(_OUTPUT_JSON.value, machine, done, found)
+    extra = {"changes": [c.to_dict() for c in changes]} if changes is not None else {}
+    report.write_json(_OUTPUT_JSON.value, machine, done, found, **extra)
   if _OUTPUT_CSV.value:
     report.write_csv(_OUTPUT_CSV.value, done)
   if _PLOT.value:
@@ -129,7 +148,15 @@ def main(argv: list[str]) -> int:
   if found:
     print()
     print(report.render_speedups(found))
-  return 0 if all(r.status in (runner.OK, runner.NOT_IMPLEMENTED) for r in done) else 1
+  if changes is not None:
+    print()
+    print(baselines.render(changes, _BASELINES.compare_to.value, _BASELINES.noise_threshold.value))
+  if not all(r.status in (runner.OK, runner.NOT_IMPLEMENTED) for r in done):
+    return 1
+  if _BASELINES.fail_on_regression.value and baselines.regressed(changes or []):
+    print("--fail_on_regression: a row is slower than the baseline.", file=sys.stderr)
+    return 1
+  return 0
 
 
 if __name__ == "__main__":
