@@ -12,6 +12,8 @@ from funcgrad.shapes import Shape
 
 MIN_ELEMENTS = 12  # the tutorial's 3x4
 GRID_FACTOR = 4  # each size has four times the elements of the one before
+DEFAULT_PRECISION = 0.05  # experiments.crossover's --precision: each size's interval +-5% ...
+DEFAULT_MAX_RUN_TIME = 2.0  # ... or 2 s of rounds per size
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

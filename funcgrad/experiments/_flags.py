@@ -63,15 +63,17 @@ class PrecisionFlags:
     return timing
 
 
-def define_precision_flags(precision: float | None = None) -> PrecisionFlags:
+def define_precision_flags(precision: float | None = None,
+                           max_run_time: float | None = None) -> PrecisionFlags:
   """`--precision` (default `precision`), `--max_run_time`, `--estimator` and `--isolation`:
   the stopping rule, the estimator and the isolation of a timing script."""
   return PrecisionFlags(
       flags.DEFINE_float("precision", precision, "Go on past --min_run_time until every "
                          "speedup's 95% interval has at most this relative half-width, in (0, "
                          "1) (e.g. 0.05), or until --max_run_time."),
-      flags.DEFINE_float("max_run_time", None, "With --precision: the most seconds of rounds "
-                         f"per case (default: {DEFAULT_MAX_RUN_TIME_FACTOR} x --min_run_time)."),
+      flags.DEFINE_float("max_run_time", max_run_time, "With --precision: the most seconds of "
+                         "rounds per case (none: "
+                         f"{DEFAULT_MAX_RUN_TIME_FACTOR} x --min_run_time)."),
       flags.DEFINE_string("estimator", intervals.DEFAULT_ESTIMATOR, "median (of per-round "
                           "ratios; the default, measured to agree better back to back on a "
                           "2-core VM) or min (ratio of the fastest blocks)."),

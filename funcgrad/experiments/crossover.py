@@ -2,16 +2,29 @@
 
   python -m experiments.crossover [--workload=muladd_sum] [--engines=numpy,jit] [--baseline=jit]
       [--backend=cpu] [--max_elements=16000000] [--output_json=PATH] [--plot=PATH.png]
+      [--precision=0.05] [--max_run_time=2] [--estimator=median|min] [--isolation=cooldown|none]
 
-Every size is a case of the runner (checked, then timed in interleaved rounds); the crossover
-against an engine is the smallest size at which the baseline's 95% speedup interval lies wholly
-above 1 (null when it never does in range).
+Every size is a case of the runner (checked, then timed in interleaved rounds until its interval
+is within --precision, or --max_run_time seconds); the crossover against an engine is the
+smallest size at which the baseline's 95% speedup interval lies wholly above 1 (null when it
+never does in range), and the band runs from the last size where the engine is surely faster
+(interval below 1) to that crossover: between them the interval straddles 1.
 """
 
 import numpy as np
 from absl import flags
 
-from funcgrad.bench import case, checks, crossover, engines, report, runner, speedups, workloads
+from funcgrad.bench import (
+    case,
+    checks,
+    crossover,
+    engines,
+    interference,
+    report,
+    runner,
+    speedups,
+    workloads,
+)
 from funcgrad.bench.machine import machine_document
 from funcgrad.errors import UsageError
 from funcgrad.experiments import _cli, _flags, _progress
@@ -30,6 +43,8 @@ _SEED = _flags.define_seed("the inputs, the round order and the bootstrap")
 _OUTPUT_JSON = _flags.define_output_json("{machine, results, speedups, crossovers}")
 _PLOT = flags.DEFINE_string("plot", None, "Write the speedup-vs-size plot here (PNG).")
 _ALLOCATOR = _flags.define_allocator()
+_PRECISION = _flags.define_precision_flags(crossover.DEFAULT_PRECISION,
+                                           crossover.DEFAULT_MAX_RUN_TIME)
 _PROGRESS = _progress.define_progress_flag()
 
 
@@ -47,7 +62,8 @@ def main(argv: list[str]) -> int:
   sweep = case.Sweep(
       workloads=[workload], engines=[engines.get_engine(n) for n in names],
       backends=checks.resolve_backends([_BACKEND.value], skip_unavailable=False),
-      sizes=sizes, dtype=np.dtype(np.float32), timing=case.Timing(_MIN_RUN_TIME.value, _SEED.value))
+      sizes=sizes, dtype=np.dtype(np.float32),
+      timing=_PRECISION.timing(_MIN_RUN_TIME.value, _SEED.value, baseline=baseline))
   cases = sweep.cases()
   checks.check_cases(cases)
   if _PLOT.value:
@@ -65,10 +81,13 @@ def main(argv: list[str]) -> int:
     results = runner.run_sweep(cases, progress, rooflines, progress=bar.runner_progress)
   finally:
     bar.close()
-  found = speedups.speedups(results, baseline, _SEED.value)
+  timing = sweep.timing
+  found = speedups.speedups(results, baseline, _SEED.value, timing.estimator, timing.precision)
   points = crossover.crossovers(found, baseline)
   if _OUTPUT_JSON.value:
-    report.write_json(_OUTPUT_JSON.value, machine_document(rooflines), results, found,
+    machine = machine_document(rooflines, isolation=timing.isolation,
+                               interference=interference.run_totals(results, timing.isolation))
+    report.write_json(_OUTPUT_JSON.value, machine, results, found,
                       crossovers=[p.to_dict() for p in points])
   if _PLOT.value:
     crossover.plot(_PLOT.value, found, points)
