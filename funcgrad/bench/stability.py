@@ -21,6 +21,7 @@ from funcgrad.bench.targets import Target
 from funcgrad.shapes import format_shape
 
 AGREEMENT_FLOOR_S = 10e-6  # speedups of rows faster than this are left out of agreement
+AGREEMENT_GOAL = 10.0  # %, at most: the worst gap between two back-to-back runs' speedups
 COVERAGE_GOAL = 80.0  # % of pairs of runs where each ratio lies in the other's interval
 NO_CHANGE_GOAL = 95.0  # % of rows compared with their own baseline that say `no change`
 ANSWER_PRECISION = 0.05
@@ -61,14 +62,15 @@ def agreement_target(runs: Sequence[Sequence[runner.Result]], baseline: str,
   first, second = (speedups_lib.speedups(r, baseline, 0, estimator, precision) for r in runs[:2])
   slow = _slow_enough([*runs[0], *runs[1]], baseline)
   again = {_key(s): s for s in second}
-  gaps = [(abs(a.ratio / again[_key(a)].ratio - 1), a, again[_key(a)]) for a in first
-          if _key(a) in again and _key(a) in slow]
+  gaps = [(abs(a.ratio - again[_key(a)].ratio) / min(a.ratio, again[_key(a)].ratio), a,
+           again[_key(a)]) for a in first if _key(a) in again and _key(a) in slow]
   worst = max(gaps, key=lambda g: g[0], default=None)
   where = f"at --precision={precision:g}" if precision else "without a precision target"
   detail = (f"{where}, over {len(gaps)} speedups of {baseline}; worst: {worst[1].workload} "
             f"{format_shape(worst[1].shape)} {worst[1].engine} {worst[1].ratio:.3g}x vs "
             f"{worst[2].ratio:.3g}x" if worst else "no speedups")
-  return Target("ratio agreement, back to back", worst and 100 * worst[0], 10, "%", False,
+  return Target("ratio agreement, back to back", worst and 100 * worst[0], AGREEMENT_GOAL, "%",
+                False,
                 f"{detail}; {busiest([*runs[0], *runs[1]])}")
 
 
