@@ -8,6 +8,8 @@ import pytest
 import funcgrad
 from funcgrad.bench import baselines, report
 from funcgrad.errors import UsageError
+from tests.cli import run_in_process
+from tests.helpers import assert_one_line_error
 
 
 def tanh_loss(w, x):
@@ -81,3 +83,51 @@ def test_unresolved_speedups_are_marked_in_the_text():
   assert s.resolved is False and c.results[0].stopped == "max_run_time"
   text = report.render_speedups(c.speedups)
   assert " ?" in text and "? unresolved" in text
+
+
+@pytest.mark.parametrize("script, args, fragments", [
+    ("experiments.compare", ["--precision=0"], ["--precision=0.0"]),
+    ("experiments.compare", ["--precision=nan"], ["--precision=nan"]),
+    ("experiments.compare", ["--precision=0.1", "--max_run_time=0.1"],
+     ["--max_run_time=0.1", "--min_run_time=0.2"]),
+    ("experiments.compare", ["--estimator=mean"], ["--estimator='mean'", "median, min"]),
+    ("experiments.compare", ["--isolation=process"], ["--isolation='process'"]),
+    ("experiments.compare", ["--fail_on_regression"], ["--fail_on_regression", "--compare_to"]),
+    ("experiments.compare", ["--compare_to=/nonexistent.json"], ["--compare_to", "No such file"]),
+    ("experiments.compare", ["--noise_threshold=1"], ["--noise_threshold=1.0"]),
+    ("experiments.crossover", ["--precision=2"], ["--precision=2.0"]),
+    ("experiments.benchmark", ["--estimator=max"], ["--estimator='max'"]),
+])
+def test_cli_bad_precision_estimator_isolation_and_baseline_flags(script, args, fragments):
+  assert_one_line_error(run_in_process(script, *args), *fragments)
+
+
+@pytest.mark.parametrize("contents", ['{"format": "funcgrad-baseline", "ver', '{"rows": []}',
+                                      "\x00\x01binary"])
+def test_cli_truncated_foreign_or_hostile_baseline_is_one_line(tmp_path, contents):
+  path = tmp_path / "base.json"
+  path.write_text(contents)
+  assert_one_line_error(run_in_process("experiments.compare", f"--compare_to={path}"),
+                        "--compare_to", str(path))
+
+
+def test_cli_save_baseline_then_fail_on_regression(tmp_path):
+  base, out = tmp_path / "base.json", tmp_path / "c.json"
+  args = ["--engines=numpy,jit", "--workloads=abs_loss", "--sizes=12", "--min_run_time=0.01",
+          "--noprogress"]
+  first = run_in_process("experiments.compare", *args, f"--save_baseline={base}")
+  assert first.returncode == 0, first.stderr
+  rows = json.loads(base.read_text())["rows"]
+  assert {r["engine"] for r in rows} == {"numpy", "jit"}
+  # Every row of the baseline made 100x faster: this run is surely slower.
+  document = json.loads(base.read_text())
+  for row in document["rows"]:
+    row["block_times_s"] = [t / 100 for t in row["block_times_s"]]
+  base.write_text(json.dumps(document))
+  again = run_in_process("experiments.compare", *args, f"--compare_to={base}",
+                         "--fail_on_regression", f"--output_json={out}")
+  assert again.returncode == 1 and "a row is slower than the baseline" in again.stderr
+  assert "Against baseline" in again.stdout and "slower" in again.stdout
+  changes = json.loads(out.read_text())["changes"]
+  assert {c["verdict"] for c in changes} == {"slower"} and all(c["ratio"] > 50 for c in changes)
+  assert json.loads(out.read_text())["machine"]["isolation"] == "cooldown"
