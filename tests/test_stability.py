@@ -53,3 +53,20 @@ def test_isolation_and_other_engines_targets():
   assert worst.measured == pytest.approx(3.0) and not worst.passed
   assert "torch_eager on w 1000" in worst.detail
   assert stability.other_engines_target([_row("jit", [1.0], shares=None)]).measured is None
+
+
+def test_estimator_target_compares_both_estimators_on_the_same_rounds():
+  # One outlying block moves the ratio of minima from 2x to 1x; the median of per-round ratios
+  # stays at 2x.
+  def run(lucky):
+    jit = [1e-3 * (1.5 if i % 2 else 1.0) for i in range(9)]
+    numpy = [2 * t for t in jit]
+    if lucky:
+      numpy[0] = 1e-3  # one block of numpy's as fast as jit's: the minima say 1.0x
+    return [_row("jit", jit), _row("numpy", numpy)]
+
+  target = stability.estimator_target([run(True), run(False)], "jit", "median")
+  assert target.name == "estimator: median gap / min gap, back to back"
+  assert target.measured is not None and target.passed
+  assert "same rounds, 2 runs: median: median gap" in target.detail and "min: median gap" in \
+      target.detail

@@ -357,7 +357,8 @@ def _answers(session: Session) -> list[Target]:
   session.rows += timed[0]
   session.again += [r for run in timed[1:] for r in run]
   out = [stability.agreement_target(timed, "jit", settings.precision, settings.estimator),
-         stability.coverage_target(timed, "jit", settings.precision, settings.estimator)]
+         stability.coverage_target(timed, "jit", settings.precision, settings.estimator),
+         stability.estimator_target(timed, "jit", settings.estimator)]
   size = next((s for n, s, _ in settings.model_cases if n == "attention"), (256, 256))
   session.log(f"attention {format_shape(size)}: jit beside numpy, then jit alone")
   beside = model_rows("attention", size, ("numpy", "jit"), settings.min_run_time,

@@ -17,6 +17,7 @@ import numpy as np
 
 from funcgrad.bench import interference, runner
 from funcgrad.bench import speedups as speedups_lib
+from funcgrad.bench.intervals import ESTIMATORS
 from funcgrad.bench.targets import Target
 from funcgrad.shapes import format_shape
 
@@ -182,3 +183,35 @@ def other_engines_target(rows: Sequence[runner.Result]) -> Target:
                 f"isolation {modes}, worst of {len(timed)} rows: {worst.engine} on "
                 f"{worst.workload} {format_shape(worst.shape)}" if worst else
                 "no interference measured (no /proc)")
+
+
+def _spread(runs: Sequence[Sequence[runner.Result]], baseline: str,
+            estimator: str) -> tuple[float | None, float | None]:
+  """(median relative gap between every pair of runs' speedups, coverage %) for `estimator`."""
+  found = [{_key(s): s for s in speedups_lib.speedups(r, baseline, 0, estimator)} for r in runs]
+  slow = _slow_enough([r for run in runs for r in run], baseline)
+  gaps, inside = [], []
+  for a, b in itertools.combinations(found, 2):
+    for key in a.keys() & b.keys() & slow:
+      gaps.append(abs(a[key].ratio - b[key].ratio) / min(a[key].ratio, b[key].ratio))
+      inside += [b[key].ci_low <= a[key].ratio <= b[key].ci_high,
+                 a[key].ci_low <= b[key].ratio <= a[key].ci_high]
+  return (float(np.median(gaps)) if gaps else None,
+          100 * float(np.mean(inside)) if inside else None)
+
+
+def estimator_target(runs: Sequence[Sequence[runner.Result]], baseline: str,
+                     default: str) -> Target:
+  """`estimator`: the default estimator's median back-to-back gap over the other's, both from
+  the very same rounds (the same measuring time); <= 1 means the default agrees better."""
+  other = next(e for e in ESTIMATORS if e != default)
+  mine, theirs = _spread(runs, baseline, default), _spread(runs, baseline, other)
+  ratio = None
+  if mine[0] is not None and theirs[0] is not None:
+    ratio = mine[0] / theirs[0] if theirs[0] > 0 else (1.0 if mine[0] == 0 else float("inf"))
+  def say(name, spread):
+    gap, cover = spread
+    return (f"{name}: median gap {100 * gap:.1f}%, coverage {cover:.0f}%" if gap is not None
+            else f"{name}: no pairs")
+  return Target(f"estimator: {default} gap / {other} gap, back to back", ratio, 1.0, "x", False,
+                f"same rounds, {len(runs)} runs: {say(default, mine)}; {say(other, theirs)}")
