@@ -131,3 +131,11 @@ def test_cli_save_baseline_then_fail_on_regression(tmp_path):
   changes = json.loads(out.read_text())["changes"]
   assert {c["verdict"] for c in changes} == {"slower"} and all(c["ratio"] > 50 for c in changes)
   assert json.loads(out.read_text())["machine"]["isolation"] == "cooldown"
+
+
+def test_cli_unwritable_save_baseline_is_refused_before_timing(tmp_path):
+  (tmp_path / "file").write_text("")
+  outcome = run_in_process("experiments.compare", "--engines=numpy,jit", "--sizes=3x4",
+                           f"--save_baseline={tmp_path}/file/b.json")
+  assert_one_line_error(outcome, "--save_baseline")
+  assert outcome.seconds < 30

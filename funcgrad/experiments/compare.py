@@ -96,7 +96,8 @@ def _request() -> plan.Request:
 def main(argv: list[str]) -> int:
   del argv
   _cli.check_outputs({"--output_json": _OUTPUT_JSON.value, "--output_csv": _OUTPUT_CSV.value,
-                     "--output_jsonl": _OUTPUT_JSONL.value, "--plot": _PLOT.value},
+                     "--output_jsonl": _OUTPUT_JSONL.value, "--plot": _PLOT.value,
+                     "--save_baseline": _BASELINES.save.value},
                     streamed="--output_jsonl")  # before any work; Ctrl-C says what was kept
   _cli.restart_as_asked(_ALLOCATOR.value)  # first: the allocator is chosen at process start
   if _SIMULATE_CPU_DEVICES.value:
