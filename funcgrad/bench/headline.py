@@ -372,7 +372,8 @@ def _answers(session: Session) -> list[Target]:
               "twice the work")
   out += stability.change_detection_targets(compare, settings.repeats, settings.min_run_time)
   session.log("time to a 5% answer: funcgrad.compare on the README's tanh layer")
-  out.append(stability.time_to_answer_target(compare))
+  # compare's own default (0.2 s), or less for a quick run
+  out.append(stability.time_to_answer_target(compare, min_run_time=min(0.2, settings.min_run_time)))
   out.append(stability.other_engines_target(session.rows + session.again))
   return out
 

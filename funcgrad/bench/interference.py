@@ -37,7 +37,8 @@ SOURCES = ("other_processes", "other_engines", "steal")
 NOTE_CORES = 0.10  # a table notes interference above this many cores' worth elsewhere
 ACTIVE_S = 1e-4  # a thread that ran at least this long during a warm-up belongs to the engine
 POLL_S = 0.001  # cool_down looks at the other threads' states this often ...
-MAX_COOL_DOWN_S = 0.5  # ... for at most this long (the shares then say what was left)
+MAX_COOL_DOWN_S = 0.25  # ... for at most this long (OpenBLAS spins ~0.1 s; the shares say
+# what was left when a busy machine keeps a starved pool runnable longer)
 _NULL: Shares = dict.fromkeys(SOURCES)
 
 

@@ -134,12 +134,14 @@ def change_detection_targets(compare: Callable[..., Any], repeats: int, min_run_
   return out
 
 
-def time_to_answer_target(compare: Callable[..., Any],
-                          precision: float = ANSWER_PRECISION) -> Target:
+def time_to_answer_target(compare: Callable[..., Any], precision: float = ANSWER_PRECISION,
+                          min_run_time: float = 0.2) -> Target:
   """`time to a 5% answer`: wall time of `funcgrad.compare` on the README's tanh layer, eager
-  against jit, with `precision=0.05` (checks and compiles included); MISS when unresolved."""
+  against jit, with `precision=0.05` (checks and compiles included; `min_run_time`: compare's
+  default); MISS when unresolved."""
   start = time.perf_counter()
-  comparison = compare(tanh_layer_loss, _W, _X, argnums=(0, 1), precision=precision)
+  comparison = compare(tanh_layer_loss, _W, _X, argnums=(0, 1), precision=precision,
+                       min_run_time=min_run_time)
   seconds = time.perf_counter() - start
   (s,) = comparison.speedups
   return Target(f"time to a {precision:.0%} answer (tanh layer, eager vs jit)",

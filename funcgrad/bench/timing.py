@@ -30,6 +30,7 @@ REWARM_FRACTION = 0.2  # an untimed re-warm of this share of a block before each
 MIN_ROUNDS = 3
 MAX_ROUNDS = 1000
 QUIET_POLLS = 2  # a cool-down ends when no other thread ran at this many polls in a row
+LEARN_COOL_DOWN_S = 0.15  # before a warm-up (learning an engine's threads), wait at most this
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,7 +188,8 @@ class _Meter(Protocol):
   def learn(self, name: str, before: Any, after: Any) -> None: ...
   def record(self, name: str, before: Any, after: Any, wall_s: float) -> Any: ...
   def shares(self, name: str) -> dict[str, float | None]: ...
-  def cool_down(self, name: str | None = None, quiet_polls: int = 2) -> float: ...
+  def cool_down(self, name: str | None = None, quiet_polls: int = 2,
+                max_s: float = ...) -> float: ...
 
 
 def time_rounds(timers: Mapping[str, Timer], min_run_time: float, seed: int = 0,
@@ -216,7 +218,7 @@ def time_rounds(timers: Mapping[str, Timer], min_run_time: float, seed: int = 0,
   names = list(timers)
   for name in names:
     if meter is not None:
-      meter.cool_down(None, QUIET_POLLS)
+      meter.cool_down(None, QUIET_POLLS, max_s=LEARN_COOL_DOWN_S)
       before = meter.read()
     warm_up(timers[name], WARMUP_FRACTION * min_run_time)
     if meter is not None:
