@@ -139,3 +139,10 @@ def test_cli_unwritable_save_baseline_is_refused_before_timing(tmp_path):
                            f"--save_baseline={tmp_path}/file/b.json")
   assert_one_line_error(outcome, "--save_baseline")
   assert outcome.seconds < 30
+
+
+def test_flags_module_stays_light_and_agrees_with_the_case():
+  from funcgrad.bench import case
+  from funcgrad.experiments import _flags
+
+  assert _flags.DEFAULT_MAX_RUN_TIME_FACTOR == case.DEFAULT_MAX_RUN_TIME_FACTOR

@@ -6,16 +6,20 @@ Lists typed into flags are parsed by `funcgrad.shapes` (`parse_shapes`, `parse_n
 `parse_ints`), whose errors name the flag.
 """
 
+from __future__ import annotations
+
 import dataclasses
+from typing import TYPE_CHECKING, Any
 
 from absl import flags
 
-from funcgrad.bench import baselines, case, intervals
-from funcgrad.bench import timing as timing_lib
 from funcgrad.experiments import _cli
 
+if TYPE_CHECKING:
+  from funcgrad.bench import baselines, case
+
 MAX_MIN_RUN_TIME_S = 3600.0
-DEFAULT_MAX_RUN_TIME_FACTOR = case.DEFAULT_MAX_RUN_TIME_FACTOR
+DEFAULT_MAX_RUN_TIME_FACTOR = 30  # as case.DEFAULT_MAX_RUN_TIME_FACTOR (checked by a test)
 
 
 def define_min_run_time(default: float, per: str) -> flags.FlagHolder[float]:
@@ -54,6 +58,7 @@ class PrecisionFlags:
   def timing(self, min_run_time: float, seed: int, interleave: bool = True,
              baseline: str | None = None) -> case.Timing:
     """The case's `Timing` from these flags (checked: one `error:` line naming the flag)."""
+    from funcgrad.bench import case  # noqa: PLC0415 - the bench modules import JAX
     max_run_time = self.max_run_time.value
     if self.precision.value is not None and max_run_time is None:
       max_run_time = DEFAULT_MAX_RUN_TIME_FACTOR * min_run_time
@@ -67,6 +72,8 @@ def define_precision_flags(precision: float | None = None,
                            max_run_time: float | None = None) -> PrecisionFlags:
   """`--precision` (default `precision`), `--max_run_time`, `--estimator` and `--isolation`:
   the stopping rule, the estimator and the isolation of a timing script."""
+  from funcgrad.bench import intervals  # noqa: PLC0415 - the bench modules import JAX
+  from funcgrad.bench import timing as timing_lib  # noqa: PLC0415
   return PrecisionFlags(
       flags.DEFINE_float("precision", precision, "Go on past --min_run_time until every "
                          "speedup's 95% interval has at most this relative half-width, in (0, "
@@ -93,8 +100,9 @@ class BaselineFlags:
   fail_on_regression: flags.FlagHolder
   allow_other_machine: flags.FlagHolder
 
-  def load(self, machine: dict) -> baselines.Baseline | None:
+  def load(self, machine: dict[str, Any]) -> baselines.Baseline | None:
     """The baseline to compare with (None without --compare_to), checked before any timing."""
+    from funcgrad.bench import baselines  # noqa: PLC0415 - the bench modules import JAX
     baselines.check_fail_on_regression(self.fail_on_regression.value, self.compare_to.value)
     baselines.check_threshold(self.noise_threshold.value)
     if not self.compare_to.value:
@@ -106,6 +114,7 @@ class BaselineFlags:
 
 def define_baseline_flags() -> BaselineFlags:
   """Saved baselines and change detection for the timing scripts."""
+  from funcgrad.bench import baselines  # noqa: PLC0415 - the bench modules import JAX
   return BaselineFlags(
       flags.DEFINE_string("save_baseline", None, "Write the rows with their raw block times and "
                           "the machine here, for a later --compare_to."),
