@@ -214,9 +214,10 @@ def test_quiet_by_default_and_verbosity_brings_the_native_logs_back():
 
   quiet = run()
   assert quiet.returncode == 0, quiet.stderr
-  noise = [line for line in quiet.stderr.splitlines() if line.strip() and not ROW_LINE.match(line)]
-  assert noise == []  # no TensorFlow import notices, no absl or XLA lines: only the rows
-  assert len(quiet.stderr.splitlines()) == 2
+  noise = [line for line in quiet.stderr.splitlines()
+           if line.strip() and not ROW_LINE.match(line) and not line.startswith("... ")]
+  assert noise == []  # no TensorFlow import notices, no absl or XLA lines: what it does, the rows
+  assert len([line for line in quiet.stderr.splitlines() if ROW_LINE.match(line)]) == 2
   verbose = run("--verbosity=0")
   assert verbose.returncode == 0, verbose.stderr
   assert NATIVE_LOG_LINE.search(verbose.stderr), verbose.stderr  # C++ INFO lines are back

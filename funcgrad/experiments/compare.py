@@ -214,6 +214,8 @@ def main(argv: list[str]) -> int:
   _cli.check_outputs({"--output_json": _OUTPUT_JSON.value, "--output_csv": _OUTPUT_CSV.value,
                      "--output_jsonl": _OUTPUT_JSONL.value, "--plot": _PLOT.value},
                     streamed="--output_jsonl")  # before any work; Ctrl-C says what was kept
+  _progress.announce("compare: importing the engines and measuring the copy bandwidth, then "
+                     "each case: compile and check every engine, time them", _PROGRESS.value)
   _cli.restart_as_asked(_ALLOCATOR.value)  # first: the allocator is chosen at process start
   if _SIMULATE_CPU_DEVICES.value:
     sharding.set_cpu_device_count(_SIMULATE_CPU_DEVICES.value)  # before JAX starts its backends

@@ -39,6 +39,8 @@ _PROGRESS = _progress.define_progress_flag()
 def main(argv: list[str]) -> int:
   del argv
   _cli.check_outputs({"--output_json": _OUTPUT_JSON.value, "--plot": _PLOT.value})
+  _progress.announce("crossover: measuring the copy bandwidth, then each size: compile and check "
+                     "every engine, time them", _PROGRESS.value)
   _cli.restart_as_asked(_ALLOCATOR.value)
   min_run_time = _MIN_RUN_TIME.value
   if not 0 < min_run_time <= 3600:  # also false for nan
