@@ -20,7 +20,7 @@ import numpy as np
 
 from funcgrad import compile_cache
 from funcgrad.bench import engines as engines_lib
-from funcgrad.bench import report, runner, speedups
+from funcgrad.bench import notebook_display, report, runner, speedups
 from funcgrad.bench.machine import machine_info
 from funcgrad.bench.workloads import Workload, user_workload
 from funcgrad.errors import UsageError
@@ -62,6 +62,14 @@ class Comparison:
   def to_json(self, path: str) -> None:
     """Writes the same JSON as `experiments.compare --output_json`."""
     report.write_json(path, self.machine, self.results, self.speedups)
+
+  def _repr_html_(self) -> str:
+    """The comparison as an HTML table: Jupyter shows this for a `Comparison` cell's value."""
+    return notebook_display.comparison_html(self)
+
+  def plot(self, ax: Any = None) -> Any:
+    """Plots the baseline's speedup over each engine with its 95% interval (needs matplotlib)."""
+    return notebook_display.plot_speedups(self, ax)
 
 
 def _describe(fn: Callable[..., Any]) -> str:
