@@ -111,7 +111,8 @@ def _commands_of(path: pathlib.Path) -> list[DocCommand]:
   prose = _FENCE.sub("", text)
   for span in re.findall(r"`((?:python -m\s+experiments\.|funcgrad )[^`]+)`", prose):
     span = " ".join(span.split())
-    if not _SYNOPSIS.search(span):
+    named_only = span.startswith("funcgrad ") and " --" not in span  # "`funcgrad compare` times"
+    if not _SYNOPSIS.search(span) and not named_only:
       found.append(span)
   return [DocCommand(c, path.relative_to(ROOT).as_posix()) for c in found]
 
@@ -210,6 +211,18 @@ def workspace(tmp_path_factory):
   return tmp, {}, set(), installed
 
 
+def _where_it_runs(argv: list[str], env: dict[str, str], workspace) -> pathlib.Path:
+  """Sets env's PYTHONPATH for the command and returns the folder it runs in: the repository
+  root for `python -m experiments.X`; for `funcgrad X`, the user's folder, with this checkout's
+  `funcgrad` as the only package it adds (as the install leaves it: no `experiments`)."""
+  tmp, _, _, installed = workspace
+  users = _from_users_folder(argv)
+  others = [p for p in env.get("PYTHONPATH", "").split(os.pathsep)
+            if p and not (users and pathlib.Path(p).resolve() == ROOT)]
+  env["PYTHONPATH"] = os.pathsep.join([str(installed if users else ROOT), *others])
+  return tmp if users else ROOT
+
+
 def _run(command: DocCommand, workspace) -> subprocess.CompletedProcess:
   tmp, written, done, installed = workspace
   argv = shlex.split(command.text)
@@ -224,12 +237,7 @@ def _run(command: DocCommand, workspace) -> subprocess.CompletedProcess:
   assert _module(argv).startswith("experiments."), (
       f"{command.where}: not a `python -m experiments...` or `funcgrad ...` command, and not in "
       f"SKIPS: {command.text}")
-  # The repository's own code, either way: from the root, or as the only package installed.
-  path = [str(installed)] if _from_users_folder(argv) else [str(ROOT)]
-  env["PYTHONPATH"] = os.pathsep.join(
-      [*path, *(p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and not (
-          _from_users_folder(argv) and pathlib.Path(p).resolve() == ROOT))])
-  cwd = tmp if _from_users_folder(argv) else ROOT
+  cwd = _where_it_runs(argv, env, workspace)
   start = time.perf_counter()
   result = subprocess.run(_quick_argv(argv, tmp, written), cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=TIMEOUT_S, check=False)
@@ -306,3 +314,15 @@ def test_shown_output_is_what_the_command_prints(where, command, output):
 
 def test_the_tutorial_shows_every_exact_output():
   assert sorted({_module(shlex.split(c)) for _, c, _ in SHOWN}) == sorted(EXACT_OUTPUT)
+
+
+def test_a_funcgrad_command_runs_where_only_funcgrad_is_installed(workspace):
+  env = dict(os.environ)
+  cwd = _where_it_runs(["funcgrad", "compare"], env, workspace)
+  probe = ("import importlib.util, funcgrad, mymodel; "
+           "print(importlib.util.find_spec('experiments') is None, funcgrad.__file__)")
+  result = subprocess.run([sys.executable, "-c", probe], cwd=cwd, env=env, capture_output=True,
+                          text=True, check=True)
+  no_experiments, where = result.stdout.split()
+  assert no_experiments == "True"  # `python -m experiments.X` would fail here, as for a user
+  assert pathlib.Path(where).resolve() == ROOT / "funcgrad" / "__init__.py"  # this checkout's
