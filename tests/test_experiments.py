@@ -122,3 +122,46 @@ def test_device_placement_gpu_round_trip():
 ])
 def test_bad_input_is_one_clear_line(module, args, fragments):
   assert_one_line_error(run_in_process(module, *args), *fragments)
+
+
+def test_the_launcher_knows_every_script():
+  import importlib.util  # noqa: PLC0415
+
+  from funcgrad import experiments  # noqa: PLC0415
+
+  for name in experiments.SCRIPTS:
+    assert importlib.util.find_spec(f"funcgrad.experiments.{name}") is not None, name
+    assert name in experiments.USAGE
+
+
+@pytest.mark.parametrize("argv, code, stream, fragment", [
+    (["funcgrad"], 2, "out", "usage: funcgrad <experiment>"),
+    (["funcgrad", "--help"], 0, "out", "funcgrad <experiment> --help lists its flags"),
+    (["funcgrad", "nope"], 2, "err", "error: unknown experiment 'nope'. Valid: env_check, "),
+])
+def test_the_launcher_without_a_script(argv, code, stream, fragment, capsys):
+  from funcgrad import experiments  # noqa: PLC0415
+
+  with pytest.raises(SystemExit) as exit_:
+    experiments.main(argv)
+  assert exit_.value.code == code
+  captured = capsys.readouterr()
+  assert fragment in (captured.out if stream == "out" else captured.err)
+
+
+def test_funcgrad_runs_a_script_from_any_folder_and_lists_its_flags(tmp_path):
+  """`python -m funcgrad` is the console script's entry point; from a folder without the repo."""
+  import os  # noqa: PLC0415
+  import subprocess  # noqa: PLC0415
+  import sys  # noqa: PLC0415
+
+  from tests.helpers import ROOT  # noqa: PLC0415
+
+  env = {**os.environ, "PYTHONPATH": str(ROOT)}
+  ran = subprocess.run([sys.executable, "-m", "funcgrad", "gradients", "--n=2", "--d=2"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+  assert ran.returncode == 0, ran.stderr
+  assert "all gradients agree with their closed forms" in ran.stdout
+  helped = subprocess.run([sys.executable, "-m", "funcgrad", "tensors", "--help"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=240)
+  assert "--dtype" in helped.stdout + helped.stderr and "Traceback" not in helped.stderr
