@@ -74,6 +74,21 @@ def test_tensors_on_the_default_device_needs_no_device_put():
   assert lines[0].startswith("# jax:   jnp.zeros((2, 3), jnp.float32)   (funcgrad: ")
 
 
+def test_gradients_agree_and_fix_the_swap():
+  result = run_in_process("experiments.gradients")  # its real process: the launcher test below
+  assert result.returncode == 0, result.stderr
+  assert "x.grad [ 8. 12.]" in result.stdout
+  assert "FAIL" not in result.stdout
+  assert "all gradients agree with their closed forms" in result.stdout
+  # With seed 0, grad_y (= x) is what the tutorial printed as grad_x: 1.7640524 first.
+  assert "[[ 1.7640524" in result.stdout
+  assert _jax_lines(result.stdout) == [
+      "# jax:   jax.value_and_grad(lambda x, y, z: jnp.sum(x * y + z), argnums=(0, 1, 2))(x, y, z)"
+      "   (funcgrad: muladd_sum_grads(x, y, z))",
+      "# jax:   jax.grad(lambda x: jnp.sum(jnp.abs(2 * x**2 + 3 - target)))(x)   "
+      "(funcgrad: abs_loss_grad(x, target))"]
+
+
 @pytest.mark.skipif(gpu_available(), reason="checks the no-GPU path")
 def test_device_placement_without_gpu():
   skipped = run_in_process("experiments.device_placement")
