@@ -23,20 +23,13 @@ _COLUMNS = ("engine", "median per call", "IQR", "first call", "speedup", "95% in
             "pays back after")
 
 
-def break_even_label(speedup: Speedup) -> str:
-  """'1 call', 'N calls' or 'never': when the baseline's extra first-call cost is paid back."""
-  if speedup.break_even_calls is None:
-    return "never"
-  return "1 call" if speedup.break_even_calls <= 1 else f"{speedup.break_even_calls:,} calls"
-
-
 def _speedup_cells(speedup: Speedup | None, is_baseline: bool) -> list[str]:
   if is_baseline:
     return ["1x (baseline)", "", ""]
   if speedup is None:
     return ["", "", ""]
   return [f"{speedup.ratio:.3g}x", f"[{speedup.ci_low:.3g}x, {speedup.ci_high:.3g}x]",
-          break_even_label(speedup)]
+          report.break_even_label(speedup)]
 
 
 def _caption(comparison: Comparison) -> str:
