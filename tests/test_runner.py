@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from funcgrad.bench import engines, runner, workloads
+from funcgrad.bench import roofline as roofline_lib
 from funcgrad.bench.roofline import Roofline
 from funcgrad.bench.workloads import ABS_LOSS, MULADD_SUM
 from funcgrad.errors import UsageError
@@ -169,3 +170,44 @@ def test_a_long_sweep_says_so_before_it_starts():
   long = dataclasses.replace(config, min_run_time=60.0)
   assert runner.minimum_seconds(long) == pytest.approx(4 * 60 * 1.2)
   assert runner.long_run_note(long).startswith("note: 4 rows x --min_run_time=60 s: at least 5 min")
+
+
+def _timed_row(**kw):
+  row = runner.Result(workload="mlp", engine="jit", backend="cpu", shape=[128, 512],
+                      dtype="float32", n_elements=1, status=runner.OK, median_s=1e-3)
+  for name, value in kw.items():
+    setattr(row, name, value)
+  return row
+
+
+def test_a_row_above_its_peak_has_the_peak_measured_again():
+  old = roofline_lib.Roofline(copy_bandwidth_gbps=20.0, peak_gflops=94.0)
+  fast = _timed_row(bound="compute", gflops=150.0, peak_gflops=94.0, pct_of_peak_flops=160.0)
+  slow = _timed_row(engine="numpy", bound="compute", gflops=90.0, peak_gflops=94.0,
+                    pct_of_peak_flops=96.0)
+  asked = []
+
+  def remeasure(previous):
+    asked.append(previous)
+    return roofline_lib.Roofline(copy_bandwidth_gbps=20.0, peak_gflops=190.0)
+
+  runner.recheck_peaks([fast, slow], old, remeasure)
+  assert asked == [old]
+  assert fast.peak_gflops == slow.peak_gflops == 190.0
+  assert round(fast.pct_of_peak_flops) == 79 and round(slow.pct_of_peak_flops) == 47
+  assert fast.peak_disturbed is False and slow.peak_disturbed is False
+
+
+def test_a_row_still_above_the_remeasured_peak_is_marked_disturbed():
+  old = roofline_lib.Roofline(copy_bandwidth_gbps=20.0)
+  row = _timed_row(gbps=25.0, bandwidth_gbps=20.0, pct_of_bandwidth=125.0)
+  runner.recheck_peaks([row], old, lambda previous: previous)
+  assert row.peak_disturbed is True and row.pct_of_bandwidth == 125.0
+
+
+def test_rows_within_their_peaks_measure_nothing_again():
+  old = roofline_lib.Roofline(copy_bandwidth_gbps=20.0, peak_gflops=94.0)
+  cached = _timed_row(gbps=80.0, bandwidth_gbps=20.0, cache_resident=True)  # not compared
+  within = _timed_row(engine="numpy", bound="compute", gflops=90.0, pct_of_peak_flops=96.0)
+  runner.recheck_peaks([cached, within], old, lambda previous: pytest.fail("re-measured"))
+  assert cached.peak_disturbed is None and within.peak_disturbed is None
