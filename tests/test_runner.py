@@ -219,3 +219,18 @@ def test_rows_within_their_peaks_measure_nothing_again():
   within = _timed_row(engine="numpy", bound="compute", gflops=90.0, pct_of_peak_flops=96.0)
   runner.recheck_peaks([cached, within], old, lambda previous: pytest.fail("re-measured"))
   assert cached.peak_disturbed is None and within.peak_disturbed is None
+
+
+def test_all_engines_means_the_ones_that_run_each_workload():
+  from funcgrad.bench import plan  # noqa: PLC0415
+
+  every = list(engines.ENGINES.values())
+  cases = _sweep(workloads=[workloads.get_workload("muladd_sum"),
+                            workloads.get_workload("fit_abs_loss")], engines=every,
+                 sizes=[(3, 4)])
+  kept = {c.workload.name: [e.name for e in c.engines] for c in plan.applicable(cases)}
+  assert "jit_scan" not in kept["muladd_sum"] and "jit" in kept["muladd_sum"]
+  assert "jit_scan" in kept["fit_abs_loss"]
+  assert not {"jit_packed", "tf_eager", "tf_function", "tf_xla"} & set(kept["fit_abs_loss"])
+  assert all(e.missing(c.workload) is None for c in plan.applicable(cases) for e in c.engines)
+  assert "jit_scan: train workloads" in plan.ALL_ENGINES_NOTE

@@ -35,8 +35,8 @@ _ARGNUMS = flags.DEFINE_string("argnums", "0", "With --function: the arguments t
 _VALUE_AND_GRAD = flags.DEFINE_bool("value_and_grad", True, "With --function: time value and "
                                     "gradients (false: the function itself).")
 _ENGINES = flags.DEFINE_string(
-    "engines", "all", f"Comma-separated: {', '.join(engines_lib.ENGINES)}; 'all' = every engine "
-    "whose framework is installed (the JAX engines for --function).")
+    "engines", "all", f"Comma-separated: {', '.join(engines_lib.ENGINES)}; "
+    f"{plan.ALL_ENGINES_NOTE}.")
 _BACKENDS = flags.DEFINE_list("backends", [], "cpu, gpu (default: every backend present).")
 _SKIP_UNAVAILABLE = flags.DEFINE_bool("skip_unavailable", False,
                                       "Skip requested backends that are absent instead of failing.")
