@@ -164,6 +164,7 @@ def test_the_launcher_without_a_script(argv, code, stream, fragment, capsys):
   assert fragment in (captured.out if stream == "out" else captured.err)
 
 
+@pytest.mark.slow  # quick subset (-m "not slow") within 90 s: a sweep or a real process
 def test_funcgrad_runs_a_script_from_any_folder_and_lists_its_flags(tmp_path):
   """`python -m funcgrad` is the console script's entry point; from a folder without the repo."""
   import os  # noqa: PLC0415

@@ -105,6 +105,7 @@ def test_engine_a_workload_does_not_implement_is_marked_not_failed():
   assert jit.ok
 
 
+@pytest.mark.slow  # quick subset (-m "not slow") within 90 s: a sweep or a real process
 def test_fit_workload_runs_through_the_same_runner():
   fit = workloads.fit_workload("linear_regression", steps=5)
   chosen = [engines.ENGINES[n] for n in ("numpy", "eager", "jit", "jit_scan", "jit_packed")]
