@@ -286,7 +286,7 @@ def _check_tier(dir_fd: int, path: str, skip: str | None = None) -> None:
       owner_only.remove(dir_fd, name)
 
 
-def check_cache_dir(cache_dir: str, flag: str = "--compilation_cache_dir") -> None:
+def check_cache_dir(cache_dir: str, flag: str = "--cache_dir") -> None:
   """Refuses, before any work, a cache directory that cannot be used safely (one line naming
   `flag`): both tiers (`cache_dir` itself, JAX's persistent tier, and `cache_dir/executables`)
   are created 0700 if missing, must belong to this user and not be group- or other-writable,
@@ -460,6 +460,9 @@ def _compile(fn: Callable[..., Any], args: Sequence[Any]) -> jax.stages.Compiled
   return jax.jit(fn).lower(*args).compile()
 
 
+_FRESH_COMPILE = {"xla_embed_ir_in_executable": False}
+
+
 def _compile_storable(fn, args) -> tuple[jax.stages.Compiled, jax.stages.Compiled]:
   """The compiled function, and one that serialises whole: itself, unless JAX's persistent tier
   answered the compile (then a real compile, that tier switched off)."""
@@ -467,8 +470,10 @@ def _compile_storable(fn, args) -> tuple[jax.stages.Compiled, jax.stages.Compile
     compiled = _compile(fn, args)
   if not events.cache_hits:
     return compiled, compiled
+  # A real compile: that tier switched off, and a (default-valued) compiler option that keeps
+  # JAX's in-memory cache from handing back the executable it just loaded.
   with persistent_cache_disabled():
-    return compiled, _compile(fn, args)
+    return compiled, jax.jit(fn).lower(*args).compile(_FRESH_COMPILE)
 
 
 def _compile_uncached(fn, args, cache_dir, error, required, key, key_s):
