@@ -36,8 +36,26 @@ def install_early_signal_handlers(handler: Callable[[int, Any], None] = early_ex
       signal.signal(signum, handler)
 
 
+def die_with_parent() -> None:
+  """In a process of a local job (`funcgrad.distributed.run_local_job` sets
+  FUNCGRAD_JOB_PARENT): be killed when the process that started it ends, however it ends
+  (SIGKILL included: the kernel's parent-death signal); end now if it is already gone."""
+  parent = os.environ.get("FUNCGRAD_JOB_PARENT", "")
+  if not parent.isdigit():
+    return
+  try:
+    import ctypes  # noqa: PLC0415 - only processes of a local job need it
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+  except (OSError, AttributeError):  # not Linux: the parent's own clean-up still kills it
+    pass
+  if os.getppid() != int(parent):
+    os._exit(1)
+
+
 if sys.argv[:1] == ["-m"]:  # `python -m funcgrad.experiments.X`: this runs before X's imports
   install_early_signal_handlers()
+  die_with_parent()
 
 SCRIPTS = {
     "env_check": "the versions of Python, JAX, CUDA/cuDNN and the peers",
