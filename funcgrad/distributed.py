@@ -149,7 +149,7 @@ def initialize(coordinator: str, num_processes: int, process_id: int, local_devi
                        "can join a job\").\n")
   else:
     resolve(host, port)
-  sharding.set_cpu_device_count(local_devices)
+  sharding.set_cpu_device_count(local_devices, "--local_devices")
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   try:
     # The coordinator binds only the address it was given (JAX's default is every interface,

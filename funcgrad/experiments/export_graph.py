@@ -37,6 +37,9 @@ def main(argv: list[str]) -> None:
   platforms = specs.parse_names(",".join(_PLATFORMS.value), _VALID_PLATFORMS, "platform",
                                flag="--platforms")
   dtype = resolve_dtype(_DTYPE.value)
+  if dtype.kind != "f" and dtype.name != "bfloat16":
+    raise UsageError(f"--dtype={_DTYPE.value!r} is not a float dtype; value+grads needs one "
+                     "(float32, bfloat16, float16, float64).")
   exported = exporting.export_function(
       workload.jax_value_and_grads(), exporting.input_specs(shape, dtype, workload.n_inputs),
       platforms)

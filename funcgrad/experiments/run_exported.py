@@ -7,13 +7,14 @@ runner's workloads. The outputs are checked against NumPy formulas written here,
 as a consumer in another language would check them.
 """
 
+import math
 import sys
 
 import jax
 import numpy as np
 from absl import flags
 
-from funcgrad import exporting, limits
+from funcgrad import exporting, files, limits
 from funcgrad.errors import UsageError
 from funcgrad.experiments import _cli
 
@@ -49,6 +50,12 @@ def _check_workload(exported, header) -> None:
     raise UsageError(f"{_IN.value!r} has a bad header: field 'workload' says "
                      f"{header['workload']!r} ({arity} inputs) but the graph takes "
                      f"{len(exported.in_avals)}.")
+  # value + one gradient per input: what the reference returns
+  if arity is not None and len(exported.out_avals) != arity + 1:
+    raise UsageError(f"{_IN.value!r} holds a graph with {len(exported.out_avals)} outputs; "
+                     f"{header['workload']!r} value+grads has {arity + 1} (the value and "
+                     f"{arity} gradients).")
+  exporting.check_float_inputs(_IN.value, exported)
 
 
 def _inputs(exported, header) -> list[np.ndarray]:
@@ -57,10 +64,18 @@ def _inputs(exported, header) -> list[np.ndarray]:
   if not all(isinstance(d, int) for d in shape):
     raise UsageError(f"--shape={_SHAPE.value!r} must be concrete, e.g. 3x4.")
   dtype = np.dtype(_DTYPE.value) if _DTYPE.value else np.dtype(exported.in_avals[0].dtype)
-  # The inputs, the outputs (as many), the float64 copies and the reference's arrays.
+  if dtype.kind != "f" and dtype.name != "bfloat16":
+    raise UsageError(f"--dtype={_DTYPE.value!r} is not a float dtype; the graph's gradients need "
+                     "one (float32, bfloat16, float16, float64).")
+  # The inputs and their float64 copies, the outputs (bounded before anything is allocated:
+  # a graph can return far more than it takes) and their float64 copies and references.
   n = len(exported.in_avals)
-  limits.check_memory(limits.array_bytes(shape, dtype, 2 * n) + limits.array_bytes(
-      shape, np.float64, 2 * n), f"--shape={'x'.join(map(str, shape))}")
+  out = exporting.output_specs(_IN.value, exported, [jax.ShapeDtypeStruct(shape, dtype)] * n)
+  out_bytes = sum(math.prod(o.shape) * (np.dtype(o.dtype).itemsize + 16) for o in out)
+  shapes = ", ".join("x".join(map(str, o.shape)) or "scalar" for o in out)[:200]
+  limits.check_memory(limits.array_bytes(shape, dtype, n) + limits.array_bytes(
+      shape, np.float64, n) + out_bytes, f"--shape={'x'.join(map(str, shape))} (with the "
+      f"graph's {len(out)} outputs of {shapes})")
   rng = np.random.default_rng(_SEED.value)
   arrays = [rng.standard_normal(shape).astype(dtype) for _ in exported.in_avals]
   exporting.check_inputs(exported, arrays)
@@ -77,13 +92,14 @@ def main(argv: list[str]) -> int:
   except TypeError as e:  # np.dtype('float128x') and friends
     raise UsageError(f"Invalid --dtype={_DTYPE.value!r}: {e}") from None
   outputs = [np.asarray(o) for o in jax.tree.leaves(exported.call(*arrays))]
-  print(f"{header['workload']} value+grads from {_IN.value} on {jax.default_backend()}, inputs "
+  workload = files.printable(header["workload"])  # a crafted header may hold terminal escapes
+  print(f"{workload} value+grads from {_IN.value} on {jax.default_backend()}, inputs "
         f"{len(arrays)} x {arrays[0].dtype}{list(arrays[0].shape)} (seed {_SEED.value})")
   for name, out in zip(["value", *(f"grad {i}" for i in range(len(outputs) - 1))], outputs,
                        strict=True):
     print(f"{name}:\n{out}")
   if header["workload"] not in REFERENCES:
-    print(f"no NumPy reference for {header['workload']!r}: outputs not checked")
+    print(f"no NumPy reference for {workload!r}: outputs not checked")
     return 0
   _, reference = REFERENCES[header["workload"]]
   want = reference(*(a.astype(np.float64) for a in arrays))
