@@ -366,11 +366,11 @@ def run(main: Callable[[list[str]], int | None]) -> None:
     except _Failed:
       raise
     except SystemExit as e:
-      fail(_code_exit(e), status=1)
+      fail(_code_exit(e))
     except Exception:
       raise
     except BaseException as e:  # noqa: BLE001 - a user's code raising GeneratorExit and the like
-      fail(_code_exit(e), status=1)
+      fail(_code_exit(e))
     finally:
       _running_main = False
     if _pending is not None:  # a signal whose exception a GC callback swallowed
