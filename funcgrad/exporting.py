@@ -241,3 +241,20 @@ def output_specs(path: str, exported: export.Exported,
     raise UsageError(f"{path!r}: the graph refuses inputs of shape {shape} "
                      f"({type(e).__name__}: {first[:200]}); try another --shape.") from None
   return list(jax.tree.leaves(out))
+
+
+def call(path: str, exported: export.Exported, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+  """Runs the graph on `arrays` and returns its outputs as NumPy arrays.
+
+  Raises:
+    UsageError: the graph refuses the inputs when it runs (a violated shape constraint is checked
+      inside the graph), naming the file and the first line of what JAX said.
+  """
+  try:
+    return [np.asarray(o) for o in jax.tree.leaves(exported.call(*arrays))]
+  except (ValueError, TypeError, jax.errors.JaxRuntimeError) as e:
+    said = next((ln.strip() for ln in str(e).splitlines() if "error:" in ln),
+                next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__))
+    shape = "x".join(map(str, np.shape(arrays[0]))) if len(arrays) else "?"
+    raise UsageError(f"{path!r}: the graph refuses inputs of shape {shape} "
+                     f"({said.split('error: ', 1)[-1][:240]}); try another --shape.") from None

@@ -91,7 +91,7 @@ def main(argv: list[str]) -> int:
     arrays = _inputs(exported, header)
   except TypeError as e:  # np.dtype('float128x') and friends
     raise UsageError(f"Invalid --dtype={_DTYPE.value!r}: {e}") from None
-  outputs = [np.asarray(o) for o in jax.tree.leaves(exported.call(*arrays))]
+  outputs = exporting.call(_IN.value, exported, arrays)
   workload = files.printable(header["workload"])  # a crafted header may hold terminal escapes
   print(f"{workload} value+grads from {_IN.value} on {jax.default_backend()}, inputs "
         f"{len(arrays)} x {arrays[0].dtype}{list(arrays[0].shape)} (seed {_SEED.value})")
