@@ -500,8 +500,12 @@ def _persistent_name(key: str) -> str:
 
 def _persistent_get(directory: str, key: str) -> bytes | None:
   """JAX's entry `key`, if it is an owner-only regular file whose MAC verifies; any other entry
-  is removed (a miss: JAX then compiles and writes a good one)."""
-  dir_fd = owner_only.open_directory(directory, create=False, what="cache directory")
+  is removed (a miss: JAX then compiles and writes a good one). A directory that cannot be
+  used (gone, or no longer owner-only) is a miss too: `check_cache_dir` refuses it up front."""
+  try:
+    dir_fd = owner_only.open_directory(directory, create=False, what="cache directory")
+  except (OSError, owner_only.Untrusted):
+    return None
   try:
     name = _persistent_name(key)
     try:
@@ -515,9 +519,13 @@ def _persistent_get(directory: str, key: str) -> bytes | None:
     blob = owner_only.read_fd(*opened)
     head = len(PERSISTENT_MAGIC) + 32
     value = blob[head:]
+    try:
+      secret = owner_only.secret_key()
+    except (OSError, owner_only.Untrusted):
+      return None
     if (blob[:len(PERSISTENT_MAGIC)] != PERSISTENT_MAGIC or not hmac.compare_digest(
         blob[len(PERSISTENT_MAGIC):head],
-        owner_only.mac(owner_only.secret_key(), b"persistent", key.encode(), value))):
+        owner_only.mac(secret, b"persistent", key.encode(), value))):
       owner_only.remove(dir_fd, name)
       return None
     return value
@@ -526,11 +534,17 @@ def _persistent_get(directory: str, key: str) -> bytes | None:
 
 
 def _persistent_put(directory: str, key: str, value: bytes) -> None:
-  """Writes JAX's entry atomically with a MAC; a full disk leaves nothing (JAX warns)."""
-  dir_fd = owner_only.open_directory(directory, what="cache directory")
+  """Writes JAX's entry atomically with a MAC. A failure (a full disk, a directory gone or no
+  longer owner-only) leaves nothing and is not an error: the entry is just not cached."""
+  try:
+    dir_fd = owner_only.open_directory(directory, create=False, what="cache directory")
+  except (OSError, owner_only.Untrusted):
+    return
   try:
     mac = owner_only.mac(owner_only.secret_key(), b"persistent", key.encode(), value)
     owner_only.write_entry(dir_fd, _persistent_name(key), PERSISTENT_MAGIC + mac + value)
+  except (OSError, owner_only.Untrusted):
+    pass
   finally:
     os.close(dir_fd)
 

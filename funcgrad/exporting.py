@@ -198,15 +198,16 @@ def check_platform(exported: export.Exported) -> None:
                      f"{accepted[0]}.")
 
 
-def check_inputs(exported: export.Exported, arrays: Sequence[np.ndarray]) -> None:
-  """Raises ValueError if the arrays do not fit the exported input shapes and dtypes."""
+def check_inputs(exported: export.Exported, arrays: Sequence[Any]) -> None:
+  """Raises UsageError if the arrays (or `jax.ShapeDtypeStruct`s: checked before allocating) do
+  not fit the exported input shapes and dtypes."""
   if len(arrays) != len(exported.in_avals):
     raise UsageError(f"The graph takes {len(exported.in_avals)} inputs, got {len(arrays)}.")
   for i, (array, aval) in enumerate(zip(arrays, exported.in_avals, strict=True)):
     expected = "x".join(str(d) for d in aval.shape)
     if array.dtype != aval.dtype:
       raise UsageError(f"Input {i} has dtype {array.dtype}; the graph takes {aval.dtype}.")
-    if array.ndim != len(aval.shape) or any(
+    if len(array.shape) != len(aval.shape) or any(
         isinstance(d, int) and d != n for d, n in zip(aval.shape, array.shape, strict=True)):
       raise UsageError(f"Input {i} has shape {'x'.join(map(str, array.shape)) or 'scalar'}; the "
                        f"graph takes {expected} (symbolic dimensions take any size).")

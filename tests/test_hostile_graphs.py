@@ -146,4 +146,4 @@ def test_export_graph_refuses_a_non_float_dtype(tmp_path, dtype):
 @pytest.mark.parametrize("dtype", ["int32", "complex64"])
 def test_run_exported_refuses_a_non_float_dtype(good_graph, dtype):
   assert_refused(run_in_process("experiments.run_exported", f"--in={good_graph}",
-                                f"--dtype={dtype}"), "--dtype", dtype)
+                                f"--dtype={dtype}"), f"has dtype {dtype}", "takes float32")

@@ -127,8 +127,9 @@ class _Failed(SystemExit):
 def error_line(message: str) -> str:
   """`error: MESSAGE` on one line: control characters escaped, at most `MAX_ERROR_CHARS`."""
   text = files.printable(" ".join(str(message).split("\n")))
-  if len(text) > MAX_ERROR_CHARS:
-    text = f"{text[:MAX_ERROR_CHARS - 60]}... ({len(text) - MAX_ERROR_CHARS + 60} characters cut)"
+  if len(text) > MAX_ERROR_CHARS:  # keep both ends: the value starts, the flag often ends it
+    head, tail = MAX_ERROR_CHARS * 2 // 3, MAX_ERROR_CHARS // 3 - 40
+    text = f"{text[:head]} ...({len(text) - head - tail} characters cut)... {text[-tail:]}"
   return f"error: {text}\n"
 
 

@@ -36,6 +36,7 @@ def _abs_loss_reference(x, target):
 
 # Workload -> (its number of inputs, its NumPy reference).
 REFERENCES = {"muladd_sum": (3, _muladd_sum_reference), "abs_loss": (2, _abs_loss_reference)}
+OUTPUTS = {"muladd_sum": 4, "abs_loss": 2}  # the value and the gradients it has
 
 
 def _tolerance(dtype: np.dtype) -> float:
@@ -50,11 +51,11 @@ def _check_workload(exported, header) -> None:
     raise UsageError(f"{_IN.value!r} has a bad header: field 'workload' says "
                      f"{header['workload']!r} ({arity} inputs) but the graph takes "
                      f"{len(exported.in_avals)}.")
-  # value + one gradient per input: what the reference returns
-  if arity is not None and len(exported.out_avals) != arity + 1:
+  want = OUTPUTS.get(header["workload"])
+  if want is not None and len(exported.out_avals) != want:
     raise UsageError(f"{_IN.value!r} holds a graph with {len(exported.out_avals)} outputs; "
-                     f"{header['workload']!r} value+grads has {arity + 1} (the value and "
-                     f"{arity} gradients).")
+                     f"{header['workload']!r} value+grads has {want} (the value and "
+                     f"{want - 1} gradient{'s' if want > 2 else ''}).")
   exporting.check_float_inputs(_IN.value, exported)
 
 
@@ -64,12 +65,10 @@ def _inputs(exported, header) -> list[np.ndarray]:
   if not all(isinstance(d, int) for d in shape):
     raise UsageError(f"--shape={_SHAPE.value!r} must be concrete, e.g. 3x4.")
   dtype = np.dtype(_DTYPE.value) if _DTYPE.value else np.dtype(exported.in_avals[0].dtype)
-  if dtype.kind != "f" and dtype.name != "bfloat16":
-    raise UsageError(f"--dtype={_DTYPE.value!r} is not a float dtype; the graph's gradients need "
-                     "one (float32, bfloat16, float16, float64).")
   # The inputs and their float64 copies, the outputs (bounded before anything is allocated:
   # a graph can return far more than it takes) and their float64 copies and references.
   n = len(exported.in_avals)
+  exporting.check_inputs(exported, [jax.ShapeDtypeStruct(shape, dtype)] * n)
   out = exporting.output_specs(_IN.value, exported, [jax.ShapeDtypeStruct(shape, dtype)] * n)
   out_bytes = sum(math.prod(o.shape) * (np.dtype(o.dtype).itemsize + 16) for o in out)
   shapes = ", ".join("x".join(map(str, o.shape)) or "scalar" for o in out)[:200]
