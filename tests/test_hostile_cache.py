@@ -71,8 +71,8 @@ def _group_writable_entry(cache):
 
 
 def _group_writable_persistent_entry(cache):
-  entry = next(p for p in cache.iterdir() if p.name.endswith("-cache"))
-  entry.chmod(0o660)
+  compile_cache._persistent_put(str(cache), "jit_f-0123", b"a compiled program")
+  (cache / "jit_f-0123-cache").chmod(0o660)
 
 
 def _fifo_named_like_a_persistent_entry(cache):

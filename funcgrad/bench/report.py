@@ -240,12 +240,22 @@ def run_outputs(machine: Callable[[], dict[str, Any]], *, output_json: str | Non
   `machine`, `speedups` and `extra` are called when the files are written (at the end, or when
   the run is interrupted) with the rows finished by then.
   """
+  def found(rows: Sequence[Result]) -> Sequence[Speedup]:
+    try:
+      return speedups(rows)
+    except Exception:  # noqa: BLE001 - rows of an interrupted run may not pair up: no speedups
+      return ()
+
   def render_json(rows: Sequence[Result], complete: bool) -> str:
-    return json_text(machine(), rows, speedups(rows), **extra(rows), complete=complete)
+    try:
+      about = machine()
+    except Exception as e:  # noqa: BLE001 - the rows matter more than the machine's description
+      about = {"error": f"{type(e).__name__}: {e}"}
+    return json_text(about, rows, found(rows), **extra(rows), complete=complete)
 
   def render_plot(rows: Sequence[Result], complete: bool) -> bytes:
     del complete
-    return plot_bytes(rows, speedups(rows))
+    return plot_bytes(rows, found(rows))
 
   return outputs.RunOutputs(
       {"--output_json": (output_json, render_json),
