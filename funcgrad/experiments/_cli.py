@@ -382,4 +382,8 @@ def run(main: Callable[[list[str]], int | None]) -> None:
       _quiet_broken_pipe()
     return status
 
+  script = sys.modules.get(getattr(main, "__module__", ""))
+  if script is not None and script is sys.modules.get("__main__") and script.__doc__:
+    # absl's --help %-formats the script's docstring: "95% speedup" would print the path.
+    script.__doc__ = script.__doc__.replace("%", "%%")
   app.run(guarded, flags_parser=_parse_flags)

@@ -13,13 +13,12 @@ Process 0's coordinator listens only on the --coordinator address, and anyone wh
 can join the job (it has no authentication): see "Who can join a job" in docs/SCALING.md.
 """
 
-import json
 import sys
 
 import numpy as np
 from absl import flags
 
-from funcgrad import distributed, limits
+from funcgrad import distributed, limits, outputs
 from funcgrad.bench import jobs, report, workloads
 from funcgrad.errors import UsageError
 from funcgrad.experiments import _cli
@@ -111,7 +110,7 @@ def _join() -> int:
           f"per block, 5 blocks)")
     print("all processes agree with the single-process run" if result.ok else "DISAGREES")
     if _OUTPUT_JSON.value:
-      report.atomic_write(_OUTPUT_JSON.value, json.dumps(result.__dict__, indent=2) + "\n")
+      report.atomic_write(_OUTPUT_JSON.value, outputs.dumps(result.__dict__) + "\n")
   else:
     print(f"process {result.process_id}: {'agrees' if result.ok else 'DISAGREES'}")
   return 0 if result.ok else 1

@@ -9,13 +9,12 @@ and adam) before it is timed; exit 1 at the end if any loop disagreed or failed.
 loops, the fused XLA kernels per step are counted in the optimised HLO (`fusions_per_step`).
 """
 
-import json
 import sys
 
 import numpy as np
 from absl import flags
 
-from funcgrad import limits, optimize, peers, problems
+from funcgrad import limits, optimize, outputs, peers, problems
 from funcgrad._tables import render_text
 from funcgrad.bench import fits, report
 from funcgrad.bench.machine import machine_document
@@ -77,7 +76,7 @@ def main(argv: list[str]) -> int:
   if _OUTPUT_JSON.value:
     document = {"machine": machine_document(),
                 "results": [{**r.to_dict(), "fusions_per_step": fusions[r.loop]} for r in results]}
-    report.atomic_write(_OUTPUT_JSON.value, json.dumps(document, indent=2) + "\n")
+    report.atomic_write(_OUTPUT_JSON.value, outputs.dumps(document) + "\n")
   print(f"{report.process_label()}; "
         f"{_OPTIMIZER.value}(learning_rate={_LEARNING_RATE.value}) on {problem.name}, "
         f"{_STEPS.value} steps; optimum: {problem.optimum_description}; reference: "
