@@ -62,12 +62,13 @@ _FIT_STEPS = flags.DEFINE_integer(
     f"{fits.FIT_LEARNING_RATE}), in 1..100000.", lower_bound=1, upper_bound=100_000)
 _DEVICES = flags.DEFINE_integer(
     "devices", None, "Spread the inputs of the JAX engines (eager, jit, jit_packed) over this many "
-    "devices of each backend (a 1-D mesh).", lower_bound=1)
+    "devices of each backend (a 1-D mesh), in 1..1024.", lower_bound=1,
+    upper_bound=sharding.MAX_DEVICES)
 _MESH = flags.DEFINE_string("mesh", None, "A 2-D device mesh AxB instead (rows over A, columns "
                             "over B).")
 _SIMULATE_CPU_DEVICES = flags.DEFINE_integer(
     "simulate_cpu_devices", None, "Give the CPU backend this many devices (set before JAX "
-    "starts).", lower_bound=1)
+    "starts), in 1..1024.", lower_bound=1, upper_bound=sharding.MAX_DEVICES)
 _COMPILATION_CACHE_DIR = flags.DEFINE_string(
     "compilation_cache_dir", None, "Cache compiled programs here, in two tiers: JAX's "
     "persistent compilation cache (small functions included) and, under executables/, the jit "
