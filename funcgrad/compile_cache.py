@@ -315,6 +315,19 @@ def check_cache_dir(cache_dir: str, flag: str = "--cache_dir") -> None:
     raise UsageError(f"{flag}={cache_dir}: {_reason(e)}.") from None
 
 
+def check_parent_dir(path: str, flag: str = "--cache_dir") -> None:
+  """Refuses (one line naming `flag`) a directory holding cache tiers that is not this user's
+  alone: whoever can write it can swap a tier for their own.
+
+  Raises:
+    UsageError: `{flag}={path}: <what is wrong and how to fix it>`.
+  """
+  try:
+    os.close(owner_only.open_directory(path, what="cache directory"))
+  except (OSError, owner_only.Untrusted) as e:
+    raise UsageError(f"{flag}={path}: {_reason(e)}.") from None
+
+
 def _reason(error: BaseException) -> str:
   if isinstance(error, OSError):
     where = f" ({error.filename})" if error.filename else ""

@@ -161,3 +161,32 @@ def test_a_closed_pipe_ends_quietly(module):
   assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
   assert code in (0, 1, -signal.SIGPIPE), code
   assert time.perf_counter() - start < 60
+
+
+# Class: refusals name the script's own flags (issue 22: crossover and benchmark named --sizes).
+@pytest.mark.parametrize("module, args, fragments", [
+    ("experiments.crossover", ["--max_elements=10000000000000"],
+     ["--max_elements=10000000000000", "refused before allocating"]),
+    ("experiments.benchmark", ["--targets=large", "--large_size=100000x100000"],
+     ["--large_size=100000x100000", "refused before allocating"]),
+], ids=["crossover", "benchmark"])
+def test_memory_refusals_name_the_scripts_own_flag(module, args, fragments):
+  outcome = run_in_process(module, *args)
+  assert_refused(outcome, *fragments, limit_s=10.0)
+  assert "--sizes" not in outcome.stderr
+
+
+def test_compile_cache_refuses_a_world_writable_cache_dir(tmp_path):
+  folder = tmp_path / "shared"
+  folder.mkdir()
+  folder.chmod(0o777)
+  assert_refused(run_in_process("experiments.compile_cache", f"--cache_dir={folder}"),
+                 "--cache_dir=", "writable by group and others", "chmod go-w", limit_s=5.0)
+
+
+@pytest.mark.slow
+def test_help_renders_a_percent_sign_in_the_docstring():
+  done = subprocess.run([sys.executable, "-m", "experiments.crossover", "--help"], cwd=ROOT,
+                        capture_output=True, text=True, timeout=120, check=False)
+  assert done.returncode == 0, done.stderr
+  assert "95% speedup" in done.stdout and "crossover.py" not in done.stdout.split("flags:")[0]
