@@ -284,3 +284,21 @@ def test_a_signal_while_importing_is_one_line(tmp_path, signum, code, delay):
     assert "Traceback" not in stderr and "Error" not in stderr, stderr
     assert [ln for ln in stderr.splitlines() if ln.startswith("error:")] == [
         ln for ln in stderr.splitlines() if "interrupted" in ln]
+
+
+@pytest.mark.slow
+def test_sigterm_during_optimize_keeps_the_finished_loops(tmp_path):
+  path = tmp_path / "fit.json"
+  job = subprocess.Popen([sys.executable, "-m", "experiments.optimize", "--loops=scan,eager",
+                          "--steps=100000", "--min_run_time=30", "--allocator=system",
+                          f"--output_json={path}"], cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+  deadline, seen = time.monotonic() + 120, ""
+  while "[scan]" not in seen and time.monotonic() < deadline:
+    seen += job.stderr.readline()
+  job.send_signal(signal.SIGTERM)
+  _, rest = job.communicate(timeout=60)
+  assert job.returncode == 143, seen + rest
+  assert "Traceback" not in rest and "kept 1 finished row" in rest, rest
+  document = _strict_load(path)
+  assert document["complete"] is False and [r["loop"] for r in document["results"]] == ["scan"]
