@@ -290,7 +290,7 @@ def test_a_signal_while_importing_is_one_line(tmp_path, signum, code, delay):
 def test_sigterm_during_optimize_keeps_the_finished_loops(tmp_path):
   path = tmp_path / "fit.json"
   job = subprocess.Popen([sys.executable, "-m", "experiments.optimize", "--loops=scan,eager",
-                          "--steps=100000", "--min_run_time=30", "--allocator=system",
+                          "--steps=3000", "--min_run_time=0.05", "--allocator=system",
                           f"--output_json={path}"], cwd=ROOT, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
   deadline, seen = time.monotonic() + 120, ""
