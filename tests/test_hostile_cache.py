@@ -369,3 +369,14 @@ def test_check_cache_dir_names_the_flag_it_is_given(tmp_path):
   (tmp_path / "f").write_text("")
   with pytest.raises(UsageError, match=r"^--cache_dir=.*not a directory"):
     compile_cache.check_cache_dir(str(tmp_path / "f"), "--cache_dir")
+
+
+def test_funcgrad_compare_refuses_a_shared_cache_dir_before_any_work(tmp_path):
+  import funcgrad  # noqa: PLC0415
+
+  shared = tmp_path / "shared"
+  shared.mkdir()
+  shared.chmod(0o775)
+  with pytest.raises(UsageError, match="^compilation_cache_dir=.*writable by group"):
+    funcgrad.compare(lambda x: (x * x).sum(), np.ones(3, np.float32), min_run_time=0.01,
+                     compilation_cache_dir=str(shared))
