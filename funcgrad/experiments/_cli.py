@@ -1,7 +1,7 @@
 """What every experiment shares: flag errors and user errors as one line, exit 2, no traceback.
 
 Also: numbers checked at parse time (finite, within a stated range), output paths checked before
-any work, flagfiles refused unless they are small regular files, a flag given twice refused,
+any work, flagfiles refused unless they are small regular files, a flag given twice warned of,
 `JAX_PLATFORMS` and `XLA_FLAGS` checked before JAX starts, and Ctrl-C, SIGTERM and SIGHUP as one
 line (saying what was kept: every registered `on_interrupt` callback writes its outputs first)
 with exit status 130, 143 and 129. Error lines are bounded in length and control characters in
@@ -229,33 +229,29 @@ def _flag_name(arg: str) -> str | None:
   return name
 
 
-def check_duplicate_flags(argv: list[str]) -> None:
-  """Refuses a flag given twice on the command line (absl would silently keep the last value);
-  repeatable (multi) flags and --flagfile may repeat.
-
-  Raises:
-    UsageError: naming the flag and both values.
-  """
-  seen: dict[str, str] = {}
+def duplicate_flags(argv: list[str]) -> list[str]:
+  """One warning per flag given more than once on the command line (absl keeps the last value);
+  repeatable (multi) flags and --flagfile may repeat. Each warning names the flag, every value
+  given and the one used."""
+  given: dict[str, list[str]] = {}
   for arg in argv[1:]:
     if arg == "--":
       break
     name = _flag_name(arg)
     if name is None or name == "flagfile" or name not in flags.FLAGS:
       continue
-    if isinstance(flags.FLAGS[name], flags.MultiFlag):
-      continue
-    if name in seen:
-      raise UsageError(f"--{name} is given twice ({seen[name]} and {arg}); give it once (absl "
-                       "would silently keep the last).")
-    seen[name] = arg
+    if not isinstance(flags.FLAGS[name], flags.MultiFlag):
+      given.setdefault(name, []).append(arg)
+  return [f"warning: --{name} is given {len(args)} times ({', '.join(args)}); the last, "
+          f"{args[-1]}, is used." for name, args in given.items() if len(args) > 1]
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
   asked_help = any(_flag_name(a) in _HELP_FLAGS for a in argv[1:])
   try:
     check_flagfiles(argv)
-    check_duplicate_flags(argv)
+    for warning in duplicate_flags(argv):
+      sys.stderr.write(error_line(warning).removeprefix("error: "))
     return flags.FLAGS(argv)
   except (flags.Error, UsageError) as e:
     fail(str(e))
