@@ -80,6 +80,8 @@ def compare_case(case: Case, baseline: str | None = None,
   names = [e.name for e in case.engines]
   baseline = baseline or speedups.default_baseline(names)
   speedups.check_baseline(baseline, names, ("baseline", "engines"))
+  if compilation_cache_dir:  # both tiers refused before any work if others could write them
+    compile_cache.check_cache_dir(compilation_cache_dir, "compilation_cache_dir")
   # A user's function has no byte count to compare with the copy bandwidth: no roofline then.
   rooflines = runner.measure_rooflines([case.backend]) if case.workload.bytes_moved else {}
   caching = contextlib.nullcontext()

@@ -9,13 +9,12 @@ and adam) before it is timed; exit 1 at the end if any loop disagreed or failed.
 loops, the fused XLA kernels per step are counted in the optimised HLO (`fusions_per_step`).
 """
 
-import json
 import sys
 
 import numpy as np
 from absl import flags
 
-from funcgrad import limits, optimize, peers, problems
+from funcgrad import limits, optimize, outputs, peers, problems
 from funcgrad._tables import render_text
 from funcgrad.bench import fits, report
 from funcgrad.bench.machine import machine_document
@@ -65,19 +64,27 @@ def main(argv: list[str]) -> int:
     print(f"note: skipping torch: {peers.PEERS_HINT}", file=sys.stderr)
     loops.remove("torch")
 
+  fusions: dict[str, float | None] = {}
+
+  def document(rows: list[fits.FitResult], complete: bool) -> str:
+    return outputs.dumps({"machine": machine_document(), "complete": complete, "results": [
+        {**r.to_dict(), "fusions_per_step": fusions.get(r.loop)} for r in rows]}) + "\n"
+
+  run = outputs.RunOutputs({"--output_json": (_OUTPUT_JSON.value, document)})
+  _cli.on_interrupt(run.interrupted)  # Ctrl-C, SIGTERM, SIGHUP: every finished loop is kept
+
   def progress(r: fits.FitResult) -> None:
+    run.add(r)
     outcome = report.format_seconds(r.per_step_s) + " per step" if r.error is None else r.error
     print(f"[{r.loop}] {outcome}", file=sys.stderr, flush=True)
 
   results = fits.fit_all(loops, problem, _OPTIMIZER.value, _LEARNING_RATE.value, _STEPS.value,
                         _MIN_RUN_TIME.value, progress)
-  fusions = {r.loop: optimize.fusions_per_step(r.loop, problem, _OPTIMIZER.value,
-                                               _LEARNING_RATE.value, _STEPS.value)
-             if r.ok else None for r in results}
-  if _OUTPUT_JSON.value:
-    document = {"machine": machine_document(),
-                "results": [{**r.to_dict(), "fusions_per_step": fusions[r.loop]} for r in results]}
-    report.atomic_write(_OUTPUT_JSON.value, json.dumps(document, indent=2) + "\n")
+  fusions.update({r.loop: optimize.fusions_per_step(r.loop, problem, _OPTIMIZER.value,
+                                                    _LEARNING_RATE.value, _STEPS.value)
+                  if r.ok else None for r in results})
+  run.rows[:] = results
+  run.finish()
   print(f"{report.process_label()}; "
         f"{_OPTIMIZER.value}(learning_rate={_LEARNING_RATE.value}) on {problem.name}, "
         f"{_STEPS.value} steps; optimum: {problem.optimum_description}; reference: "
@@ -91,7 +98,7 @@ def main(argv: list[str]) -> int:
   for r in results:
     if r.error is not None:
       print(f"{r.loop}: {r.error}")
-  return 0 if all(r.ok for r in results) else 1
+  return run.report_failures(0 if all(r.ok for r in results) else 1)
 
 
 if __name__ == "__main__":
