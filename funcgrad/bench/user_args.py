@@ -89,12 +89,23 @@ def _split_modules(tree: Any) -> Any:
                       tree, is_leaf=is_module)
 
 
-def _merge_modules(tree: Any) -> Any:
-  if not any(isinstance(x, _NnxSplit) for x in
-             jax.tree.leaves(tree, is_leaf=lambda x: isinstance(x, _NnxSplit))):
+def _merge_modules(tree: Any, merge: Callable[[_NnxSplit], Any] = _NnxSplit.merge) -> Any:
+  is_split = lambda x: isinstance(x, _NnxSplit)  # noqa: E731
+  if not any(is_split(x) for x in jax.tree.leaves(tree, is_leaf=is_split)):
     return tree
-  return jax.tree.map(lambda x: x.merge() if isinstance(x, _NnxSplit) else x, tree,
-                      is_leaf=lambda x: isinstance(x, _NnxSplit))
+  return jax.tree.map(lambda x: merge(x) if is_split(x) else x, tree, is_leaf=is_split)
+
+
+def _deep_merge(a: dict[Any, Any], b: dict[Any, Any]) -> dict[Any, Any]:
+  out = dict(a)
+  for k, v in b.items():
+    out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+  return out
+
+
+def pure_dict(split: _NnxSplit) -> dict[Any, Any]:
+  """A split NNX module's whole state as nested dicts of its leaves (`State.to_pure_dict`)."""
+  return _deep_merge(split.params.to_pure_dict(), split.rest.to_pure_dict())
 
 
 def _differentiable_mask(tree: Any, wanted: bool) -> Any:
@@ -146,12 +157,19 @@ class SplitCall:
       return jax.value_and_grad(self.fn, has_aux=self.has_aux)
     return self.fn
 
-  def rebuild(self, diff: Sequence[Any], rest: Sequence[Any]) -> tuple[tuple[Any, ...],
-                                                                         dict[str, Any]]:
-    """The user's `(args, kwargs)` from leaves (NNX modules merged): what `fn` was called on."""
-    return self._rebuild(list(diff), list(rest))
+  def rebuild(self, diff: Sequence[Any], rest: Sequence[Any],
+              modules: Callable[[Any], Any] | None = None) -> tuple[tuple[Any, ...],
+                                                                     dict[str, Any]]:
+    """The user's `(args, kwargs)` from leaves: what `fn` is called on.
 
-  _rebuild: Callable[[list[Any], list[Any]], tuple[tuple[Any, ...], dict[str, Any]]] = \
+    Args:
+      diff, rest: leaves in the order of `self.diff` and `self.rest` (any framework's arrays).
+      modules: what becomes of each split NNX module (default: `nnx.merge`d back; `pure_dict`
+        gives its state as a nested dict, for a peer framework's leaves).
+    """
+    return self._rebuild(list(diff), list(rest), modules or _NnxSplit.merge)
+
+  _rebuild: Callable[..., tuple[tuple[Any, ...], dict[str, Any]]] = \
       dataclasses.field(default=None, repr=False)
 
 
@@ -202,7 +220,8 @@ def _static_indices(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mappi
       numbers.add(positional.index(n))
     else:
       raise UsageError(f"static_argnames={n!r} names no argument of {name} (positional: "
-                       f"{', '.join(positional) or 'none'}; kwargs: {', '.join(kwargs) or 'none'}).")
+                       f"{', '.join(positional) or 'none'}; "
+                       f"kwargs: {', '.join(kwargs) or 'none'}).")
   return numbers, names
 
 
@@ -267,16 +286,17 @@ def split_call(fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str,
     raise UsageError(f"argnums={argnums} of {name} holds no floating-point array to "
                      "differentiate (integer, bool and key leaves are not differentiated).")
 
-  def rebuild(d: list[Any], r: list[Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+  def rebuild(d: list[Any], r: list[Any], merge: Callable[[_NnxSplit], Any]
+              ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     its = {"diff": iter(d), "rest": iter(r), "static": iter(static)}
     traced_args, traced_kwargs = jax.tree.unflatten(treedef, [next(its[w]) for w in where])
-    call_args = tuple(static_args[i] if i in numbers else _merge_modules(a)
+    call_args = tuple(static_args[i] if i in numbers else _merge_modules(a, merge)
                       for i, a in enumerate(traced_args))
-    return call_args, {**{k: _merge_modules(v) for k, v in traced_kwargs.items()},
+    return call_args, {**{k: _merge_modules(v, merge) for k, v in traced_kwargs.items()},
                        **static_kwargs}
 
   def split_fn(d: list[Any], r: list[Any]) -> Any:
-    call_args, call_kwargs = rebuild(d, r)
+    call_args, call_kwargs = rebuild(d, r, _NnxSplit.merge)
     return fn(*call_args, **call_kwargs)
 
   arg_names = positional_names(fn, len(args)) + tuple(kwargs)
