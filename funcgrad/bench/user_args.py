@@ -339,9 +339,9 @@ def describe_value(value: Any) -> str:
     return (format_shape(np.shape(value)) or "scalar") + _short_dtype(value.dtype)
   if isinstance(value, bool | int | float | str) or value is None:
     return repr(value)
-  if callable(value) and not jax.tree.leaves(value):
-    return getattr(value, "__name__", type(value).__name__)
   leaves = jax.tree.leaves(_split_modules(value))
+  if callable(value) and not any(is_array(x) for x in leaves):
+    return function_name(value)
   params = sum(math.prod(np.shape(x)) for x in leaves if is_inexact_array(x))
   kind = type(value).__name__
   if isinstance(value, dict | list | tuple) and len(leaves) == 1 and is_array(leaves[0]):

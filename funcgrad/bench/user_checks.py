@@ -3,8 +3,11 @@
 What a row is checked against (`check=`):
 
 - `"float64"`: a float64 re-run of the function (inexact leaves cast to float64 under
-  `jax.experimental.enable_x64`; integer, bool and key leaves as they are). Only a deterministic
-  function can be checked this way: a random draw in float64 gives different numbers.
+  `jax.experimental.enable_x64`; integer, bool and key leaves as they are), and its float64
+  gradients against a float64 central finite difference of its value along one random direction
+  (so that a gradient wrong in every dtype, a bad `custom_vjp`, is caught too). Only a
+  deterministic function can be checked this way: a random draw in float64 gives different
+  numbers.
 - `"eager"`: the function run eagerly in its own dtypes, with the same keys (the same numbers);
   for a value-and-gradient workload its gradients are also checked against a central finite
   difference of its value along one random direction, with the same keys, so that a gradient
@@ -178,7 +181,8 @@ def is_random(fn: Callable[..., Any], *args: Any) -> bool:
 # ------------------------------------------------------------------------------ the references
 
 
-def _widen(tree: Any) -> Any:
+def widen(tree: Any) -> Any:
+  """`tree` with its inexact leaves cast to float64 (complex128); call under `enable_x64`."""
   def widen(leaf):
     if hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.inexact) and \
         not jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
@@ -192,7 +196,7 @@ def _widen(tree: Any) -> Any:
 def float64_outputs(program: Callable[..., Any], *args: Any) -> Any:
   """`program` compiled and run in float64 on float64 copies of the inexact leaves of `args`."""
   with enable_x64():
-    return jax.device_get(jax.jit(program)(*_widen(args)))
+    return jax.device_get(jax.jit(program)(*widen(args)))
 
 
 def directional_check(value_fn: Callable[[list[Any]], Any], diff: Sequence[Any],

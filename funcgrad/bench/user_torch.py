@@ -21,6 +21,7 @@ from funcgrad.bench import user_args
 from funcgrad.errors import UsageError
 
 PEER_FRAMEWORKS = ("torch",)
+PEER_ENGINES = {"torch": ("torch_eager", "torch_compile")}  # the rows a peer's version makes
 
 
 def check_peers(peers: Any) -> dict[str, Callable[..., Any]]:
@@ -55,6 +56,18 @@ def to_tensor(torch: Any, leaf: Any, where: str) -> Any:
 
 
 @dataclasses.dataclass(frozen=True)
+class TorchVersion:
+  """A user's torch version of a function, as a workload's torch program: the torch engines
+  call `prepare` instead of converting the inputs themselves."""
+
+  split: user_args.SplitCall
+  torch_fn: Callable[..., Any]
+
+  def prepare(self, on_gpu: bool, compiled: bool) -> "TorchCall":
+    return torch_call(self.split, self.torch_fn, on_gpu, compiled)
+
+
+@dataclasses.dataclass(frozen=True)
 class TorchCall:
   """A torch call ready to time: `call()` returns outputs shaped like the JAX program's."""
 
@@ -82,9 +95,8 @@ def torch_call(split: user_args.SplitCall, torch_fn: Callable[..., Any], on_gpu:
     torch_fn = torch.compile(torch_fn, dynamic=False)
 
   if not split.value_and_grad:
-    def call():
-      with torch.no_grad():
-        return torch_fn(*args, **kwargs)
+    def call():  # the function itself (a training step computes its own gradients)
+      return torch_fn(*args, **kwargs)
   else:
     def call():
       out = torch_fn(*args, **kwargs)
