@@ -121,7 +121,7 @@ def jit_step_loop(problem: Problem, optimizer: optax.GradientTransformation,
   """A Python loop over the jitted step, with everything it updates donated.
 
   The loss history lives on the device and each step writes its loss into it: no host round
-  trip per step, and no stacking of `steps` scalars at the end (which alone cost ~5 us a step).
+  trip per step, and no stacking of `steps` scalars at the end (a per-step cost of its own).
   """
   step = make_step(problem, optimizer)
 
@@ -147,8 +147,8 @@ def _scan_program(problem: Problem, optimizer: optax.GradientTransformation, ste
                   fused: bool) -> Callable[[], LoopOutput]:
   """The jitted zero-argument fit behind `scan` and `scan_fused`.
 
-  The optimiser's `init` runs inside the program: run eagerly, its handful of dispatches cost
-  ~170 us a fit here, four times the 1000 compiled steps.
+  The optimiser's `init` runs inside the program: run eagerly, its handful of dispatches would
+  cost more than the compiled steps of a whole short fit.
   """
   step = make_step(problem, optimizer)
   init_params = np.array(problem.init_params)

@@ -1,16 +1,18 @@
-"""Shapes as text, one way everywhere: '3x4' is a 3x4 shape, ',' separates shapes in a list.
+"""Shapes and lists as text, one way everywhere: '3x4' is a 3x4 shape, ',' separates the items
+of a list (shapes, names, integers).
 
-Every flag that takes a shape (`--sizes`, `--shape`, `--shapes`, `--mesh`, `--size`) parses it
-here, so every one accepts the same forms and a bad one is reported the same way: one line naming
-the flag, the bad text and the allowed form.
+Every flag that takes a shape (`--sizes`, `--shape`, `--shapes`, `--mesh`, `--size`) or a list
+(`--engines`, `--workloads`, `--argnums`, ...) parses it here, so every one accepts the same forms
+and a bad one is reported the same way: one line naming the flag, the bad text and the allowed
+form.
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
+from funcgrad._types import Shape
 from funcgrad.errors import UsageError
 
-Shape = tuple[int, ...]
 SCALAR = "scalar"  # the text of a rank-0 shape
 MAX_DIM = 2**31 - 1  # XLA's dimensions are 64-bit, but past this a typo is likelier than a need
 MAX_ELEMENTS = 2**48  # a product past 2**63 aborts XLA's shape code (not even an exception)
@@ -72,3 +74,36 @@ def parse_shapes(text: str, flag: str = "--sizes", max_rank: int | None = None,
     raise UsageError(f"No shape given in {flag}={text!r}: expected e.g. 3x4{sep}1000x1000.")
   shapes = [parse_shape(item, flag, max_rank, scalar=scalar) for item in items]
   return list(dict.fromkeys(shapes)) if unique else shapes  # type: ignore[return-value]
+
+
+def parse_names(text: str, valid: Iterable[str], what: str, flag: str | None = None) -> list[str]:
+  """Parses 'a,b' into names, each of which must be in `valid` ('all' means every one);
+  duplicates are dropped.
+
+  Raises:
+    UsageError: naming the flag, the unknown name and the valid ones.
+  """
+  valid = list(valid)
+  where = f" in {flag}" if flag else ""
+  names = [n.strip() for n in text.split(",") if n.strip()]
+  if names == ["all"]:
+    return valid
+  for name in names:
+    if name not in valid:
+      raise UsageError(f"Unknown {what} {name!r}{where}. Valid: {', '.join(valid)} (or all).")
+  if not names:
+    raise UsageError(f"No {what} given{where}. Valid: {', '.join(valid)} (or all).")
+  return list(dict.fromkeys(names))
+
+
+def parse_ints(text: str, flag: str) -> list[int]:
+  """'0,1' -> [0, 1] (non-negative, duplicates dropped).
+
+  Raises:
+    UsageError: naming the flag and the bad item.
+  """
+  items = [t.strip() for t in text.split(",")]
+  if not all(t.isascii() and t.isdigit() and len(t) <= 18 for t in items):
+    raise UsageError(f"Invalid {flag}={text!r}: expected non-negative integers, comma-separated "
+                     "(e.g. 0,1).")
+  return list(dict.fromkeys(int(t) for t in items))

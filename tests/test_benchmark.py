@@ -82,7 +82,7 @@ def test_ratio_agreement_compares_speedups_of_two_runs():
 
 
 @pytest.mark.parametrize("args, fragments", [
-    (["--targets=bogus"], ["'bogus'", "large, small, adam, cache, harness"]),
+    (["--targets=bogus"], ["'bogus'", "large, small, adam, cache, models, harness"]),
     (["--large_size=4000"], ["4000", "NxD"]),
     (["--large_size=0x4"], ["'0x4'"]),
     (["--steps=0"], ["--steps=0"]),

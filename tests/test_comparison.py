@@ -52,12 +52,22 @@ def test_compare_value_only_and_packed():
     (raises_when_traced, (np.ones(3, np.float32),), {}, "fails to trace"),
     (mlp_loss, (W, X), {"argnums": 5}, "out of range"),
     (mlp_loss, (W, X), {"engines": ("torch_eager",)}, "cannot run an arbitrary function"),
-    (mlp_loss, (W, X), {"engines": ("jit",), "baseline": "eager"}, "--baseline='eager'"),
+    (mlp_loss, (W, X), {"engines": ("jit",), "baseline": "eager"}, "baseline='eager'"),
+    (mlp_loss, (W, X), {"min_run_time": float("nan")}, "min_run_time=nan"),
 ])
 def test_compare_refuses_with_one_line(fn, args, kwargs, message):
   with pytest.raises(UsageError, match=message) as info:
-    funcgrad.compare(fn, *args, min_run_time=0.01, **kwargs)
+    funcgrad.compare(fn, *args, **{"min_run_time": 0.01, **kwargs})
   assert "\n" not in str(info.value)
+  assert "--" not in str(info.value)  # the Python API names parameters, not flags
+
+
+def test_compare_goes_through_the_runners_memory_check(monkeypatch):
+  from funcgrad.bench import checks  # noqa: PLC0415
+
+  monkeypatch.setattr(checks, "available_memory_bytes", lambda backend: 1024)
+  with pytest.raises(UsageError, match="refused before allocating"):
+    funcgrad.compare(mlp_loss, W, X, min_run_time=0.01)
 
 
 def test_a_function_that_fails_in_one_engine_makes_that_row_failed():

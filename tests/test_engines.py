@@ -9,7 +9,10 @@ import pytest
 
 from funcgrad import peers
 from funcgrad.bench import engines, workloads
-from funcgrad.bench.workloads import WORKLOADS, max_rel_error
+from funcgrad.bench.case import Placement
+from funcgrad.bench.workloads import WORKLOADS
+from funcgrad.bench.workloads.model import max_rel_error
+from funcgrad.bench.workloads.user import user_workload
 from funcgrad.errors import UsageError
 from funcgrad.peers import PeerUnavailableError, import_peer
 
@@ -38,13 +41,12 @@ def _check(engine, workload, size=(3, 4), dtype=np.float32):
   inputs = workload.make_inputs(shape, dtype, seed=1)
   reference = workload.expected(inputs)
   want, scales = reference.outputs, reference.scales
-  try:
-    prepared = engine.prepare(workload, inputs, jax.devices("cpu")[0])
-  except engines.NotImplementedForWorkload:
-    expected_gap = (engine.name in NOT_FOR_TRAINING and workload.kind == "train") or (
-        engine.name == "jit_scan" and workload.kind != "train")
-    assert expected_gap, f"{engine.name} should implement {workload.name}"
+  expected_gap = (engine.name in NOT_FOR_TRAINING and workload.kind == "train") or (
+      engine.name == "jit_scan" and workload.kind != "train")
+  assert (engine.missing(workload) is not None) == expected_gap, engine.missing(workload)
+  if expected_gap:
     return None
+  prepared = engine.prepare(workload, inputs, Placement(jax.devices("cpu")[0]))
   assert max_rel_error(prepared.first_output, want, scales) <= workload.tolerance(dtype)
   if workload.kind != "train":  # a training call continues from the last: a new answer
     again = prepared.to_numpy(prepared.sync(prepared.call()))
@@ -70,7 +72,7 @@ def test_peer_engines_agree_with_reference(engine, workload):
 def test_training_call_carries_state_from_call_to_call():
   fit = TESTED["fit_linear_regression"]
   inputs = fit.make_inputs((30, 2), np.float32, 0)
-  prepared = engines.ENGINES["jit"].prepare(fit, inputs, jax.devices("cpu")[0])
+  prepared = engines.ENGINES["jit"].prepare(fit, inputs, Placement(jax.devices("cpu")[0]))
   second = prepared.to_numpy(prepared.sync(prepared.call()))
   # Forty steps in all now: the float64 reference of a 40-step fit.
   forty = workloads.fit_workload("linear_regression", steps=40).expected(inputs)
@@ -105,10 +107,23 @@ def test_bfloat16_jit():
   _check(engines.ENGINES["jit"], WORKLOADS["muladd_sum"], dtype=jax.numpy.bfloat16)
 
 
-def test_missing_peer_names_the_extra():
-  ghost = engines.Engine("ghost", "a peer that is not installed", "funcgrad_no_such_module",
-                         lambda w, i, d: None)
-  assert not ghost.available()
+def test_engines_declare_family_and_kinds():
+  kinds = {name: set(e.kinds) for name, e in engines.ENGINES.items()}
+  assert kinds["jit_packed"] == {"value_and_grad", "value"} and kinds["jit_scan"] == {"train"}
+  assert kinds["tf_xla"] == {"value_and_grad"} and "value" not in kinds["torch_eager"]
+  assert {e.family for e in engines.ENGINES.values()} == {"numpy", "jax", "torch", "tf"}
+  assert engines.JAX_ENGINES == ("eager", "jit", "jit_packed")
+  user = user_workload(lambda x: (x**2).sum(), "square")  # no peer programs
+  assert "no torch program" in engines.ENGINES["torch_eager"].missing(user)
+  assert engines.ENGINES["jit"].missing(user) is None
+  with pytest.raises(ValueError, match="family"):
+    engines.Engine("bad", "an unknown family", "mxnet", {"value"}, lambda w, i, p: None)
+
+
+def test_missing_peer_names_the_extra(monkeypatch):
+  monkeypatch.setitem(engines.FAMILIES, "torch", "funcgrad_no_such_module")
+  ghost = engines.ENGINES["torch_eager"]
+  assert ghost.requires == "funcgrad_no_such_module" and not ghost.available()
   with pytest.raises(PeerUnavailableError, match=re.escape(".[peers]")):
     import_peer("funcgrad_no_such_module")
 
@@ -124,7 +139,7 @@ def test_jax_engines_on_gpu(engine):
   workload = WORKLOADS["muladd_sum"]
   inputs = workload.make_inputs((64, 64), np.float32, seed=1)
   reference = workload.expected(inputs)
-  prepared = engines.ENGINES[engine].prepare(workload, inputs, jax.devices("gpu")[0])
+  prepared = engines.ENGINES[engine].prepare(workload, inputs, Placement(jax.devices("gpu")[0]))
   assert prepared.device == "cuda:0"
   assert max_rel_error(prepared.first_output, reference.outputs, reference.scales) <= 1e-5
 

@@ -8,11 +8,13 @@ import pytest
 
 from funcgrad import nn
 from funcgrad.bench import engines, runner
-from funcgrad.bench.workloads import WORKLOADS, max_rel_error
+from funcgrad.bench.case import Placement, Sweep, Timing
+from funcgrad.bench.workloads import WORKLOADS
+from funcgrad.bench.workloads.model import max_rel_error
 from funcgrad.errors import UsageError
 
 SIZES = {"mlp": (16, 32), "mlp_train": (16, 32), "attention": (16, 128)}
-FAST = dict(min_run_time=0.01, seed=0, dtype=np.dtype(np.float32))
+FAST = dict(timing=Timing(min_run_time=0.01, seed=0), dtype=np.dtype(np.float32))
 
 
 def _engine_or_skip(name):
@@ -32,14 +34,13 @@ def test_every_engine_agrees_with_the_float64_reference(name, engine_name):
   workload = WORKLOADS[name]
   inputs = workload.make_inputs(workload.check_size(SIZES[name]), np.float32, 1)
   reference = workload.expected(inputs)
-  try:
-    prepared = engine.prepare(workload, inputs, jax.devices("cpu")[0])
-  except engines.NotImplementedForWorkload:
-    training_gap = workload.kind == "train" and engine_name in (
-        "jit_packed", "tf_eager", "tf_function", "tf_xla")
-    scan_gap = workload.kind != "train" and engine_name == "jit_scan"
-    assert training_gap or scan_gap, f"{engine_name} should implement {name}"
+  training_gap = workload.kind == "train" and engine_name in (
+      "jit_packed", "tf_eager", "tf_function", "tf_xla")
+  scan_gap = workload.kind != "train" and engine_name == "jit_scan"
+  assert (engine.missing(workload) is not None) == (training_gap or scan_gap), engine_name
+  if training_gap or scan_gap:
     return
+  prepared = engine.prepare(workload, inputs, Placement(jax.devices("cpu")[0]))
   error = max_rel_error(prepared.first_output, reference.outputs, reference.scales)
   assert error <= workload.tolerance(np.float32), (engine_name, name, error)
 
@@ -66,10 +67,10 @@ def test_sizes_that_do_not_fit_are_refused(name, size, message):
 
 
 def test_rows_carry_flops_and_the_matmul_roofline():
-  config = runner.SweepConfig(workloads=[WORKLOADS["mlp"]], engines=[engines.ENGINES["jit"]],
-                              backends=["cpu"], sizes=[(16, 32)], **FAST)
+  sweep = Sweep(workloads=[WORKLOADS["mlp"]], engines=[engines.ENGINES["jit"]],
+                backends=["cpu"], sizes=[(16, 32)], **FAST)
   from funcgrad.bench.roofline import Roofline
-  (row,) = runner.run_sweep(config, rooflines={"cpu": Roofline(10.0, peak_gflops=50.0)})
+  (row,) = runner.run_sweep(sweep.cases(), rooflines={"cpu": Roofline(10.0, peak_gflops=50.0)})
   assert row.ok and row.bound == "compute"
   assert row.flops == nn.mlp_flops(16, 32)
   assert row.gflops == pytest.approx(row.flops / row.median_s / 1e9)
@@ -79,10 +80,9 @@ def test_rows_carry_flops_and_the_matmul_roofline():
 def test_data_parallel_mlp_equals_one_device():
   # The CPU backend has one device unless simulated: a 1-device mesh still goes through the
   # batch split and parameter replication.
-  config = runner.SweepConfig(workloads=[WORKLOADS["mlp"]], engines=[engines.ENGINES["jit"]],
-                              backends=["cpu"], sizes=[(16, 32)], mesh_shape=(1,), **FAST)
-  runner.check_mesh(config)
-  (row,) = runner.run_sweep(config, rooflines={})
+  sweep = Sweep(workloads=[WORKLOADS["mlp"]], engines=[engines.ENGINES["jit"]],
+                backends=["cpu"], sizes=[(16, 32)], mesh_shape=(1,), **FAST)
+  (row,) = runner.run_sweep(sweep.cases(), rooflines={})  # the mesh checked there
   assert row.ok and row.n_devices == 1 and row.max_rel_err <= row.tolerance
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from funcgrad.bench import engines, runner, workloads
+from funcgrad.bench.case import Sweep, Timing, rows
 from funcgrad.experiments import _progress
 from tests.cli import run_in_process
 
@@ -22,13 +23,13 @@ class Terminal(io.StringIO):
 
 
 def _sweep(progress):
-  config = runner.SweepConfig(
+  cases = Sweep(
       workloads=[workloads.get_workload("muladd_sum")],
       engines=[engines.get_engine("numpy"), engines.get_engine("jit")], backends=["cpu"],
-      sizes=[(3, 4)], dtype=np.dtype(np.float32), min_run_time=0.01)
-  progress.start(config.rows())
+      sizes=[(3, 4)], dtype=np.dtype(np.float32), timing=Timing(min_run_time=0.01)).cases()
+  progress.start(rows(cases))
   try:
-    runner.run_sweep(config, lambda r, i, n: progress.done(_progress.row_line(r, i, n)),
+    runner.run_sweep(cases, lambda r, i, n: progress.done(_progress.row_line(r, i, n)),
                      rooflines={}, progress=progress.runner_progress)
   finally:
     progress.close()

@@ -6,37 +6,43 @@ import jax
 import numpy as np
 import pytest
 
-from funcgrad.bench import engines, runner, workloads
+from funcgrad.bench import checks, engines, runner, workloads
+from funcgrad.bench.case import Case, Sweep, Timing, rows
 from funcgrad.bench.roofline import Roofline
-from funcgrad.bench.workloads import ABS_LOSS, MULADD_SUM
+from funcgrad.bench.workloads.tutorial import ABS_LOSS, MULADD_SUM
+from funcgrad.devices import platforms_present
 from funcgrad.errors import UsageError
 
-FAST = dict(min_run_time=0.01, seed=0, dtype=np.dtype(np.float32))
+FAST = dict(timing=Timing(min_run_time=0.01, seed=0), dtype=np.dtype(np.float32))
 NO_CACHE_ROOFLINE = {"cpu": Roofline(10.0, 10.0, 1, None)}
 
 
-def _swapped_numpy(workload, inputs, device, mesh=None):
+def _sweep(**kwargs) -> list[Case]:
+  return Sweep(**{"backends": ["cpu"], **FAST, **kwargs}).cases()
+
+
+def _swapped_numpy(workload, inputs, placement):
   """An engine with the tutorial's bug: grad_x and grad_y swapped."""
-  prepared = engines.ENGINES["numpy"].prepare(workload, inputs, device)
+  prepared = engines.ENGINES["numpy"].prepare(workload, inputs, placement)
   value, gx, gy, gz = prepared.first_output
   return dataclasses.replace(prepared, first_output=(value, gy, gx, gz))
 
 
-def _raising(workload, inputs, device, mesh=None):
-  del workload, inputs, device, mesh
+def _raising(workload, inputs, placement):
+  del workload, inputs, placement
   raise MemoryError("pretend the device ran out of memory")
 
 
-SWAPPED = engines.Engine("swapped", "numpy with grad_x/grad_y swapped", None, _swapped_numpy)
-RAISING = engines.Engine("raising", "always raises", None, _raising)
+SWAPPED = engines.Engine("swapped", "numpy with grad_x/grad_y swapped", "numpy",
+                         engines.ALL_KINDS, _swapped_numpy)
+RAISING = engines.Engine("raising", "always raises", "numpy", engines.ALL_KINDS, _raising)
 
 
 def test_sweep_rows_in_order_with_every_field():
-  config = runner.SweepConfig(workloads=[MULADD_SUM, ABS_LOSS],
-                              engines=[engines.ENGINES["numpy"], engines.ENGINES["jit"]],
-                              backends=["cpu"], sizes=[(3, 4), (8, 8)], **FAST)
+  cases = _sweep(workloads=[MULADD_SUM, ABS_LOSS],
+                 engines=[engines.ENGINES["numpy"], engines.ENGINES["jit"]], sizes=[(3, 4), (8, 8)])
   seen = []
-  results = runner.run_sweep(config, lambda r, i, n: seen.append((r.engine, i, n)),
+  results = runner.run_sweep(cases, lambda r, i, n: seen.append((r.engine, i, n)),
                              NO_CACHE_ROOFLINE)
   assert [(r.workload, tuple(r.shape), r.engine) for r in results] == [
       ("muladd_sum", (3, 4), "numpy"), ("muladd_sum", (3, 4), "jit"),
@@ -71,9 +77,9 @@ def test_result_fields_are_fixed():
 
 
 def test_wrong_output_is_marked_and_never_timed():
-  config = runner.SweepConfig(workloads=[MULADD_SUM], engines=[SWAPPED, engines.ENGINES["numpy"]],
-                              backends=["cpu"], sizes=[(3, 4)], **FAST)
-  wrong, right = runner.run_sweep(config, rooflines={})
+  cases = _sweep(workloads=[MULADD_SUM], engines=[SWAPPED, engines.ENGINES["numpy"]],
+                 sizes=[(3, 4)])
+  wrong, right = runner.run_sweep(cases, rooflines={})
   assert not wrong.ok and wrong.status == runner.WRONG and wrong.max_rel_err > wrong.tolerance
   assert "differs from the numpy float64 reference" in wrong.error
   assert wrong.median_s is None and wrong.blocks is None  # not timed
@@ -81,9 +87,9 @@ def test_wrong_output_is_marked_and_never_timed():
 
 
 def test_raising_row_is_recorded_and_sweep_goes_on():
-  config = runner.SweepConfig(workloads=[MULADD_SUM], engines=[RAISING, engines.ENGINES["numpy"]],
-                              backends=["cpu"], sizes=[(3, 4), (5, 5)], **FAST)
-  results = runner.run_sweep(config, rooflines={})
+  cases = _sweep(workloads=[MULADD_SUM], engines=[RAISING, engines.ENGINES["numpy"]],
+                 sizes=[(3, 4), (5, 5)])
+  results = runner.run_sweep(cases, rooflines={})
   assert [r.ok for r in results] == [False, True, False, True]
   assert results[0].status == runner.FAILED
   assert results[0].error.startswith("MemoryError: pretend the device ran out of memory")
@@ -91,10 +97,9 @@ def test_raising_row_is_recorded_and_sweep_goes_on():
 
 
 def test_engine_a_workload_does_not_implement_is_marked_not_failed():
-  config = runner.SweepConfig(workloads=[MULADD_SUM],
-                              engines=[engines.ENGINES["jit_scan"], engines.ENGINES["jit"]],
-                              backends=["cpu"], sizes=[(3, 4)], **FAST)
-  scan, jit = runner.run_sweep(config, rooflines={})
+  cases = _sweep(workloads=[MULADD_SUM],
+                 engines=[engines.ENGINES["jit_scan"], engines.ENGINES["jit"]], sizes=[(3, 4)])
+  scan, jit = runner.run_sweep(cases, rooflines={})
   assert scan.status == runner.NOT_IMPLEMENTED and "not implemented for muladd_sum" in scan.error
   assert jit.ok
 
@@ -102,70 +107,73 @@ def test_engine_a_workload_does_not_implement_is_marked_not_failed():
 def test_fit_workload_runs_through_the_same_runner():
   fit = workloads.fit_workload("linear_regression", steps=5)
   chosen = [engines.ENGINES[n] for n in ("numpy", "eager", "jit", "jit_scan", "jit_packed")]
-  config = runner.SweepConfig(workloads=[fit], engines=chosen, backends=["cpu"],
-                              sizes=[(40, 3)], **FAST)
-  rows = {r.engine: r for r in runner.run_sweep(config, rooflines={})}
+  cases = _sweep(workloads=[fit], engines=chosen, sizes=[(40, 3)])
+  by_engine = {r.engine: r for r in runner.run_sweep(cases, rooflines={})}
   for name in ("numpy", "eager", "jit", "jit_scan"):
-    assert rows[name].ok, rows[name].error
+    row = by_engine[name]
+    assert row.ok, row.error
     if name.startswith("jit"):  # one compilation of the step (or the scan), inside the call
-      assert rows[name].compiles == 1
-      assert rows[name].first_call_s >= (rows[name].trace_s + rows[name].lower_s
-                                         + rows[name].compile_s)
-    assert rows[name].steps_per_call == 5 and rows[name].shape == [40, 3]
-    assert rows[name].max_rel_err <= rows[name].tolerance
-  assert rows["jit_packed"].status == runner.NOT_IMPLEMENTED
+      assert row.compiles == 1
+      assert row.first_call_s >= row.trace_s + row.lower_s + row.compile_s
+    assert row.steps_per_call == 5 and row.shape == [40, 3]
+    assert row.max_rel_err <= row.tolerance
+  assert by_engine["jit_packed"].status == runner.NOT_IMPLEMENTED
 
 
 def test_mesh_is_refused_for_workloads_that_are_not_split():
   fit = workloads.fit_workload("abs_loss", steps=5)
-  config = runner.SweepConfig(workloads=[fit], engines=[engines.ENGINES["jit"]],
-                              backends=["cpu"], sizes=[(2,)], mesh_shape=(1,), **FAST)
-  with pytest.raises(UsageError, match="--devices/--mesh do not apply to workload fit_abs_loss"):
-    runner.check_mesh(config)
+  cases = _sweep(workloads=[fit], engines=[engines.ENGINES["jit"]], sizes=[(2,)],
+                 mesh_shape=(1,))
+  with pytest.raises(UsageError, match="mesh does not apply to workload fit_abs_loss"):
+    checks.check_mesh(cases)
+  with pytest.raises(UsageError, match="mesh does not apply to workload fit_abs_loss"):
+    runner.run_sweep(cases, rooflines={})  # the sweep checks before it runs
 
 
 def test_memory_refusal_before_allocation():
-  config = runner.SweepConfig(workloads=[MULADD_SUM], engines=[engines.ENGINES["numpy"]],
-                              backends=["cpu"], sizes=[(3, 4), (1_000_000, 1_000_000)], **FAST)
+  cases = _sweep(workloads=[MULADD_SUM], engines=[engines.ENGINES["numpy"]],
+                 sizes=[(3, 4), (1_000_000, 1_000_000)])
   with pytest.raises(UsageError, match=r"Size 1000000x1000000 of muladd_sum needs about .* GiB"):
-    runner.check_fits(config)
-  runner.check_fits(dataclasses.replace(config, sizes=[(1000, 1000)]))
+    checks.check_fits(cases)
+  with pytest.raises(UsageError, match=r"Size 1000000x1000000 of muladd_sum"):
+    runner.run_sweep(cases, rooflines={})  # refused before the first case runs
+  checks.check_fits(_sweep(workloads=[MULADD_SUM], engines=[engines.ENGINES["numpy"]],
+                           sizes=[(1000, 1000)]))
 
 
 def test_footprint_estimate():
   # 6 arrays of 100 float32 moved once per engine, plus the float64 reference of them.
   moved = MULADD_SUM.bytes_moved((10, 10), 4)
-  assert runner.footprint_bytes(MULADD_SUM, (10, 10), np.dtype(np.float32), engines=2) == \
+  assert checks.footprint_bytes(MULADD_SUM, (10, 10), np.dtype(np.float32), engines=2) == \
       moved * 3 + moved * 2
 
 
 def test_cache_resident_rows_claim_no_share_of_dram_bandwidth():
-  config = runner.SweepConfig(workloads=[MULADD_SUM], engines=[engines.ENGINES["numpy"]],
-                              backends=["cpu"], sizes=[(3, 4)], **FAST)
-  (row,) = runner.run_sweep(config, rooflines={"cpu": Roofline(10.0, 5.0, 2, 1 << 20)})
+  cases = _sweep(workloads=[MULADD_SUM], engines=[engines.ENGINES["numpy"]], sizes=[(3, 4)])
+  (row,) = runner.run_sweep(cases, rooflines={"cpu": Roofline(10.0, 5.0, 2, 1 << 20)})
   assert row.cache_resident and row.pct_of_bandwidth is None and row.gbps > 0
 
 
 def test_backends():
-  assert runner.resolve_backends(None, False) == list(runner.platforms_present())
-  assert runner.resolve_backends(["cpu", "cpu"], False) == ["cpu"]
+  assert checks.resolve_backends(None, False) == list(platforms_present())
+  assert checks.resolve_backends(["cpu", "cpu"], False) == ["cpu"]
   with pytest.raises(UsageError, match="Unknown backend 'xpu' in --backends"):
-    runner.resolve_backends(["xpu"], False)
+    checks.resolve_backends(["xpu"], False)
 
 
-@pytest.mark.skipif("gpu" in runner.platforms_present(), reason="a GPU is present")
+@pytest.mark.skipif("gpu" in platforms_present(), reason="a GPU is present")
 def test_absent_backend_is_an_error_unless_skipped():
   with pytest.raises(UsageError, match="Backend 'gpu' in --backends is not present here"):
-    runner.resolve_backends(["cpu", "gpu"], False)
-  assert runner.resolve_backends(["cpu", "gpu"], True) == ["cpu"]
+    checks.resolve_backends(["cpu", "gpu"], False)
+  assert checks.resolve_backends(["cpu", "gpu"], True) == ["cpu"]
   with pytest.raises(UsageError, match="None of the backends"):
-    runner.resolve_backends(["gpu"], True)
+    checks.resolve_backends(["gpu"], True)
 
 
 def test_a_long_sweep_says_so_before_it_starts():
-  config = runner.SweepConfig(workloads=[MULADD_SUM], engines=[engines.ENGINES["numpy"]] * 2,
-                              backends=["cpu"], sizes=[(3, 4), (5, 5)], **FAST)
-  assert runner.long_run_note(config) is None
-  long = dataclasses.replace(config, min_run_time=60.0)
+  cases = _sweep(workloads=[MULADD_SUM], engines=[engines.ENGINES["numpy"]] * 2,
+                 sizes=[(3, 4), (5, 5)])
+  assert rows(cases) == 4 and runner.long_run_note(cases) is None
+  long = [dataclasses.replace(c, timing=Timing(min_run_time=60.0)) for c in cases]
   assert runner.minimum_seconds(long) == pytest.approx(4 * 60 * 1.2)
   assert runner.long_run_note(long).startswith("note: 4 rows x --min_run_time=60 s: at least 5 min")

@@ -3,7 +3,16 @@
 import numpy as np
 import pytest
 
-from funcgrad.bench.timing import NOISE_THRESHOLD, Stats, Timer, block_stats, time_once
+from funcgrad.bench.timing import (
+  MAX_TIMER_OVERHEAD,
+  NOISE_THRESHOLD,
+  Stats,
+  Timer,
+  autorange,
+  block_stats,
+  calls_for_block,
+  time_once,
+)
 
 
 class FakeClock:
@@ -45,38 +54,40 @@ def test_block_stats_rejects_empty(times, calls):
     block_stats(times, calls)
 
 
-def test_blocked_autorange_on_fake_clock():
+def test_autorange_on_fake_clock():
   clock = FakeClock(cost=1e-6)
-  stats = Timer(clock.fn, clock.sync, clock).blocked_autorange(min_run_time=0.2)
+  stats = autorange(Timer(clock.fn, clock.sync, clock), min_run_time=0.2)
   assert stats.median_s == pytest.approx(1e-6) and stats.iqr_s == pytest.approx(0, abs=1e-15)
   assert not stats.noisy
-  # 1 us calls: a block must last >= 1% of 0.2 s = 2 ms -> 10_000 calls per block.
-  assert stats.calls_per_block == 10_000
+  # The runner's rule: a block lasts at least min_run_time / TARGET_ROUNDS = 20 ms of 1 us calls
+  # (grown x100, then to 1.1x the need): 22_000 calls, and blocks until 0.2 s of them.
+  assert stats.calls_per_block == 22_000
   assert stats.blocks * stats.calls_per_block * 1e-6 >= 0.2 - 1e-9
-  assert clock.syncs == clock.calls  # every call synced
+  assert clock.syncs <= clock.calls  # every block synced, warm-up included
 
 
 def test_autorange_grows_block_until_timer_overhead_negligible():
   # Each clock read costs 1 us: timer overhead per block is 1 us. A 1 us call needs a block of
-  # >= 1000 us for the overhead to be <= 0.1%, so 1000 calls (plus the 2 ms minimum -> 10_000).
+  # >= 1000 us for the overhead to be <= 0.1% of it, whatever the (shorter) target.
   clock = FakeClock(cost=1e-6, tick=1e-6)
   timer = Timer(clock.fn, clock.sync, clock)
   assert timer.overhead() == pytest.approx(1e-6)
-  number = timer.calls_per_block(min_run_time=0.01)  # minimum block 100 us
-  assert number == 1000
-  assert timer.overhead() <= 1e-3 * timer.timeit(number)
+  number = calls_for_block(timer, target_s=1e-4)
+  assert timer.overhead() <= MAX_TIMER_OVERHEAD * timer.timeit(number)
+  assert number < 2000  # and not far past it
 
 
 def test_slow_call_gets_one_call_per_block_and_min_blocks():
   clock = FakeClock(cost=0.5)
-  stats = Timer(clock.fn, clock.sync, clock).blocked_autorange(min_run_time=0.2, min_blocks=3)
+  stats = autorange(Timer(clock.fn, clock.sync, clock), min_run_time=0.2, min_blocks=3)
   assert stats.calls_per_block == 1 and stats.blocks == 3 and stats.median_s == 0.5
 
 
 def test_warmup_calls_are_not_timed():
   clock = FakeClock(cost=1.0)
-  Timer(clock.fn, clock.sync, clock).blocked_autorange(min_run_time=0.0, warmup=5, min_blocks=1)
-  assert clock.calls == 5 + 1 + 1  # warm-up, the sizing block, one timed block
+  stats = autorange(Timer(clock.fn, clock.sync, clock), min_run_time=0.01, min_blocks=1)
+  assert stats.blocks == 1
+  assert clock.calls == 1 + 1 + 1  # the warm-up, the sizing block, one timed block
 
 
 def test_dispatch_time_syncs_once():

@@ -3,18 +3,19 @@ import numpy as np
 import pytest
 
 import funcgrad as fg
-from funcgrad.bench import workloads
-from funcgrad.bench.workloads import (
-  ABS_LOSS,
-  MULADD_SUM,
+from funcgrad.bench.workloads import fits, get_workload
+from funcgrad.bench.workloads.model import (
   REFERENCE_EAGER,
+  REFERENCE_NUMPY,
   REFERENCE_X64,
   flat_outputs,
-  get_workload,
   max_rel_error,
+  rerun_reference,
+  run_train_steps,
   tolerance,
-  user_workload,
 )
+from funcgrad.bench.workloads.tutorial import ABS_LOSS, MULADD_SUM
+from funcgrad.bench.workloads.user import user_workload
 from funcgrad.errors import UsageError
 
 TUTORIAL = [MULADD_SUM, ABS_LOSS]
@@ -52,7 +53,7 @@ def test_bytes_and_flops():
 def test_reference_matches_library_and_numpy_backprop(workload, maybe_jit):
   inputs = workload.make_inputs(workload.shape_for((5, 6)), np.float32, 0)
   reference = workload.expected(inputs)
-  assert all(s > 0 for s in reference.scales) and reference.label == workloads.REFERENCE_NUMPY
+  assert all(s > 0 for s in reference.scales) and reference.label == REFERENCE_NUMPY
   numpy_out = flat_outputs(workload.peers["numpy"](*inputs))
   assert max_rel_error(numpy_out, reference.outputs, reference.scales) < 1e-6
   out = maybe_jit(workload.jax_program())(*inputs)
@@ -61,7 +62,7 @@ def test_reference_matches_library_and_numpy_backprop(workload, maybe_jit):
 
 def test_rerun_reference_agrees_with_hand_written_one():
   inputs = MULADD_SUM.make_inputs((4, 5), np.float32, 3)
-  rerun = workloads.rerun_reference(MULADD_SUM, inputs)
+  rerun = rerun_reference(MULADD_SUM, inputs)
   assert rerun.label == REFERENCE_X64
   hand = MULADD_SUM.expected(inputs)
   for got, want in zip(rerun.outputs, hand.outputs, strict=True):
@@ -119,14 +120,14 @@ def test_user_function_that_cannot_run_in_float64_uses_the_eager_output():
 
 
 def test_fit_workloads_reference_is_the_numpy_fit():
-  fit = workloads.fit_workload("linear_regression", steps=20)
+  fit = fits.fit_workload("linear_regression", steps=20)
   inputs = fit.make_inputs((50, 3), np.float32, 0)
   reference = fit.expected(inputs)
   params, loss = reference.outputs
   assert params.shape == (3,) and loss.shape == ()
   # Twenty Adam steps from zero reduce the loss below its starting value, mean(y^2).
   assert float(loss) < float(np.mean(inputs[2].astype(np.float64) ** 2))
-  jax_out = flat_outputs(workloads.run_train_steps(fit, inputs))
+  jax_out = flat_outputs(run_train_steps(fit, inputs))
   assert max_rel_error(jax_out, reference.outputs, reference.scales) <= fit.tolerance(np.float32)
 
 

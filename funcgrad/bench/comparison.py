@@ -12,6 +12,7 @@
 
 import contextlib
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,12 +20,12 @@ import jax
 import numpy as np
 
 from funcgrad import compile_cache
+from funcgrad.bench import checks, report, runner, speedups
 from funcgrad.bench import engines as engines_lib
-from funcgrad.bench import report, runner, speedups
-from funcgrad.bench.machine import machine_info
-from funcgrad.bench.workloads import Workload, user_workload
+from funcgrad.bench.case import Case, Timing, placement
+from funcgrad.bench.machine import machine_document
+from funcgrad.bench.workloads import user
 from funcgrad.errors import UsageError
-from funcgrad.shapes import format_shape
 
 
 @dataclasses.dataclass
@@ -68,58 +69,32 @@ def _describe(fn: Callable[..., Any]) -> str:
   return f"{getattr(fn, '__module__', None) or '?'}:{getattr(fn, '__qualname__', repr(fn))}"
 
 
-def check_function(fn: Callable[..., Any], args: Sequence[Any], argnums: tuple[int, ...],
-                   value_and_grad: bool, name: str) -> None:
-  """Refuses, with one line naming the function, what cannot be compared.
+def compare_case(case: Case, baseline: str | None = None,
+                 compilation_cache_dir: str | None = None) -> Comparison:
+  """Runs one case through `runner.run_sweep` (its checks included) and derives its speedups.
 
   Raises:
-    UsageError: `fn` is not callable, fails to trace, has integer inputs at `argnums`, or returns
-      a non-scalar when gradients are asked for.
+    UsageError: a baseline that is not among the case's engines, or a case the runner's checks
+      refuse.
   """
-  if not callable(fn):
-    raise UsageError(f"{name} is not callable (it is a {type(fn).__name__}).")
-  for i in argnums:
-    if not -len(args) <= i < len(args):
-      raise UsageError(f"argnums {i} is out of range for {name}, which is given {len(args)} "
-                       "arguments.")
-    for leaf in jax.tree.leaves(args[i]):
-      if not np.issubdtype(np.asarray(leaf).dtype, np.inexact) and \
-          np.asarray(leaf).dtype.name != "bfloat16":
-        raise UsageError(f"Argument {i} of {name} has dtype {np.asarray(leaf).dtype}: gradients "
-                         "need floating-point inputs at argnums.")
-  try:
-    out = jax.eval_shape(fn, *args)
-  except Exception as e:  # noqa: BLE001 - whatever tracing raised, the user's function failed
-    raise UsageError(f"{name} fails to trace on inputs of shapes "
-                     f"{[format_shape(np.shape(a)) for a in args]}: "
-                     f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
-  if value_and_grad and not (hasattr(out, "shape") and out.shape == ()):
-    raise UsageError(f"{name} returns {jax.tree.map(lambda a: a.shape, out)}, not a scalar: "
-                     "gradients need a scalar output (or pass value_and_grad=False).")
-
-
-def compare_workload(workload: Workload, shape: tuple[int, ...], engines: Sequence[str],
-                     backend: str | None, min_run_time: float, seed: int, dtype: Any,
-                     baseline: str | None, interleave: bool = True,
-                     compilation_cache_dir: str | None = None) -> Comparison:
-  """Runs one case of `workload` through the runner and derives its speedups."""
-  chosen = [engines_lib.get_engine(e) for e in dict.fromkeys(engines)]
-  names = [e.name for e in chosen]
+  names = [e.name for e in case.engines]
   baseline = baseline or speedups.default_baseline(names)
-  speedups.check_baseline(baseline, names)
-  (backend,) = runner.resolve_backends([backend] if backend else [jax.default_backend()], False)
+  speedups.check_baseline(baseline, names, ("baseline", "engines"))
   # A user's function has no byte count to compare with the copy bandwidth: no roofline then.
-  rooflines = runner.measure_rooflines([backend]) if workload.bytes_moved else {}
-  cache_dir, caching = None, contextlib.nullcontext()
+  rooflines = runner.measure_rooflines([case.backend]) if case.workload.bytes_moved else {}
+  caching = contextlib.nullcontext()
   if compilation_cache_dir:  # for this comparison only: the caller's JAX settings come back
     caching = compile_cache.persistent_cache(compilation_cache_dir)
-    cache_dir = compile_cache.executable_dir(compilation_cache_dir)
   with caching:
-    results = runner.run_case(backend, workload, shape, chosen, np.dtype(dtype), min_run_time,
-                              seed, rooflines.get(backend), interleave=interleave,
-                              cache_dir=cache_dir)
-  machine = {**machine_info(), "rooflines": {b: r.to_dict() for b, r in rooflines.items()}}
-  return Comparison(results, speedups.speedups(results, baseline, seed), baseline, machine)
+    results = runner.run_sweep([case], rooflines=rooflines)
+  machine = machine_document(rooflines, compilation_cache_dir=compilation_cache_dir)
+  return Comparison(results, speedups.speedups(results, baseline, case.timing.seed), baseline,
+                    machine)
+
+
+def _check_min_run_time(min_run_time: float) -> None:
+  if not (math.isfinite(min_run_time) and 0 < min_run_time <= 3600):
+    raise UsageError(f"Invalid min_run_time={min_run_time!r}: expected seconds in (0, 3600].")
 
 
 def compare(fn: Callable[..., Any], *example_args: Any, argnums: int | Sequence[int] = 0,
@@ -135,7 +110,7 @@ def compare(fn: Callable[..., Any], *example_args: Any, argnums: int | Sequence[
     argnums: which arguments to differentiate.
     engines: any of `eager`, `jit`, `jit_packed`.
     backend: 'cpu' or 'gpu' (default: JAX's default backend).
-    min_run_time: seconds of timed blocks per engine.
+    min_run_time: seconds of timed blocks per engine, in (0, 3600].
     seed: seeds the order of the interleaved rounds and the bootstrap.
     value_and_grad: False times `fn` itself.
     baseline: the engine the others are compared with (default `jit`).
@@ -148,22 +123,26 @@ def compare(fn: Callable[..., Any], *example_args: Any, argnums: int | Sequence[
     A `Comparison`: rows, speedups, `table()` and `to_json(path)`.
 
   Raises:
-    UsageError: for a function that cannot be compared (see `check_function`), an unknown engine
-      or an engine that cannot run an arbitrary function.
+    UsageError: for a function that cannot be compared (see `workloads.user.check_function`), an
+      unknown engine, an engine that cannot run an arbitrary function, a bad `min_run_time` or
+      `baseline`, or arguments that would not fit in memory.
   """
   argnums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
   name = _describe(fn)
-  for engine in engines:
+  chosen = []
+  for engine in dict.fromkeys(engines):
+    chosen.append(engines_lib.get_engine(engine))  # an unknown name: the list of valid ones
     if engine not in engines_lib.JAX_ENGINES:
-      engines_lib.get_engine(engine)  # an unknown name: the list of valid ones
       raise UsageError(f"Engine {engine!r} cannot run an arbitrary function; compare offers "
                        f"{', '.join(engines_lib.JAX_ENGINES)}.")
-  check_function(fn, example_args, argnums, value_and_grad, name)
-  host_args = tuple(jax.tree.map(np.asarray, a) for a in example_args)
-  workload = user_workload(fn, name, argnums, value_and_grad,
-                           make_inputs=lambda shape, dtype, seed: host_args)
-  dtype = next((np.asarray(leaf).dtype for leaf in jax.tree.leaves(host_args)
-                if np.issubdtype(np.asarray(leaf).dtype, np.inexact)), np.dtype(np.float32))
-  shape = np.shape(jax.tree.leaves(host_args)[0]) if jax.tree.leaves(host_args) else ()
-  return compare_workload(workload, tuple(shape), engines, backend, min_run_time, seed, dtype,
-                          baseline, interleave, compilation_cache_dir)
+  _check_min_run_time(min_run_time)
+  user.check_function(fn, example_args, argnums, value_and_grad, name)
+  workload = user.example_workload(fn, name, example_args, argnums, value_and_grad)
+  leaves = jax.tree.leaves(example_args)
+  shape = tuple(np.shape(leaves[0])) if leaves else ()
+  (backend,) = checks.resolve_backends([backend] if backend else [jax.default_backend()], False)
+  cache_dir = compile_cache.executable_dir(compilation_cache_dir) if compilation_cache_dir \
+      else None
+  case = Case(backend, workload, shape, tuple(chosen), user.first_float_dtype(example_args),
+              Timing(min_run_time, seed, interleave), placement(backend, cache_dir=cache_dir))
+  return compare_case(case, baseline, compilation_cache_dir)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from funcgrad.bench.speedups import Speedup
-from funcgrad.bench.workload import Workload
+from funcgrad.bench.workloads.model import Workload
 from funcgrad.errors import UsageError
 from funcgrad.shapes import Shape
 

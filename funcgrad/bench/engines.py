@@ -1,33 +1,37 @@
-"""One engine per way of running a workload; adding a peer is adding one entry.
+"""One engine per way of running a workload; each declares the workload kinds it runs.
 
-Each engine's `prepare(workload, inputs, device, mesh=None)` places the inputs, does whatever the
-engine does once (tracing, lowering, compiling), runs the first call (timed, and for the jit
-engines split into trace / lower / compile by JAX's own events during that very call), and
-returns a `Prepared`: a zero-argument `call` for the timer, the `sync` that waits for its
-outputs, and `to_numpy` for the check. An engine that a workload does not implement raises
-`NotImplementedForWorkload` (the row says so; the sweep goes on). Peers are imported only when
-asked for; a missing one raises `peers.PeerUnavailableError` naming the extra.
+An engine is a name, a family (numpy, jax, torch, tf), the workload kinds it implements and a
+`prepare(workload, inputs, placement) -> Prepared`. `prepare` places the inputs, does whatever
+the engine does once (tracing, lowering, compiling), runs the first call (timed, and for the
+compiled JAX engines split into trace / lower / compile by JAX's own events during that very
+call), and returns a `Prepared`: a zero-argument `call` for the timer, the `sync` that waits for
+its outputs, and `to_numpy` for the check. The runner asks `Engine.missing(workload)` first and
+marks the row `not_implemented` from the answer.
+
+The JAX engines are small builders (`_eager`, `_jit`, `_jit_packed`, `_jit_scan`) inside one
+shell (`_jax_prepare`): adding one is a builder and an `ENGINES` entry. Peers are imported only
+when asked for; a missing one raises `peers.PeerUnavailableError` naming the extra.
 """
 
 import dataclasses
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh
 
 from funcgrad import _compat, compile_cache, sharding
+from funcgrad.bench.case import Placement
 from funcgrad.bench.timing import Sync, time_once
-from funcgrad.bench.workload import Outputs, Workload, flat_outputs
+from funcgrad.bench.workloads.model import KINDS, Outputs, Workload, flat_outputs
 from funcgrad.errors import UsageError
 from funcgrad.peers import import_peer, peer_available
 
-
-class NotImplementedForWorkload(Exception):  # noqa: N818 - reads as a sentence in the runner
-  """This engine has no implementation of this workload (a row marked not implemented)."""
+FAMILIES = {"numpy": None, "jax": None, "torch": "torch", "tf": "tensorflow"}  # -> module needed
+VALUE_KINDS = frozenset({"value_and_grad", "value"})
+ALL_KINDS = frozenset(KINDS)
 
 
 @dataclasses.dataclass(slots=True)
@@ -82,23 +86,45 @@ class Engine:
   Attributes:
     name: the flag value.
     description: one line for --help and the README.
-    requires: the module a peer needs (None for the NumPy and JAX engines).
-    prepare: `prepare(workload, inputs, device, mesh) -> Prepared` (and `cache_dir=` when
-      `cacheable`).
-    shardable: whether `prepare` spreads its inputs over a mesh of devices.
-    cacheable: whether `prepare` can load its compiled program from an executable cache.
+    family: 'numpy', 'jax', 'torch' or 'tf': a non-JAX engine runs the workload's program for its
+      family (`Workload.peers[family]`), a JAX engine the workload's own function.
+    kinds: the workload kinds (`workloads.model.KINDS`) it implements.
+    prepare: `prepare(workload, inputs, placement) -> Prepared`.
+    shardable: whether `prepare` spreads its inputs over `placement.mesh`.
+    cacheable: whether `prepare` can load its compiled program from `placement.cache_dir`.
   """
 
   name: str
   description: str
-  requires: str | None
-  prepare: Callable[..., Prepared]
+  family: str
+  kinds: Collection[str]
+  prepare: Callable[[Workload, tuple[Any, ...], Placement], Prepared]
   shardable: bool = False
   cacheable: bool = False
+
+  def __post_init__(self):
+    if self.family not in FAMILIES:
+      raise ValueError(f"Invalid engine {self.family=}: expected one of {tuple(FAMILIES)}.")
+    if not set(self.kinds) <= ALL_KINDS:
+      raise ValueError(f"Invalid engine {self.kinds=}: expected some of {KINDS}.")
+
+  @property
+  def requires(self) -> str | None:
+    """The module this engine's framework needs (None for NumPy and JAX)."""
+    return FAMILIES[self.family]
 
   def available(self) -> bool:
     """Whether this engine's framework can be imported here."""
     return self.requires is None or peer_available(self.requires)
+
+  def missing(self, workload: Workload) -> str | None:
+    """Why this engine does not implement `workload` (None: it does)."""
+    if workload.kind not in self.kinds:
+      runs = ", ".join(k for k in KINDS if k in self.kinds)
+      return f"{self.name} is not implemented for {workload.name}: it runs only {runs} workloads"
+    if self.family != "jax" and self.family not in workload.peers:
+      return f"{self.name} is not implemented for {workload.name}: it has no {self.family} program"
+    return None
 
 
 def _identity(out: Any) -> Any:
@@ -110,20 +136,12 @@ def _device_label(device: jax.Device) -> tuple[str, str]:
       device.device_kind
 
 
-def _not_implemented(engine: str, workload: Workload, why: str = "") -> NotImplementedForWorkload:
-  return NotImplementedForWorkload(f"{engine} is not implemented for {workload.name}"
-                                   f"{': ' + why if why else ''}")
-
-
 # ---------------------------------------------------------------------------------------- NumPy
 
 
-def _prepare_numpy(workload: Workload, inputs: tuple[Any, ...], device: jax.Device,
-                   mesh: Mesh | None = None) -> Prepared:
-  del device, mesh  # NumPy runs on the host whatever the backend.
-  program = workload.peers.get("numpy")
-  if program is None:
-    raise _not_implemented("numpy", workload)
+def _prepare_numpy(workload: Workload, inputs: tuple[Any, ...], placement: Placement) -> Prepared:
+  del placement  # NumPy runs on the host whatever the backend.
+  program = workload.peers["numpy"]
   if workload.kind == "train":
     call = program(inputs, workload.steps)
   else:
@@ -136,15 +154,33 @@ def _prepare_numpy(workload: Workload, inputs: tuple[Any, ...], device: jax.Devi
 # ------------------------------------------------------------------------------------------ JAX
 
 
-def _place(workload: Workload, inputs: tuple[Any, ...], device: jax.Device,
-           mesh: Mesh | None) -> tuple[list[Any], dict[str, Any]]:
+@dataclasses.dataclass(frozen=True)
+class Built:
+  """What a JAX builder makes of a workload on placed inputs.
+
+  Attributes:
+    call: one call (kind train: `steps` steps, carrying the parameters and optimiser state).
+    to_numpy: its outputs as NumPy leaves.
+    cached_fn: what the executable cache compiles for this engine (None: never cached).
+    staged: whether the first call compiles (False: eager; no trace / lower / compile stages).
+  """
+
+  call: Callable[[], Any]
+  to_numpy: Callable[[Any], Outputs] = flat_outputs
+  cached_fn: Callable[..., Any] | None = None
+  staged: bool = True
+
+
+def _place(workload: Workload, inputs: tuple[Any, ...],
+           placement: Placement) -> tuple[list[Any], dict[str, Any]]:
   """Inputs on one device, or spread over `mesh`; and what to record about where they went.
 
   Spread: every input split as `sharding.spec_for` says, or, for a workload with `batch_args`,
   those inputs' rows split over every device and the rest (the parameters) replicated.
   """
+  mesh = placement.mesh
   if mesh is None:
-    return [jax.device_put(a, device) for a in inputs], {}
+    return [jax.device_put(a, placement.device) for a in inputs], {}
   if workload.batch_args is None:
     args = [jax.tree.map(lambda leaf: sharding.shard(leaf, mesh), a) for a in inputs]
     described = jax.tree.leaves(args[0])[0]
@@ -188,44 +224,74 @@ def _unpacker(shapes: list[tuple[int, ...]]) -> Callable[[Any], Outputs]:
   return unpack
 
 
-def _train_loop(workload: Workload, args: list[Any], style: str) -> Callable[[], Any]:
-  """`steps` optimiser steps per call, the parameters and state carried from call to call.
-
-  eager: the step op by op; jit: the step compiled once, parameters and state donated (updated in
-  place), one dispatch per step; jit_scan: all `steps` steps in one compiled `lax.scan`.
-  """
-  params, *data = args
-  optimizer, step, steps = workload.optimizer, workload.fn, workload.steps
-  params = jax.tree.map(jnp.copy, params)  # a fresh buffer: the caller's array is never donated
+def _train_state(workload: Workload, params: Any) -> dict[str, Any]:
+  """The parameters (a fresh buffer: the caller's array is never donated) and optimiser state
+  that a training call carries to the next."""
+  params = jax.tree.map(jnp.copy, params)
   # The state committed where the parameters are, as the step's outputs will be: otherwise the
   # second step sees differently placed inputs and compiles the step a second time.
   where = jax.tree.leaves(params)[0].sharding
-  carry = {"params": params, "state": jax.device_put(optimizer.init(params), where)}
-  if style == "jit_scan":
-    def many(params, state, *data):
-      def body(c, _):
-        p, s, loss = step(*c, *data)
-        return (p, s), loss
+  return {"params": params, "state": jax.device_put(workload.optimizer.init(params), where)}
 
-      (params, state), losses_ = jax.lax.scan(body, (params, state), None, length=steps)
-      return params, state, losses_[-1]
 
-    run = jax.jit(many, donate_argnums=(0, 1))
-
-    def call():
-      carry["params"], carry["state"], loss = run(carry["params"], carry["state"], *data)
-      return carry["params"], loss
-
-    return call
-  one = jax.jit(step, donate_argnums=(0, 1)) if style == "jit" else step
+def _step_loop(workload: Workload, args: list[Any], step: Callable[..., Any]) -> Callable[[], Any]:
+  """`workload.steps` calls of `step` per call, one dispatch per step."""
+  params, *data = args
+  carry = _train_state(workload, params)
 
   def call():
     loss = None
-    for _ in range(steps):
-      carry["params"], carry["state"], loss = one(carry["params"], carry["state"], *data)
+    for _ in range(workload.steps):
+      carry["params"], carry["state"], loss = step(carry["params"], carry["state"], *data)
     return carry["params"], loss
 
   return call
+
+
+def _eager(workload: Workload, args: list[Any]) -> Built:
+  """Op by op: the function (or the training step) without jit."""
+  if workload.kind == "train":
+    return Built(_step_loop(workload, args, workload.fn), staged=False)
+  return Built(functools.partial(workload.jax_program(), *args), staged=False)
+
+
+def _jit(workload: Workload, args: list[Any]) -> Built:
+  """`jax.jit` of the function; a training step compiled once with its parameters and state
+  donated (updated in place), one dispatch per step."""
+  if workload.kind == "train":
+    return Built(_step_loop(workload, args, jax.jit(workload.fn, donate_argnums=(0, 1))))
+  fn = workload.jax_program()
+  return Built(functools.partial(jax.jit(fn), *args), cached_fn=fn)
+
+
+def _jit_packed(workload: Workload, args: list[Any]) -> Built:
+  """`jax.jit` with every output raveled into one array: one output buffer, not one per leaf."""
+  fn = workload.jax_program()
+  shapes = [np.shape(leaf) for leaf in jax.tree.leaves(jax.eval_shape(fn, *args))]
+  packed = _packed(fn)
+  return Built(functools.partial(jax.jit(packed), *args), _unpacker(shapes), cached_fn=packed)
+
+
+def _jit_scan(workload: Workload, args: list[Any]) -> Built:
+  """A call's `steps` training steps in one compiled `lax.scan`, parameters and state donated."""
+  params, *data = args
+  carry, step = _train_state(workload, params), workload.fn
+
+  def many(params, state, *data):
+    def body(c, _):
+      p, s, loss = step(*c, *data)
+      return (p, s), loss
+
+    (params, state), losses_ = jax.lax.scan(body, (params, state), None, length=workload.steps)
+    return params, state, losses_[-1]
+
+  run = jax.jit(many, donate_argnums=(0, 1))
+
+  def call():
+    carry["params"], carry["state"], loss = run(carry["params"], carry["state"], *data)
+    return carry["params"], loss
+
+  return Built(call)
 
 
 def _cached_first_call(fn: Callable[..., Any], args: list[Any],
@@ -245,37 +311,31 @@ def _cached_first_call(fn: Callable[..., Any], args: list[Any],
   return functools.partial(held["compiled"], *args), out, stages
 
 
-def _prepare_jax(workload: Workload, inputs: tuple[Any, ...], device: jax.Device,
-                 mesh: Mesh | None = None, style: str = "eager",
-                 cache_dir: str | None = None) -> Prepared:
-  """The JAX engines; with `cache_dir` (jit and jit_packed on a value or value-and-grad
-  workload), the compiled program comes from, or goes to, the executable cache."""
-  if mesh is not None and not workload.shardable:
-    raise UsageError(f"--devices/--mesh do not apply to {workload.name}: its inputs are not "
-                     "split over devices.")
-  if workload.kind == "train" and style == "jit_packed":
-    raise _not_implemented(style, workload, "a training step returns its parameters")
-  if workload.kind != "train" and style == "jit_scan":
-    raise _not_implemented(style, workload, "only training workloads loop over steps")
-  args, placement = _place(workload, inputs, device, mesh)
+def _jax_prepare(build: Callable[[Workload, list[Any]], Built], workload: Workload,
+                 inputs: tuple[Any, ...], placement: Placement) -> Prepared:
+  """The shell every JAX engine shares: place the inputs, clear JAX's caches, build, run the
+  first call (through the executable cache when `placement.cache_dir` is set and the builder
+  says what to compile)."""
+  args, placed = _place(workload, inputs, placement)
   jax.clear_caches()  # the first call compiles from scratch, as in a fresh process
-  to_numpy = flat_outputs
-  if workload.kind == "train":
-    call = _train_loop(workload, args, style)
+  built = build(workload, args)
+  if placement.cache_dir is not None and built.cached_fn is not None:
+    call, out, stages = _cached_first_call(built.cached_fn, args, placement.cache_dir)
   else:
-    fn = workload.jax_program()
-    if style == "jit_packed":
-      shapes = [np.shape(leaf) for leaf in jax.tree.leaves(jax.eval_shape(fn, *args))]
-      fn, to_numpy = _packed(fn), _unpacker(shapes)
-    call = functools.partial(jax.jit(fn) if style != "eager" else fn, *args)
-  if cache_dir is not None and style != "eager" and workload.kind != "train":
-    call, out, stages = _cached_first_call(fn, args, cache_dir)
-  else:
+    call = built.call
     out, stages = _first_call_with_stages(call)
-  if style == "eager":
+  if not built.staged:
     stages = Stages(first_call_s=stages.first_call_s)  # eager compiles per primitive: no stages
-  return Prepared(call, jax.block_until_ready, to_numpy, to_numpy(out), *_device_label(device),
-                  stages, measure_dispatch=style != "eager", **placement)
+  return Prepared(call, jax.block_until_ready, built.to_numpy, built.to_numpy(out),
+                  *_device_label(placement.device), stages, measure_dispatch=built.staged,
+                  **placed)
+
+
+def jax_engine(name: str, description: str, build: Callable[[Workload, list[Any]], Built],
+               kinds: Collection[str], cacheable: bool = False) -> Engine:
+  """A JAX engine: `build` inside the shared shell (every JAX engine shards)."""
+  return Engine(name, description, "jax", frozenset(kinds),
+                functools.partial(_jax_prepare, build), shardable=True, cacheable=cacheable)
 
 
 # ---------------------------------------------------------------------------------------- torch
@@ -300,15 +360,11 @@ def _torch_value_and_grads(torch: Any, loss: Callable[..., Any], argnums: tuple[
   return value, tuple(jax.tree.unflatten(treedef, list(grads)))
 
 
-def _prepare_torch(workload: Workload, inputs: tuple[Any, ...], device: jax.Device,
-                   mesh: Mesh | None = None, compiled: bool = False) -> Prepared:
-  del mesh  # torch runs on one device
-  name = "torch_compile" if compiled else "torch_eager"
-  program = workload.peers.get("torch")
-  if program is None or workload.kind == "value":
-    raise _not_implemented(name, workload)
+def _prepare_torch(workload: Workload, inputs: tuple[Any, ...], placement: Placement,
+                   compiled: bool = False) -> Prepared:
+  program = workload.peers["torch"]  # torch runs on one device: no mesh
   torch = import_peer("torch")
-  on_gpu = device.platform == "gpu" and torch.cuda.is_available()
+  on_gpu = placement.device.platform == "gpu" and torch.cuda.is_available()
   where = "cuda" if on_gpu else "cpu"
   tensors = _torch_tensors(torch, inputs, where)
   if compiled:
@@ -333,14 +389,11 @@ def _prepare_torch(workload: Workload, inputs: tuple[Any, ...], device: jax.Devi
 # ----------------------------------------------------------------------------------- TensorFlow
 
 
-def _prepare_tf(workload: Workload, inputs: tuple[Any, ...], device: jax.Device,
-                mesh: Mesh | None = None, wrap: str = "eager") -> Prepared:
-  del mesh
-  program = workload.peers.get("tf")
-  if program is None or workload.kind != "value_and_grad":
-    raise _not_implemented(f"tf_{wrap}", workload)
+def _prepare_tf(workload: Workload, inputs: tuple[Any, ...], placement: Placement,
+                wrap: str = "eager") -> Prepared:
+  program = workload.peers["tf"]
   tf = import_peer("tensorflow")
-  on_gpu = device.platform == "gpu" and bool(tf.config.list_physical_devices("GPU"))
+  on_gpu = placement.device.platform == "gpu" and bool(tf.config.list_physical_devices("GPU"))
   where = "/GPU:0" if on_gpu else "/CPU:0"
 
   def value_and_grads(*tensors):
@@ -369,32 +422,34 @@ def _prepare_tf(workload: Workload, inputs: tuple[Any, ...], device: jax.Device,
                   Stages(first_call_s=first))
 
 
+TORCH_KINDS = frozenset({"value_and_grad", "train"})
+TF_KINDS = frozenset({"value_and_grad"})
+
 ENGINES = {
     e.name: e
     for e in (
-        Engine("numpy", "hand-written NumPy forward + backward", None, _prepare_numpy),
-        Engine("eager", "JAX without jit: jax.value_and_grad, op by op", None, _prepare_jax,
-               shardable=True),
-        Engine("jit", "jax.jit(jax.value_and_grad(...)): traced once, compiled by XLA", None,
-               functools.partial(_prepare_jax, style="jit"), shardable=True, cacheable=True),
-        Engine("jit_packed", "jax.jit, the value and gradients returned packed in one array",
-               None, functools.partial(_prepare_jax, style="jit_packed"), shardable=True,
-               cacheable=True),
-        Engine("jit_scan", "jax.jit of a lax.scan over a training workload's steps", None,
-               functools.partial(_prepare_jax, style="jit_scan"), shardable=True),
-        Engine("torch_eager", "PyTorch autograd, eager", "torch", _prepare_torch),
+        Engine("numpy", "hand-written NumPy forward + backward", "numpy", ALL_KINDS,
+               _prepare_numpy),
+        jax_engine("eager", "JAX without jit: jax.value_and_grad, op by op", _eager, ALL_KINDS),
+        jax_engine("jit", "jax.jit(jax.value_and_grad(...)): traced once, compiled by XLA", _jit,
+                   ALL_KINDS, cacheable=True),
+        jax_engine("jit_packed", "jax.jit, the value and gradients returned packed in one array",
+                   _jit_packed, VALUE_KINDS, cacheable=True),
+        jax_engine("jit_scan", "jax.jit of a lax.scan over a training workload's steps", _jit_scan,
+                   {"train"}),
+        Engine("torch_eager", "PyTorch autograd, eager", "torch", TORCH_KINDS, _prepare_torch),
         Engine("torch_compile", "PyTorch torch.compile (Inductor) + autograd", "torch",
-               functools.partial(_prepare_torch, compiled=True)),
-        Engine("tf_eager", "TensorFlow GradientTape, eager", "tensorflow", _prepare_tf),
-        Engine("tf_function", "TensorFlow tf.function (graph)", "tensorflow",
+               TORCH_KINDS, functools.partial(_prepare_torch, compiled=True)),
+        Engine("tf_eager", "TensorFlow GradientTape, eager", "tf", TF_KINDS, _prepare_tf),
+        Engine("tf_function", "TensorFlow tf.function (graph)", "tf", TF_KINDS,
                functools.partial(_prepare_tf, wrap="function")),
-        Engine("tf_xla", "TensorFlow tf.function(jit_compile=True) (XLA)", "tensorflow",
+        Engine("tf_xla", "TensorFlow tf.function(jit_compile=True) (XLA)", "tf", TF_KINDS,
                functools.partial(_prepare_tf, wrap="xla")),
     )
 }
 
 # The engines that run any JAX function: what `funcgrad.compare` offers for a user's function.
-JAX_ENGINES = ("eager", "jit", "jit_packed")
+JAX_ENGINES = tuple(n for n, e in ENGINES.items() if e.family == "jax" and e.kinds >= VALUE_KINDS)
 
 
 def get_engine(name: str) -> Engine:

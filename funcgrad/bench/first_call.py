@@ -44,7 +44,7 @@ def first_call_in_fresh_process(cache_dir: str, workload: str = "muladd_sum",
     cache_retrieval_s is the entry's read, check and load).
 
   Raises:
-    ValueError: an unknown tier.
+    UsageError: an unknown tier.
     RuntimeError: the measuring process failed (its stderr's tail in the message).
   """
   if tier not in TIERS:

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 
 from funcgrad import optimize
-from funcgrad.bench.timing import Timer
+from funcgrad.bench.timing import Timer, autorange
 from funcgrad.peers import PeerUnavailableError
 from funcgrad.problems import Problem
 
@@ -91,7 +91,7 @@ def fit_one(loop: str, problem: Problem, optimizer: str, learning_rate: float, s
     return result
   timer = Timer(run, _sync)
   min_blocks = 1 if result.first_call_s > SLOW_RUN_S else 3
-  stats = timer.blocked_autorange(min_run_time=min_run_time, warmup=0, min_blocks=min_blocks)
+  stats = autorange(timer, min_run_time, min_blocks)
   result.total_s, result.iqr_s, result.blocks = stats.median_s, stats.iqr_s, stats.blocks
   result.per_step_s = stats.median_s / steps
   result.noisy = stats.noisy

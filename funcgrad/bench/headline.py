@@ -4,7 +4,9 @@ Every value+grads row goes through the runner (checked against the float64 refer
 is timed); every fit through `funcgrad.bench.fits` (checked against the float64 NumPy fit).
 """
 
+import dataclasses
 import tempfile
+from collections.abc import Callable, Sequence
 
 import jax
 import numpy as np
@@ -13,14 +15,30 @@ from funcgrad import optimize, problems
 from funcgrad.bench import engines as engines_lib
 from funcgrad.bench import fits, runner, workloads
 from funcgrad.bench import speedups as speedups_lib
+from funcgrad.bench.case import Sweep, Timing
 from funcgrad.bench.first_call import first_call_in_fresh_process
 from funcgrad.bench.targets import Target, ratio
-from funcgrad.bench.timing import Timer
-from funcgrad.bench.workloads import ABS_LOSS, MULADD_SUM
-from funcgrad.peers import import_peer
+from funcgrad.bench.timing import Timer, autorange
+from funcgrad.bench.workloads.tutorial import ABS_LOSS, MULADD_SUM
+from funcgrad.peers import import_peer, peer_available
 from funcgrad.shapes import format_shape
 
 JIT_ENGINES = ("jit", "jit_packed")
+
+# The goals, beside the targets that compare with them (at least: >=; at most: <=).
+GOAL_PCT_OF_BANDWIDTH = 85  # at least, jit on the large input
+GOAL_PEER_OVER_JIT = 1.0  # at least: the fastest peer no faster than jit
+GOAL_JIT_OVER_NUMPY_SMALL = 1.5  # at most, per call at 3x4
+GOAL_NUMPY_OVER_SCAN = 100  # at least, per Adam step
+GOAL_NUMPY_OVER_JIT_STEP = 1.0  # at least, per Adam step
+GOAL_FUSIONS_PER_STEP = 3  # at most, fused kernels per Adam step of the scan loop
+GOAL_PCT_OF_PEAK_FLOPS = 50  # at least, jit on the large MLP
+GOAL_EAGER_OVER_JIT_MODEL = 3.0  # at least, on the small model cases
+GOAL_PCT_WARM_CACHE = 35  # at most, warm persistent cache / cold first call
+GOAL_PCT_WARM_EXECUTABLE = 15  # at most, warm executable cache / cold first call
+GOAL_PCT_RATIO_AGREEMENT = 10  # at most, the worst spread of two back-to-back runs
+GOAL_PCT_HARNESS_TRUTH = 10  # at most, Timer against torch.utils.benchmark
+GOAL_PCT_TIMER_OVERHEAD = 1.0  # at most, the timer's own cost per 3x4 jit call
 LARGE_PEERS = ("numpy", "torch_eager", "torch_compile", "tf_xla")
 SMALL_PEERS = ("torch_eager", "torch_compile", "tf_eager", "tf_function", "tf_xla")
 
@@ -32,11 +50,9 @@ def _engines(names) -> list[engines_lib.Engine]:
 def one_case(workload: workloads.Workload, size: tuple[int, ...], engine_names,
              min_run_time: float) -> list[runner.Result]:
   """One workload at one size on the CPU in float32, the named engines that are installed."""
-  config = runner.SweepConfig(workloads=[workload], engines=_engines(engine_names),
-                              backends=["cpu"], sizes=[size], dtype=np.dtype(np.float32),
-                              min_run_time=min_run_time)
-  runner.check_fits(config)
-  return runner.run_sweep(config)
+  sweep = Sweep([workload], _engines(engine_names), ["cpu"], [size], np.dtype(np.float32),
+                Timing(min_run_time))
+  return runner.run_sweep(sweep.cases())
 
 
 def sweep(size: tuple[int, int], engine_names, min_run_time: float) -> list[runner.Result]:
@@ -63,11 +79,13 @@ def large_targets(rows: list[runner.Result], label: str) -> list[Target]:
   jit = next((r for r in rows if r.engine == "jit" and r.ok), None)
   peer = _fastest_peer(rows, LARGE_PEERS)
   return [
-      Target(f"jit % of copy bandwidth, {label}", jit and jit.pct_of_bandwidth, 85, "%", True,
+      Target(f"jit % of copy bandwidth, {label}", jit and jit.pct_of_bandwidth,
+             GOAL_PCT_OF_BANDWIDTH, "%", True,
              f"{jit.gbps:.1f} GB/s of {jit.bandwidth_gbps:.1f} GB/s, {jit.bytes / 1e6:.0f} MB "
              f"in {jit.median_s * 1e3:.2f} ms" if jit else "jit row failed"),
       Target(f"fastest peer / jit, {label}", ratio(peer and peer.median_s, jit and jit.median_s),
-             1.0, "x", True, f"fastest peer {peer.engine} {peer.median_s * 1e3:.2f} ms vs jit "
+             GOAL_PEER_OVER_JIT, "x", True,
+             f"fastest peer {peer.engine} {peer.median_s * 1e3:.2f} ms vs jit "
              f"{jit.median_s * 1e3:.2f} ms" if peer and jit else "no peer row"),
   ]
 
@@ -77,11 +95,12 @@ def small_targets(rows: list[runner.Result]) -> list[Target]:
   jit, numpy = _best_jit(rows), _median(rows, "numpy")
   peer = _fastest_peer(rows, SMALL_PEERS)
   return [
-      Target("best jit / numpy per call, 3x4", ratio(jit and jit.median_s, numpy), 1.5, "x",
-             False, f"{jit.engine} {jit.median_s * 1e6:.2f} us vs numpy {numpy * 1e6:.2f} us"
+      Target("best jit / numpy per call, 3x4", ratio(jit and jit.median_s, numpy),
+             GOAL_JIT_OVER_NUMPY_SMALL, "x", False,
+             f"{jit.engine} {jit.median_s * 1e6:.2f} us vs numpy {numpy * 1e6:.2f} us"
              if jit and numpy else "row failed"),
       Target("fastest peer / best jit per call, 3x4",
-             ratio(peer and peer.median_s, jit and jit.median_s), 1.0, "x", True,
+             ratio(peer and peer.median_s, jit and jit.median_s), GOAL_PEER_OVER_JIT, "x", True,
              f"fastest peer {peer.engine} {peer.median_s * 1e6:.2f} us vs {jit.engine} "
              f"{jit.median_s * 1e6:.2f} us" if peer and jit else "no peer row"),
   ]
@@ -98,10 +117,11 @@ def adam_targets(steps: int, min_run_time: float) -> list[Target]:
 
   return [
       Target(f"numpy / scan per Adam step ({steps} steps)",
-             ratio(per_step.get("numpy"), per_step.get("scan")), 100, "x", True,
+             ratio(per_step.get("numpy"), per_step.get("scan")), GOAL_NUMPY_OVER_SCAN, "x", True,
              f"numpy {us('numpy')} vs scan {us('scan')} per step"),
       Target(f"numpy / jit_step per Adam step ({steps} steps)",
-             ratio(per_step.get("numpy"), per_step.get("jit_step")), 1.0, "x", True,
+             ratio(per_step.get("numpy"), per_step.get("jit_step")), GOAL_NUMPY_OVER_JIT_STEP, "x",
+             True,
              f"numpy {us('numpy')} vs jit_step {us('jit_step')} per step"),
       *fusion_targets(steps),
   ]
@@ -113,7 +133,7 @@ def fusion_targets(steps: int) -> list[Target]:
   problem = problems.abs_loss_problem()
   counts = {loop: optimize.fusions_per_step(loop, problem, "adam", 0.01, steps)
             for loop in ("scan", "scan_fused")}
-  return [Target("fusions per Adam step (scan)", counts["scan"], 3, "", False,
+  return [Target("fusions per Adam step (scan)", counts["scan"], GOAL_FUSIONS_PER_STEP, "", False,
                  f"{optimize.SCAN_UNROLL} steps per loop trip, count widened; "
                  f"scan_fused: {counts['scan_fused']:.3g}")]
 
@@ -137,18 +157,19 @@ def model_targets(rows_by_case: dict[str, list[runner.Result]]) -> list[Target]:
     if label.startswith("peak "):
       jit = next((r for r in rows if r.engine == "jit" and r.ok), None)
       out.append(Target(f"jit % of matmul peak, {label.removeprefix('peak ')}",
-                        jit and jit.pct_of_peak_flops, 50, "%",
+                        jit and jit.pct_of_peak_flops, GOAL_PCT_OF_PEAK_FLOPS, "%",
                         True, f"{jit.gflops:.0f} GFLOP/s of {jit.peak_gflops:.0f} GFLOP/s "
                         f"({jit.median_s * 1e3:.1f} ms)" if jit else "jit row failed"))
       continue
     jit, eager = _median(rows, "jit"), _median(rows, "eager")
     peer = _fastest_peer(rows, MODEL_PEERS)
     out += [
-        Target(f"eager / jit, {label}", ratio(eager, jit), 3.0, "x", True,
+        Target(f"eager / jit, {label}", ratio(eager, jit), GOAL_EAGER_OVER_JIT_MODEL, "x", True,
                f"eager {eager * 1e3:.2f} ms vs jit {jit * 1e3:.2f} ms" if eager and jit
                else "row failed"),
-        Target(f"fastest peer / jit, {label}", ratio(peer and peer.median_s, jit), 1.0, "x",
-               True, f"fastest peer {peer.engine} {peer.median_s * 1e3:.2f} ms vs jit "
+        Target(f"fastest peer / jit, {label}", ratio(peer and peer.median_s, jit),
+               GOAL_PEER_OVER_JIT, "x", True,
+               f"fastest peer {peer.engine} {peer.median_s * 1e3:.2f} ms vs jit "
                f"{jit * 1e3:.2f} ms" if peer and jit else "no peer row"),
     ]
   return out
@@ -170,25 +191,24 @@ def cache_target(repeats: int = 5) -> list[Target]:
       first_call_in_fresh_process(cache_dir, tier="executable")
       loaded.append(first_call_in_fresh_process(cache_dir, tier="executable")["first_call_s"])
   cold_s, warm_s, loaded_s = (float(np.median(t)) for t in (cold, warm, loaded))
-  return [Target("warm-cache / cold first call, 3x4 (fresh process)", 100 * warm_s / cold_s, 35,
-                 "%", False, f"median of {repeats}: warm {warm_s * 1e3:.1f} ms vs cold "
+  return [Target("warm-cache / cold first call, 3x4 (fresh process)", 100 * warm_s / cold_s,
+                 GOAL_PCT_WARM_CACHE, "%", False,
+                 f"median of {repeats}: warm {warm_s * 1e3:.1f} ms vs cold "
                  f"{cold_s * 1e3:.1f} ms"),
           Target("warm executable cache / cold first call, 3x4 (fresh process)",
-                 100 * loaded_s / cold_s, 15, "%", False, f"median of {repeats}: loaded "
+                 100 * loaded_s / cold_s, GOAL_PCT_WARM_EXECUTABLE, "%", False,
+                 f"median of {repeats}: loaded "
                  f"{loaded_s * 1e3:.1f} ms vs cold {cold_s * 1e3:.1f} ms")]
 
 
 def default_compare_rows(min_run_time: float) -> list[runner.Result]:
   """The default `experiments.compare` sweep (muladd_sum and abs_loss at 3x4 and 1000x1000,
   every installed engine), timed in interleaved rounds."""
-  # jit_scan implements only training workloads: left out rather than shown as n/a rows.
-  names = [n for n in engines_lib.ENGINES if n != "jit_scan"]
-  config = runner.SweepConfig(workloads=[MULADD_SUM, ABS_LOSS], engines=_engines(names),
-                              backends=["cpu"],
-                              sizes=[(3, 4), (1000, 1000)], dtype=np.dtype(np.float32),
-                              min_run_time=min_run_time)
-  runner.check_fits(config)
-  return runner.run_sweep(config)
+  # Engines that cannot run these value-and-grad workloads are left out, not shown as n/a rows.
+  names = [n for n, e in engines_lib.ENGINES.items() if "value_and_grad" in e.kinds]
+  sweep = Sweep([MULADD_SUM, ABS_LOSS], _engines(names), ["cpu"], [(3, 4), (1000, 1000)],
+                np.dtype(np.float32), Timing(min_run_time))
+  return runner.run_sweep(sweep.cases())
 
 
 AGREEMENT_FLOOR_S = 10e-6  # ratios of rows faster than this are left out of the agreement target
@@ -212,7 +232,8 @@ def ratio_agreement_target(first: list[runner.Result], second: list[runner.Resul
     if b is not None and slow_enough(a):
       spreads.append((abs(a.ratio - b.ratio) / min(a.ratio, b.ratio), a, b))
   worst = max(spreads, key=lambda s: s[0], default=None)
-  return [Target("ratio agreement, back to back", worst and 100 * worst[0], 10, "%", False,
+  return [Target("ratio agreement, back to back", worst and 100 * worst[0],
+                 GOAL_PCT_RATIO_AGREEMENT, "%", False,
                  f"over {len(spreads)} speedups of {baseline}; worst: {worst[1].workload} "
                  f"{format_shape(worst[1].shape)} {worst[1].engine} {worst[1].ratio:.3g}x vs "
                  f"{worst[2].ratio:.3g}x" if worst else "no speedups")]
@@ -232,20 +253,137 @@ def harness_truth_target(min_run_time: float, repeats: int = 5) -> list[Target]:
   call()
   ours, theirs = [], []
   for _ in range(repeats):
-    ours.append(Timer(call).blocked_autorange(min_run_time=min_run_time).median_s)
+    ours.append(autorange(Timer(call), min_run_time).median_s)
     theirs.append(torch_benchmark.Timer("call()", globals={"call": call})
                   .blocked_autorange(min_run_time=min_run_time).median)
   mine, torch_s = float(np.median(ours)), float(np.median(theirs))
   return [Target("harness truth: Timer vs torch.utils.benchmark", 100 * abs(mine - torch_s) /
-                 torch_s, 10, "%", False, f"median of {repeats} alternated: Timer "
+                 torch_s, GOAL_PCT_HARNESS_TRUTH, "%", False,
+                 f"median of {repeats} alternated: Timer "
                  f"{mine * 1e6:.2f} us vs torch.utils.benchmark {torch_s * 1e6:.2f} us")]
 
 
 def timer_overhead_target(rows: list[runner.Result]) -> list[Target]:
   """The timer's own cost per call against the 3x4 jit time."""
-  harness = Timer(lambda: None, sync=lambda out: out).blocked_autorange(min_run_time=0.2)
+  harness = autorange(Timer(lambda: None, sync=lambda out: out), 0.2)
   jit = _best_jit(rows)
   overhead_pct = 100 * harness.median_s / jit.median_s if jit else None
-  return [Target("timer overhead / 3x4 jit call", overhead_pct, 1.0, "%", False,
+  return [Target("timer overhead / 3x4 jit call", overhead_pct, GOAL_PCT_TIMER_OVERHEAD, "%", False,
                  f"harness {harness.median_s * 1e9:.0f} ns per call vs {jit.engine} "
                  f"{jit.median_s * 1e6:.2f} us" if jit else "no jit row")]
+
+
+# ------------------------------------------------------------------------ the target groups
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """What `experiments.benchmark`'s flags set (sizes already parsed and checked)."""
+
+  large: tuple[int, int] = (4000, 4000)
+  steps: int = 1000
+  repeats: int = 5
+  min_run_time: float = 0.3
+  model_cases: tuple[tuple[str, tuple[int, ...], tuple[str, ...]], ...] = ()
+
+
+LARGE_ENGINES = (*JIT_ENGINES, *LARGE_PEERS)
+SMALL_ENGINES = ("numpy", *JIT_ENGINES, *SMALL_PEERS)
+
+
+@dataclasses.dataclass
+class Session:
+  """One benchmark run: its settings, every row measured so far (the table behind the targets)
+  and the rows of a second run (checked for their status, not shown)."""
+
+  settings: Settings
+  log: Callable[[str], None] = lambda message: None
+  rows: list[runner.Result] = dataclasses.field(default_factory=list)
+  again: list[runner.Result] = dataclasses.field(default_factory=list)
+  sweeps: dict[str, list[runner.Result]] = dataclasses.field(default_factory=dict)
+
+  def sweep(self, key: str) -> list[runner.Result]:
+    """The muladd_sum sweep `key` ('large' or 'small'), run once and shared by the groups."""
+    if key not in self.sweeps:
+      size = self.settings.large if key == "large" else (3, 4)
+      names = LARGE_ENGINES if key == "large" else SMALL_ENGINES
+      self.log(f"muladd_sum {format_shape(size)}: {', '.join(names)}")
+      self.sweeps[key] = sweep(size, names, self.settings.min_run_time)
+      self.rows += self.sweeps[key]
+    return self.sweeps[key]
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+  """A group of targets: the shared sweeps it needs (run first, in GROUPS order) and what it
+  measures."""
+
+  description: str
+  measure: Callable[[Session], list[Target]]
+  sweeps: tuple[str, ...] = ()
+
+
+def _large(session: Session) -> list[Target]:
+  return large_targets(session.sweep("large"), format_shape(session.settings.large))
+
+
+def _small(session: Session) -> list[Target]:
+  return small_targets(session.sweep("small"))
+
+
+def _adam(session: Session) -> list[Target]:
+  session.log(f"{session.settings.steps} Adam steps: scan, jit_step, numpy")
+  return adam_targets(session.settings.steps, session.settings.min_run_time)
+
+
+def _cache(session: Session) -> list[Target]:
+  session.log("first call, cold and warm persistent cache, fresh processes")
+  return cache_target(session.settings.repeats)
+
+
+def _models(session: Session) -> list[Target]:
+  by_case = {}
+  for name, size, engine_names in session.settings.model_cases:
+    label = f"{'peak ' if engine_names == ('jit',) else ''}{name} {format_shape(size)}"
+    session.log(f"{label}: {', '.join(engine_names)}")
+    by_case[label] = model_rows(name, size, engine_names, session.settings.min_run_time)
+    session.rows += by_case[label]
+  return model_targets(by_case)
+
+
+def _harness(session: Session) -> list[Target]:
+  out = timer_overhead_target(session.rows)
+  session.log("the default experiments.compare sweep, twice back to back")
+  first = default_compare_rows(session.settings.min_run_time)
+  session.again = default_compare_rows(session.settings.min_run_time)
+  session.rows += first
+  out += ratio_agreement_target(first, session.again)
+  if peer_available("torch"):
+    session.log("Timer vs torch.utils.benchmark on the same callable")
+    out += harness_truth_target(session.settings.min_run_time, session.settings.repeats)
+  return out
+
+
+GROUPS: dict[str, Group] = {
+    "large": Group("jit near copy bandwidth and ahead of the peers on a large input", _large,
+                   ("large",)),
+    "small": Group("per call at 3x4: jit against NumPy and the peers", _small, ("small",)),
+    "adam": Group("Adam steps per second: scan and jit_step against NumPy; fusions", _adam),
+    "cache": Group("first call with warm caches against cold, fresh processes", _cache),
+    "models": Group("the MLP and attention: jit against eager and the peers; matmul peak",
+                    _models),
+    "harness": Group("timer overhead, back-to-back agreement, Timer vs torch.utils.benchmark",
+                     _harness, ("large", "small")),
+}
+
+
+def measure(groups: Sequence[str], session: Session) -> list[Target]:
+  """The targets of `groups`, after the shared sweeps they need (in GROUPS order)."""
+  chosen = [g for g in GROUPS if g in groups]
+  for key in ("large", "small"):
+    if any(key in GROUPS[g].sweeps for g in chosen):
+      session.sweep(key)
+  out = []
+  for name in chosen:
+    out += GROUPS[name].measure(session)
+  return out

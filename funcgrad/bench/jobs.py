@@ -12,7 +12,7 @@ from jax.sharding import NamedSharding
 
 from funcgrad import _compat, sharding
 from funcgrad.bench.timing import Timer
-from funcgrad.bench.workload import Workload, max_rel_error, tolerance
+from funcgrad.bench.workloads.model import Workload, max_rel_error, tolerance
 
 
 @dataclasses.dataclass

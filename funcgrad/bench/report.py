@@ -233,7 +233,11 @@ def _pyplot() -> Any:
 
 
 def check_plot_available() -> None:
-  """Raises ValueError (naming the extra to install) when matplotlib is missing."""
+  """Refuses a plot before any work when matplotlib is missing.
+
+  Raises:
+    UsageError: naming the extra to install.
+  """
   _pyplot()
 
 

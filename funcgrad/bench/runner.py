@@ -1,6 +1,7 @@
-"""The sweep: backends x workloads x sizes, every engine checked, then timed in rounds.
+"""One run path: cases (`case.Case`) checked, every engine checked, then timed in rounds.
 
-For one (backend, workload, shape), `run_case` makes the inputs from the seed (shared by every
+`run_sweep` refuses what cannot run (`checks.check_cases`) before anything is allocated. For one
+case (a backend, workload and shape), `run_case` makes the inputs from the seed (shared by every
 engine), prepares every engine (its first call is timed there) and checks that first output
 against the float64 reference; then it times the engines that passed in interleaved rounds (see
 `timing.time_rounds`). A row that raises is recorded with its error, an engine a workload does
@@ -17,18 +18,14 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh
 
-from funcgrad import sharding
+from funcgrad.bench import checks
 from funcgrad.bench import roofline as roofline_lib
-from funcgrad.bench.engines import Engine, NotImplementedForWorkload, Prepared
+from funcgrad.bench.case import Case, rows
+from funcgrad.bench.engines import Engine, Prepared
 from funcgrad.bench.timing import Timer, per_call_stats, time_rounds
-from funcgrad.bench.workload import Reference, Workload, max_rel_error
-from funcgrad.devices import CUDA_INSTALL_HINT, platforms_present
+from funcgrad.bench.workloads.model import Reference, max_rel_error
 from funcgrad.errors import UsageError
-from funcgrad.shapes import Shape, format_shape
-
-MEMORY_HEADROOM = 0.5  # refuse sizes whose estimated footprint exceeds this share of free memory
 
 # A row's status.
 OK, WRONG, FAILED, NOT_IMPLEMENTED = "ok", "wrong", "failed", "not_implemented"
@@ -91,152 +88,6 @@ class Result:
     return dataclasses.asdict(self)
 
 
-@dataclasses.dataclass(frozen=True)
-class SweepConfig:
-  """What to sweep, and how to time it."""
-
-  workloads: Sequence[Workload]
-  engines: Sequence[Engine]
-  backends: Sequence[str]
-  sizes: Sequence[Shape]
-  dtype: np.dtype
-  min_run_time: float = 0.2
-  seed: int = 0
-  mesh_shape: tuple[int, ...] | None = None  # shardable engines spread their inputs over it
-  interleave: bool = True
-  cache_dir: str | None = None  # cacheable engines load or store their executables here
-
-  def cases(self) -> list[tuple[str, Workload, Shape]]:
-    """Every (backend, workload, shape), in sweep order (a shape once per workload)."""
-    cases = []
-    for backend in self.backends:
-      for workload in self.workloads:
-        shapes = dict.fromkeys(workload.check_size(s) for s in self.sizes)
-        cases += [(backend, workload, shape) for shape in shapes]
-    return cases
-
-  def rows(self) -> int:
-    return len(self.cases()) * len(self.engines)
-
-
-def resolve_backends(requested: Sequence[str] | None, skip_unavailable: bool) -> list[str]:
-  """The backends to sweep: all present by default; absent ones are an error unless skipped.
-
-  Raises:
-    UsageError: an unknown or absent backend (the message lists those present).
-  """
-  present = platforms_present()
-  if not present:
-    raise UsageError("JAX can reach no platform here (is JAX_PLATFORMS set to one that is not "
-                     "installed?); unset JAX_PLATFORMS or install the backend.")
-  if not requested:
-    return list(present)
-  chosen = []
-  for backend in dict.fromkeys(requested):
-    if backend not in ("cpu", "gpu", "tpu"):
-      raise UsageError(f"Unknown backend {backend!r} in --backends. Valid: cpu, gpu, tpu "
-                       f"(present here: {', '.join(present)}).")
-    if backend in present:
-      chosen.append(backend)
-    elif not skip_unavailable:
-      hint = f" {CUDA_INSTALL_HINT}" if backend == "gpu" else ""
-      raise UsageError(f"Backend {backend!r} in --backends is not present here (present: "
-                       f"{', '.join(present)}). Pass --skip_unavailable to sweep only those "
-                       f"present.{hint}")
-  if not chosen:
-    raise UsageError(f"None of the backends {list(requested)} in --backends is present "
-                     f"(present: {', '.join(present)}).")
-  return chosen
-
-
-def available_memory_bytes(backend: str) -> int | None:
-  """Free memory where a backend's arrays live: device memory on a GPU, MemAvailable on the host."""
-  if backend != "cpu":
-    stats = jax.devices(backend)[0].memory_stats() or {}
-    if "bytes_limit" in stats:
-      return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
-    return None
-  try:
-    with open("/proc/meminfo", encoding="utf-8") as f:
-      for line in f:
-        if line.startswith("MemAvailable:"):
-          return int(line.split()[1]) * 1024
-  except OSError:
-    pass
-  return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
-def input_bytes(workload: Workload, shape: Shape, dtype: np.dtype) -> int:
-  """The bytes one call moves at least (inputs and outputs once), or an estimate of two arrays."""
-  if workload.bytes_moved is not None:
-    return workload.bytes_moved(shape, np.dtype(dtype).itemsize)
-  return 2 * math.prod(shape) * np.dtype(dtype).itemsize
-
-
-def footprint_bytes(workload: Workload, shape: Shape, dtype: np.dtype, engines: int = 1) -> int:
-  """Estimated peak bytes for one case: every engine's inputs and outputs in `dtype` (all are
-  alive together while they are timed in rounds), plus the float64 reference."""
-  moved = input_bytes(workload, shape, dtype)
-  return moved * (engines + 1) + moved * 8 // np.dtype(dtype).itemsize
-
-
-def check_shape_memory(shapes: Sequence[Shape], dtype: np.dtype, backend: str = "cpu",
-                       copies: int = 4) -> None:
-  """Refuses, before allocating, arrays of `shapes` whose `copies` would not fit in memory.
-
-  Raises:
-    UsageError: naming the shapes, the estimate and the memory available.
-  """
-  need = copies * sum(math.prod(s) for s in shapes) * max(8, np.dtype(dtype).itemsize)
-  available = available_memory_bytes(backend)
-  if available is not None and need > MEMORY_HEADROOM * available:
-    raise UsageError(f"Shapes {', '.join(format_shape(s) for s in shapes)} need about "
-                     f"{need / 2**30:.1f} GiB, more than {MEMORY_HEADROOM:.0%} of the "
-                     f"{available / 2**30:.1f} GiB available: refused before allocating.")
-
-
-def check_mesh(config: SweepConfig) -> None:
-  """Refuses a mesh that needs more devices than a backend has, sizes it cannot split evenly, or
-  workloads whose inputs are not split.
-
-  Raises:
-    UsageError: naming the mesh, the device count, the size or the workload.
-  """
-  if not config.mesh_shape:
-    return
-  for backend in config.backends:
-    mesh = sharding.make_mesh(config.mesh_shape, jax.devices(backend))
-    for _, workload, shape in config.cases():
-      if not workload.shardable:
-        raise UsageError(f"--devices/--mesh do not apply to workload {workload.name}: its inputs "
-                         "are not split over devices. Run it without them.")
-      if workload.batch_args is None:
-        sharding.check_divisible(shape, mesh)
-      else:
-        sharding.check_batch_divisible(shape[0], mesh)  # BATCHx... / SEQx...: rows split
-    del mesh
-
-
-def check_fits(config: SweepConfig) -> None:
-  """Refuses, before anything is allocated, sizes whose footprint would not fit in memory.
-
-  Raises:
-    UsageError: naming the size, the estimate and the memory available.
-  """
-  for backend in config.backends:
-    available = available_memory_bytes(backend)
-    if available is None:
-      continue
-    for _, workload, shape in config.cases():
-      need = footprint_bytes(workload, shape, config.dtype, max(1, len(config.engines)))
-      if need > MEMORY_HEADROOM * available:
-        raise UsageError(
-            f"Size {format_shape(shape)} of {workload.name} needs about {need / 2**30:.1f} GiB "
-            f"on {backend} for {len(config.engines)} engines, more than {MEMORY_HEADROOM:.0%} "
-            f"of the {available / 2**30:.1f} GiB available: refused before allocating. Pick a "
-            "smaller --sizes or fewer --engines.")
-
-
 def _error_text(e: BaseException) -> str:
   text = f"{type(e).__name__}: {e}".strip().splitlines()[0] if str(e).strip() else \
       type(e).__name__
@@ -246,12 +97,13 @@ def _error_text(e: BaseException) -> str:
   return text
 
 
-def new_result(backend: str, workload: Workload, shape: Shape, engine: Engine,
-               dtype: np.dtype, roofline: roofline_lib.Roofline | None) -> Result:
+def new_result(case: Case, engine: Engine, roofline: roofline_lib.Roofline | None) -> Result:
   """A row before anything ran: what it is, the bytes and FLOPs it must move and compute."""
+  workload, shape, dtype = case.workload, case.shape, case.dtype
   itemsize = np.dtype(dtype).itemsize
   moved = workload.bytes_moved(shape, itemsize) if workload.bytes_moved else None
-  result = Result(workload=workload.name, engine=engine.name, backend=backend, shape=list(shape),
+  result = Result(workload=workload.name, engine=engine.name, backend=case.backend,
+                  shape=list(shape),
                   dtype=np.dtype(dtype).name, n_elements=math.prod(shape), bytes=moved,
                   flops=workload.flops(shape) if workload.flops else None,
                   tolerance=workload.tolerance(dtype),
@@ -265,14 +117,15 @@ def new_result(backend: str, workload: Workload, shape: Shape, engine: Engine,
   return result
 
 
-def prepare_and_check(engine: Engine, workload: Workload, inputs: tuple[Any, ...],
-                      reference: Reference, device: jax.Device, mesh: Mesh | None,
-                      result: Result, cache_dir: str | None = None) -> Prepared | None:
+def prepare_and_check(engine: Engine, case: Case, inputs: tuple[Any, ...], reference: Reference,
+                      result: Result) -> Prepared | None:
   """Prepares one engine and checks its first output; fills `result`; None unless it passed."""
+  missing = engine.missing(case.workload)
+  if missing is not None:
+    result.status, result.error = NOT_IMPLEMENTED, missing
+    return None
   try:
-    extra = {"cache_dir": cache_dir} if cache_dir and engine.cacheable else {}
-    prepared = engine.prepare(workload, inputs, device, mesh=mesh if engine.shardable else None,
-                              **extra)
+    prepared = engine.prepare(case.workload, inputs, case.where().for_engine(engine))
     result.device, result.device_kind = prepared.device, prepared.device_kind
     result.n_devices, result.sharding = prepared.n_devices, prepared.sharding
     stages = prepared.stages
@@ -282,9 +135,6 @@ def prepare_and_check(engine: Engine, workload: Workload, inputs: tuple[Any, ...
     result.reference = reference.label
     result.max_rel_err = max_rel_error(prepared.first_output, reference.outputs,
                                        reference.scales)
-  except NotImplementedForWorkload as e:
-    result.status, result.error = NOT_IMPLEMENTED, str(e)
-    return None
   except UsageError:
     raise  # a bad request for the whole sweep, not a failed row
   except Exception as e:  # noqa: BLE001 - a failing row is data; the sweep goes on.
@@ -320,19 +170,16 @@ def _fill_timing(result: Result, per_call_s: list[float], calls: int, interleave
 Progress = Callable[[str, Result], None]  # (what is happening: 'preparing' / 'timing', row)
 
 
-def run_case(backend: str, workload: Workload, shape: Shape, engines: Sequence[Engine],
-             dtype: np.dtype, min_run_time: float = 0.2, seed: int = 0,
-             roofline: roofline_lib.Roofline | None = None, mesh: Mesh | None = None,
-             interleave: bool = True, progress: Progress = lambda what, row: None,
-             cache_dir: str | None = None) -> list[Result]:
-  """Every engine of one (backend, workload, shape): prepared and checked, then timed in rounds.
+def run_case(case: Case, roofline: roofline_lib.Roofline | None = None,
+             progress: Progress = lambda what, row: None) -> list[Result]:
+  """Every engine of one case: prepared and checked, then timed in rounds.
 
   Returns:
-    One row per engine, in `engines` order.
+    One row per engine, in `case.engines` order.
   """
-  device = jax.devices(backend)[0]
-  inputs = workload.make_inputs(shape, np.dtype(dtype), seed)
-  results = [new_result(backend, workload, shape, e, dtype, roofline) for e in engines]
+  workload, timing = case.workload, case.timing
+  inputs = workload.make_inputs(case.shape, np.dtype(case.dtype), timing.seed)
+  results = [new_result(case, e, roofline) for e in case.engines]
   try:
     reference = workload.expected(inputs)
   except Exception as e:  # noqa: BLE001 - the function itself fails: every row says why
@@ -340,37 +187,37 @@ def run_case(backend: str, workload: Workload, shape: Shape, engines: Sequence[E
       result.status, result.error = FAILED, f"the reference run failed: {_error_text(e)}"
     return results
   prepared: dict[str, tuple[Prepared, Result]] = {}
-  for engine, result in zip(engines, results, strict=True):
+  for engine, result in zip(case.engines, results, strict=True):
     progress("preparing", result)
-    ready = prepare_and_check(engine, workload, inputs, reference, device, mesh, result,
-                              cache_dir)
+    ready = prepare_and_check(engine, case, inputs, reference, result)
     if ready is not None:
       prepared[engine.name] = (ready, result)
   if prepared:
     progress("timing", next(iter(prepared.values()))[1])
     timers = {name: Timer(p.call, p.sync) for name, (p, _) in prepared.items()}
-    rounds = time_rounds(timers, min_run_time, seed, interleave)
+    rounds = time_rounds(timers, timing.min_run_time, timing.seed, timing.interleave)
     for name, (p, result) in prepared.items():
       calls = rounds.calls_per_block[name]
       dispatch = timers[name].dispatch_time(calls) if p.measure_dispatch else None
-      _fill_timing(result, rounds.per_call_s[name], calls, interleave, dispatch)
+      _fill_timing(result, rounds.per_call_s[name], calls, timing.interleave, dispatch)
   return results
 
 
 LONG_RUN_S = 120.0  # a sweep expected to take longer than this says so before it starts
 
 
-def minimum_seconds(config: SweepConfig) -> float:
+def minimum_seconds(cases: Sequence[Case]) -> float:
   """A lower bound on a sweep's time: every row's timed blocks and re-warms (compiles extra)."""
-  return config.rows() * config.min_run_time * 1.2
+  return sum(len(c.engines) * c.timing.min_run_time for c in cases) * 1.2
 
 
-def long_run_note(config: SweepConfig) -> str | None:
+def long_run_note(cases: Sequence[Case]) -> str | None:
   """One line announcing a long sweep before it starts (None for a short one)."""
-  seconds = minimum_seconds(config)
+  seconds = minimum_seconds(cases)
   if seconds < LONG_RUN_S:
     return None
-  return (f"note: {config.rows()} rows x --min_run_time={config.min_run_time:g} s: at least "
+  each = cases[0].timing.min_run_time
+  return (f"note: {rows(cases)} rows x --min_run_time={each:g} s: at least "
           f"{seconds / 60:.0f} minutes before compiles; every finished row is kept in "
           "--output_jsonl if given.")
 
@@ -380,31 +227,36 @@ def measure_rooflines(backends: Sequence[str]) -> dict[str, roofline_lib.Rooflin
   return {b: roofline_lib.measured_once(jax.devices(b)[0]) for b in backends}
 
 
-def run_sweep(config: SweepConfig,
+def backends_of(cases: Sequence[Case]) -> list[str]:
+  return list(dict.fromkeys(c.backend for c in cases))
+
+
+def run_sweep(cases: Sequence[Case],
               on_result: Callable[[Result, int, int], None] = lambda r, i, n: None,
               rooflines: dict[str, roofline_lib.Roofline] | None = None,
               progress: Progress = lambda what, row: None) -> list[Result]:
-  """Runs every case of `config`, calling `on_result(result, index, total)` for each row.
+  """Checks every case (`checks.check_cases`), then runs them, calling `on_result(result, index,
+  total)` for each row.
 
   Args:
-    config: what to sweep.
+    cases: what to run (e.g. `Sweep.cases()`).
     on_result: sees each row once it is final (to stream it to disk).
     rooflines: per backend, what rows are compared with (measured here when None).
     progress: told what is happening before each engine is prepared and each case is timed.
 
   Returns:
-    The results in sweep order.
+    The results in case order.
+
+  Raises:
+    UsageError: a case refused before anything ran (its mesh, its memory footprint).
   """
-  rooflines = measure_rooflines(config.backends) if rooflines is None else rooflines
-  meshes = {b: sharding.make_mesh(config.mesh_shape, jax.devices(b))
-            for b in config.backends} if config.mesh_shape else {}
+  checks.check_cases(cases)
+  rooflines = measure_rooflines(backends_of(cases)) if rooflines is None else rooflines
   results: list[Result] = []
-  total = config.rows()
-  for backend, workload, shape in config.cases():
-    for result in run_case(backend, workload, shape, config.engines, config.dtype,
-                           config.min_run_time, config.seed, rooflines.get(backend),
-                           meshes.get(backend), config.interleave, progress,
-                           config.cache_dir):
+  total = rows(cases)
+  for case in cases:
+    for result in run_case(case, rooflines.get(case.backend), progress):
       results.append(result)
       on_result(result, len(results), total)
   return results
+

@@ -11,7 +11,8 @@ import numpy as np
 
 from funcgrad._tables import render_text
 from funcgrad.bench import engines, report, runner
-from funcgrad.bench.workload import Workload
+from funcgrad.bench.case import Sweep, Timing
+from funcgrad.bench.workloads.model import Workload
 
 
 def scaling_rows(workload: Workload, base: tuple[int, ...], counts: Sequence[int], weak: bool,
@@ -20,12 +21,9 @@ def scaling_rows(workload: Workload, base: tuple[int, ...], counts: Sequence[int
   rows = []
   for count in counts:
     size = (base[0] * count, *base[1:]) if weak else base
-    config = runner.SweepConfig(workloads=[workload], engines=[engines.ENGINES["jit"]],
-                                backends=[backend], sizes=[size], dtype=np.dtype(np.float32),
-                                min_run_time=min_run_time, mesh_shape=(count,))
-    runner.check_mesh(config)
-    runner.check_fits(config)
-    rows += runner.run_sweep(config, rooflines={})
+    sweep = Sweep([workload], [engines.ENGINES["jit"]], [backend], [size],
+                  np.dtype(np.float32), Timing(min_run_time), mesh_shape=(count,))
+    rows += runner.run_sweep(sweep.cases(), rooflines={})
   return rows
 
 

@@ -91,10 +91,20 @@ def break_even_calls(engine: Result, baseline: Result) -> int | None:
   return max(1, math.ceil(extra / saving)) if extra > 0 else 1
 
 
-def check_baseline(baseline: str, engines: Sequence[str]) -> None:
-  """Raises UsageError unless `baseline` is one of `engines`."""
+def check_baseline(baseline: str, engines: Sequence[str], names: tuple[str, str] = (
+    "--baseline", "--engines")) -> None:
+  """Refuses a `baseline` that is not one of `engines`.
+
+  Args:
+    baseline: the engine the others are compared with.
+    engines: the engines of the comparison.
+    names: what the caller calls them (the CLI's flags, or the Python API's parameters).
+
+  Raises:
+    UsageError: naming the baseline and the engines.
+  """
   if baseline not in engines:
-    raise UsageError(f"Invalid --baseline={baseline!r}: it is not in --engines "
+    raise UsageError(f"Invalid {names[0]}={baseline!r}: it is not in {names[1]} "
                      f"({', '.join(engines)}). Pick one of those.")
 
 

@@ -22,7 +22,6 @@ Sync = Callable[[Any], Any]
 
 NOISE_THRESHOLD = 0.10  # IQR / median above this marks a measurement noisy (as torch's Measurement)
 MAX_TIMER_OVERHEAD = 1e-3  # timer overhead / block time below which a block is long enough
-MIN_BLOCK_FRACTION = 1e-2  # ... and a block lasts at least this fraction of the minimum run time
 TARGET_ROUNDS = 10  # in rounds, each engine's block lasts about min_run_time / TARGET_ROUNDS
 WARMUP_FRACTION = 0.1  # untimed warm-up before sizing blocks, as a share of min_run_time
 REWARM_FRACTION = 0.2  # an untimed re-warm of this share of a block before each interleaved block
@@ -107,43 +106,6 @@ class Timer:
   def overhead(self) -> float:
     """The timer's own cost of one block (a zero-call `timeit`), median of five."""
     return float(np.median([self.timeit(0) for _ in range(5)]))
-
-  def calls_per_block(self, min_run_time: float) -> int:
-    """Grows calls per block (1, 10, 100, ...) until timer overhead is negligible.
-
-    A block is long enough when the overhead is below MAX_TIMER_OVERHEAD of it and it lasts at
-    least MIN_BLOCK_FRACTION of `min_run_time`, or when a single block exceeds `min_run_time`.
-    """
-    overhead = self.overhead()
-    number = 1
-    while True:
-      elapsed = self.timeit(number)
-      long_enough = elapsed >= MIN_BLOCK_FRACTION * min_run_time
-      if (long_enough and overhead <= MAX_TIMER_OVERHEAD * elapsed) or elapsed >= min_run_time:
-        return number
-      number *= 10
-
-  def blocked_autorange(self, min_run_time: float = 0.2, warmup: int = 1,
-                        min_blocks: int = 3) -> Stats:
-    """Warms up, sizes blocks, then times blocks until `min_run_time` has passed.
-
-    Args:
-      min_run_time: seconds of timed blocks to collect (at least `min_blocks` blocks).
-      warmup: untimed calls first (compilation and caches happen there).
-      min_blocks: the fewest blocks to time, however long each is.
-
-    Returns:
-      `Stats` of the per-call times.
-    """
-    self.timeit(warmup)
-    number = self.calls_per_block(min_run_time)
-    times: list[float] = []
-    total = 0.0
-    while total < min_run_time or len(times) < min_blocks:
-      elapsed = self.timeit(number)
-      times.append(elapsed)
-      total += elapsed
-    return block_stats(times, number)
 
 
 def per_call_stats(per_call_s: Sequence[float], calls_per_block: int) -> Stats:
@@ -244,3 +206,14 @@ def time_once(fn: Callable[[], Any], sync: Sync = jax.block_until_ready,
   start = clock()
   out = sync(fn())
   return out, clock() - start
+
+
+def autorange(timer: Timer, min_run_time: float = 0.2, min_blocks: int = MIN_ROUNDS) -> Stats:
+  """The runner's own autorange for one callable alone: `time_rounds` of it, not interleaved
+  (warm-up, blocks sized by `calls_for_block`, at least `min_blocks` of them).
+
+  Returns:
+    `Stats` of the per-call times.
+  """
+  rounds = time_rounds({"timed": timer}, min_run_time, interleave=False, min_rounds=min_blocks)
+  return per_call_stats(rounds.per_call_s["timed"], rounds.calls_per_block["timed"])

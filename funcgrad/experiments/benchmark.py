@@ -14,27 +14,24 @@ import sys
 import numpy as np
 from absl import flags
 
-from funcgrad import limits, peers
-from funcgrad.bench import headline, report, runner, specs, targets, workloads
-from funcgrad.bench.machine import machine_info
+from funcgrad import limits
+from funcgrad.bench import headline, report, runner, targets, workloads
+from funcgrad.bench.machine import machine_document
 from funcgrad.errors import UsageError
-from funcgrad.experiments import _cli
-from funcgrad.shapes import parse_shape
+from funcgrad.experiments import _cli, _flags
+from funcgrad.shapes import parse_names, parse_shape
 
-GROUPS = ("large", "small", "adam", "cache", "harness", "models")
-
-_ALLOCATOR = _cli.define_allocator_flag()
-_TARGETS = flags.DEFINE_string("targets", "all", f"Comma-separated: {', '.join(GROUPS)} (or all).")
+_ALLOCATOR = _flags.define_allocator()
+_TARGETS = flags.DEFINE_string("targets", "all",
+                               f"Comma-separated: {', '.join(headline.GROUPS)} (or all).")
 _LARGE_SIZE = flags.DEFINE_string("large_size", "4000x4000", "Size of the bandwidth target.")
 _STEPS = flags.DEFINE_integer("steps", 1000, "Adam steps of the loop target.", lower_bound=1,
                               upper_bound=100_000)
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Fresh-process rounds of the cache target and "
                                 "alternations of the harness-truth target; their medians are "
                                 "compared.", lower_bound=1, upper_bound=100)
-_MIN_RUN_TIME = flags.DEFINE_float("min_run_time", 0.3, "Seconds of timed blocks per row, in "
-                                   "(0, 3600].")
-_cli.in_range(_MIN_RUN_TIME, 0, 3600, low_open=True)
-_OUTPUT_JSON = flags.DEFINE_string("output_json", None, "Write {machine, targets} JSON here.")
+_MIN_RUN_TIME = _flags.define_min_run_time(0.3, "per row")
+_OUTPUT_JSON = _flags.define_output_json("{machine, targets}")
 _OUTPUT_MARKDOWN = flags.DEFINE_string("output_markdown", None, "Write the Markdown here.")
 _MLP_SIZE = flags.DEFINE_string("mlp_size", "128x512", "BATCHxWIDTH of the mlp speed targets.")
 _ATTENTION_SIZE = flags.DEFINE_string("attention_size", "256x256",
@@ -45,7 +42,7 @@ _STRICT = flags.DEFINE_bool("strict", False, "Exit 1 when any target misses (def
                             "a result, and only a wrong or failed row exits non-zero).")
 
 
-def _model_cases() -> list[tuple[str, tuple[int, ...], tuple[str, ...]]]:
+def _model_cases() -> tuple[tuple[str, tuple[int, ...], tuple[str, ...]], ...]:
   """(workload, size, engines) of the model targets; the peak case times jit alone."""
   cases = [("mlp", _MLP_SIZE, headline.MODEL_ENGINES),
            ("attention", _ATTENTION_SIZE, headline.MODEL_ENGINES),
@@ -54,7 +51,7 @@ def _model_cases() -> list[tuple[str, tuple[int, ...], tuple[str, ...]]]:
   for name, flag, engine_names in cases:
     size = parse_shape(flag.value, f"--{flag.name}", max_rank=2)
     out.append((name, workloads.get_workload(name).check_size(size), engine_names))
-  return out
+  return tuple(out)
 
 
 def _log(message: str) -> None:
@@ -74,70 +71,32 @@ def main(argv: list[str]) -> int:
   _cli.check_outputs({"--output_json": _OUTPUT_JSON.value,
                      "--output_markdown": _OUTPUT_MARKDOWN.value})
   _cli.restart_as_asked(_ALLOCATOR.value)
-  groups = specs.parse_names(_TARGETS.value, GROUPS, "target group")
+  groups = parse_names(_TARGETS.value, headline.GROUPS, "target group", flag="--targets")
   large = parse_shape(_LARGE_SIZE.value, "--large_size", max_rank=2)
   if len(large) != 2:
     raise UsageError(f"--large_size={_LARGE_SIZE.value!r} must be NxD.")
-  min_run_time = _MIN_RUN_TIME.value
-  results, rows = [], []
-  small_engines = ("numpy", *headline.JIT_ENGINES, *headline.SMALL_PEERS)
-  large_engines = (*headline.JIT_ENGINES, *headline.LARGE_PEERS)
-  if "large" in groups or "harness" in groups:
+  if any("large" in headline.GROUPS[g].sweeps for g in groups):
     # Three inputs and four outputs per engine alive together, and the float64 reference's.
-    limits.check_memory(limits.array_bytes(large, np.float32, 7 * len(large_engines))
+    limits.check_memory(limits.array_bytes(large, np.float32, 7 * len(headline.LARGE_ENGINES))
                         + limits.array_bytes(large, np.float64, 7),
                         f"--large_size={_LARGE_SIZE.value}")
-  label = "x".join(map(str, large))
-  if "large" in groups or "harness" in groups:
-    _log(f"muladd_sum {label}: {', '.join(large_engines)}")
-    large_rows = headline.sweep(large, large_engines, min_run_time)
-    rows += large_rows
-    if "large" in groups:
-      results += headline.large_targets(large_rows, label)
-  if "small" in groups or "harness" in groups:
-    _log(f"muladd_sum 3x4: {', '.join(small_engines)}")
-    small_rows = headline.sweep((3, 4), small_engines, min_run_time)
-    rows += small_rows
-    if "small" in groups:
-      results += headline.small_targets(small_rows)
-  if "adam" in groups:
-    _log(f"{_STEPS.value} Adam steps: scan, jit_step, numpy")
-    results += headline.adam_targets(_STEPS.value, min_run_time)
-  if "cache" in groups:
-    _log("first call, cold and warm persistent cache, fresh processes")
-    results += headline.cache_target(_REPEATS.value)
-  if "models" in groups:
-    by_case = {}
-    for name, size, engine_names in _model_cases():
-      label = f"{'peak ' if engine_names == ('jit',) else ''}{name} {size[0]}x{size[1]}"
-      _log(f"{label}: {', '.join(engine_names)}")
-      by_case[label] = headline.model_rows(name, size, engine_names, min_run_time)
-      rows += by_case[label]
-    results += headline.model_targets(by_case)
-  again = []
-  if "harness" in groups:
-    results += headline.timer_overhead_target(rows)
-    _log("the default experiments.compare sweep, twice back to back")
-    first = headline.default_compare_rows(min_run_time)
-    again = headline.default_compare_rows(min_run_time)
-    rows += first
-    results += headline.ratio_agreement_target(first, again)
-    if peers.peer_available("torch"):
-      _log("Timer vs torch.utils.benchmark on the same callable")
-      results += headline.harness_truth_target(min_run_time, _REPEATS.value)
-  machine = machine_info()
+  settings = headline.Settings(large, _STEPS.value, _REPEATS.value, _MIN_RUN_TIME.value,
+                               _model_cases() if "models" in groups else ())
+  session = headline.Session(settings, log=_log)
+  results = headline.measure(groups, session)
+  machine = machine_document()
   markdown = f"{_summary(machine)}\n\n{targets.render(results)}\n"
-  if rows:
-    table = report.render_compare(rows)
+  if session.rows:
+    table = report.render_compare(session.rows)
     markdown += f"\nThe rows behind them (first run):\n\n```text\n{table}\n```\n"
   print(markdown)
   if _OUTPUT_JSON.value:
     targets.write_json(_OUTPUT_JSON.value, machine, results)
   if _OUTPUT_MARKDOWN.value:
     report.atomic_write(_OUTPUT_MARKDOWN.value, markdown)
-  rows_ok = all(r.status in (runner.OK, runner.NOT_IMPLEMENTED) for r in rows + again)
+  rows_ok = all(r.status in (runner.OK, runner.NOT_IMPLEMENTED)
+                for r in session.rows + session.again)
   return targets.exit_status(rows_ok, results, _STRICT.value)
-
 
 
 if __name__ == "__main__":

@@ -11,11 +11,11 @@ above 1 (null when it never does in range).
 import numpy as np
 from absl import flags
 
-from funcgrad.bench import crossover, engines, report, runner, specs, speedups, workloads
-from funcgrad.bench.machine import machine_info
+from funcgrad.bench import case, checks, crossover, engines, report, runner, speedups, workloads
+from funcgrad.bench.machine import machine_document
 from funcgrad.errors import UsageError
-from funcgrad.experiments import _cli, _progress
-from funcgrad.shapes import format_shape
+from funcgrad.experiments import _cli, _flags, _progress
+from funcgrad.shapes import format_shape, parse_names
 
 _WORKLOAD = flags.DEFINE_enum("workload", "muladd_sum", list(workloads.TUTORIAL_WORKLOADS),
                               "Workload.")
@@ -25,14 +25,11 @@ _BASELINE = flags.DEFINE_string("baseline", None, "The engine compared with each
 _BACKEND = flags.DEFINE_enum("backend", "cpu", ["cpu", "gpu", "tpu"], "Where to sweep.")
 _MAX_ELEMENTS = flags.DEFINE_integer("max_elements", 16_000_000, "The largest size, in elements "
                                      f"(>= {crossover.MIN_ELEMENTS}).")
-_MIN_RUN_TIME = flags.DEFINE_float("min_run_time", 0.2, "Seconds of timed blocks per engine and "
-                                   "size, in (0, 3600].")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the inputs, the round order and the bootstrap.",
-                             lower_bound=0)
-_OUTPUT_JSON = flags.DEFINE_string("output_json", None,
-                                   "Write {machine, results, speedups, crossovers} JSON here.")
+_MIN_RUN_TIME = _flags.define_min_run_time(0.2, "per engine and size")
+_SEED = _flags.define_seed("the inputs, the round order and the bootstrap")
+_OUTPUT_JSON = _flags.define_output_json("{machine, results, speedups, crossovers}")
 _PLOT = flags.DEFINE_string("plot", None, "Write the speedup-vs-size plot here (PNG).")
-_ALLOCATOR = _cli.define_allocator_flag()
+_ALLOCATOR = _flags.define_allocator()
 _PROGRESS = _progress.define_progress_flag()
 
 
@@ -40,22 +37,19 @@ def main(argv: list[str]) -> int:
   del argv
   _cli.check_outputs({"--output_json": _OUTPUT_JSON.value, "--plot": _PLOT.value})
   _cli.restart_as_asked(_ALLOCATOR.value)
-  min_run_time = _MIN_RUN_TIME.value
-  if not 0 < min_run_time <= 3600:  # also false for nan
-    raise UsageError(f"Invalid --min_run_time={min_run_time}: expected seconds in (0, 3600].")
-  names = specs.parse_names(_ENGINES.value, engines.ENGINES, "engine", flag="--engines")
+  names = parse_names(_ENGINES.value, engines.ENGINES, "engine", flag="--engines")
   if len(names) < 2:
     raise UsageError(f"--engines={_ENGINES.value!r} names one engine: a crossover needs two.")
   baseline = _BASELINE.value or speedups.default_baseline(names)
   speedups.check_baseline(baseline, names)
   workload = workloads.get_workload(_WORKLOAD.value)
   sizes = crossover.geometric_sizes(_MAX_ELEMENTS.value, workload)
-  config = runner.SweepConfig(
+  sweep = case.Sweep(
       workloads=[workload], engines=[engines.get_engine(n) for n in names],
-      backends=runner.resolve_backends([_BACKEND.value], skip_unavailable=False),
-      sizes=sizes, dtype=np.dtype(np.float32), min_run_time=min_run_time,
-      seed=_SEED.value)
-  runner.check_fits(config)
+      backends=checks.resolve_backends([_BACKEND.value], skip_unavailable=False),
+      sizes=sizes, dtype=np.dtype(np.float32), timing=case.Timing(_MIN_RUN_TIME.value, _SEED.value))
+  cases = sweep.cases()
+  checks.check_cases(cases)
   if _PLOT.value:
     report.check_plot_available()
 
@@ -65,18 +59,16 @@ def main(argv: list[str]) -> int:
     bar.done(f"[{index}/{total}] {format_shape(result.shape)} {result.engine}: "
              f"{report.format_seconds(result.median_s)}")
 
-  rooflines = runner.measure_rooflines(config.backends)
-  bar.start(config.rows())
+  rooflines = runner.measure_rooflines(sweep.backends)
+  bar.start(case.rows(cases))
   try:
-    results = runner.run_sweep(config, progress, rooflines, progress=bar.runner_progress)
+    results = runner.run_sweep(cases, progress, rooflines, progress=bar.runner_progress)
   finally:
     bar.close()
   found = speedups.speedups(results, baseline, _SEED.value)
   points = crossover.crossovers(found, baseline)
   if _OUTPUT_JSON.value:
-    machine = {**machine_info(), "rooflines": {b: r.to_dict() for b, r in rooflines.items()},
-               **next(iter(rooflines.values())).to_dict()}
-    report.write_json(_OUTPUT_JSON.value, machine, results, found,
+    report.write_json(_OUTPUT_JSON.value, machine_document(rooflines), results, found,
                       crossovers=[p.to_dict() for p in points])
   if _PLOT.value:
     crossover.plot(_PLOT.value, found, points)

@@ -17,10 +17,10 @@ from absl import flags
 
 from funcgrad import limits, optimize, peers, problems
 from funcgrad._tables import render_text
-from funcgrad.bench import fits, report, specs
-from funcgrad.bench.machine import machine_info
-from funcgrad.experiments import _cli
-from funcgrad.shapes import parse_shape
+from funcgrad.bench import fits, report
+from funcgrad.bench.machine import machine_document
+from funcgrad.experiments import _cli, _flags
+from funcgrad.shapes import parse_names, parse_shape
 
 _WORKLOAD = flags.DEFINE_enum("workload", "abs_loss", ["abs_loss", "linear_regression"],
                               "The problem to fit.")
@@ -32,14 +32,10 @@ _STEPS = flags.DEFINE_integer("steps", 1000, "Optimisation steps.", lower_bound=
                               upper_bound=100_000)
 _LOOPS = flags.DEFINE_string("loops", "eager,jit_step,scan,numpy,torch",
                              f"Comma-separated: {', '.join(optimize.LOOPS)} (or all).")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the linear_regression data.", lower_bound=0,
-                             upper_bound=_cli.MAX_SEED)
-_MIN_RUN_TIME = flags.DEFINE_float("min_run_time", 0.2, "Seconds of timed fits per loop, in "
-                                   "(0, 3600].")
-_cli.in_range(_MIN_RUN_TIME, 0, 3600, low_open=True)
-_ALLOCATOR = _cli.define_allocator_flag()
-_OUTPUT_JSON = flags.DEFINE_string("output_json", None,
-                                   "Write {machine, results} JSON here.")
+_SEED = _flags.define_seed("the linear_regression data")
+_MIN_RUN_TIME = _flags.define_min_run_time(0.2, "of fits per loop")
+_ALLOCATOR = _flags.define_allocator()
+_OUTPUT_JSON = _flags.define_output_json("{machine, results}")
 
 
 def _row(r: fits.FitResult) -> list[str]:
@@ -56,7 +52,7 @@ def main(argv: list[str]) -> int:
   del argv
   _cli.check_outputs({"--output_json": _OUTPUT_JSON.value})
   _cli.restart_as_asked(_ALLOCATOR.value)  # first: the allocator is chosen at process start
-  loops = specs.parse_names(_LOOPS.value, optimize.LOOPS, "loop", flag="--loops")
+  loops = parse_names(_LOOPS.value, optimize.LOOPS, "loop", flag="--loops")
   size = parse_shape(_SHAPE.value, "--shape", max_rank=2)
   n, d = size if len(size) == 2 else (size[0], 1)
   if _WORKLOAD.value == "linear_regression":
@@ -79,7 +75,7 @@ def main(argv: list[str]) -> int:
                                                _LEARNING_RATE.value, _STEPS.value)
              if r.ok else None for r in results}
   if _OUTPUT_JSON.value:
-    document = {"machine": machine_info(),
+    document = {"machine": machine_document(),
                 "results": [{**r.to_dict(), "fusions_per_step": fusions[r.loop]} for r in results]}
     report.atomic_write(_OUTPUT_JSON.value, json.dumps(document, indent=2) + "\n")
   print(f"{report.process_label()}; "

@@ -14,12 +14,12 @@ import numpy as np
 from absl import flags
 
 from funcgrad import limits, sharding
-from funcgrad.bench import report, specs, workloads
+from funcgrad.bench import report, workloads
 from funcgrad.bench import scaling as scaling_lib
-from funcgrad.bench.machine import machine_info
+from funcgrad.bench.machine import machine_document
 from funcgrad.errors import UsageError
-from funcgrad.experiments import _cli
-from funcgrad.shapes import parse_shape
+from funcgrad.experiments import _cli, _flags
+from funcgrad.shapes import parse_ints, parse_shape
 
 MAX_DEVICES = 1024
 
@@ -31,15 +31,13 @@ _WORKLOAD = flags.DEFINE_enum("workload", "muladd_sum", list(workloads.TUTORIAL_
 _SIZE = flags.DEFINE_string("size", "2048x512", "Strong-scaling size; weak scaling starts here.")
 _COUNTS = flags.DEFINE_list("device_counts", ["1", "2", "4", "8"], "Device counts to run.")
 _BACKEND = flags.DEFINE_enum("backend", "cpu", ["cpu", "gpu"], "Backend whose devices to use.")
-_MIN_RUN_TIME = flags.DEFINE_float("min_run_time", 0.2, "Seconds of timed blocks per row, in "
-                                   "(0, 3600].")
-_cli.in_range(_MIN_RUN_TIME, 0, 3600, low_open=True)
-_OUTPUT_JSON = flags.DEFINE_string("output_json", None, "Write {machine, strong, weak} here.")
-_ALLOCATOR = _cli.define_allocator_flag()
+_MIN_RUN_TIME = _flags.define_min_run_time(0.2, "per row")
+_OUTPUT_JSON = _flags.define_output_json("{machine, strong, weak}")
+_ALLOCATOR = _flags.define_allocator()
 
 
 def _counts() -> list[int]:
-  counts = specs.parse_ints(",".join(_COUNTS.value), "--device_counts")  # duplicates dropped
+  counts = parse_ints(",".join(_COUNTS.value), "--device_counts")  # duplicates dropped
   if not all(1 <= c <= MAX_DEVICES for c in counts):
     raise UsageError(f"Invalid --device_counts={','.join(_COUNTS.value)}: each count must be in "
                      f"1..{MAX_DEVICES}.")
@@ -68,7 +66,7 @@ def main(argv: list[str]) -> int:
                                   _BACKEND.value)
   print(scaling_lib.render(strong, weak))
   if _OUTPUT_JSON.value:
-    document = {"machine": machine_info(), "strong": [r.to_dict() for r in strong],
+    document = {"machine": machine_document(), "strong": [r.to_dict() for r in strong],
                 "weak": [r.to_dict() for r in weak]}
     report.atomic_write(_OUTPUT_JSON.value, json.dumps(document, indent=2) + "\n")
   return 0 if all(r.ok for r in strong + weak) else 1

@@ -9,7 +9,7 @@ import numpy as np
 import optax
 
 from funcgrad import nn
-from funcgrad.bench.workload import (
+from funcgrad.bench.workloads.model import (
   REFERENCE_NUMPY,
   Reference,
   Workload,
@@ -130,6 +130,3 @@ MLP_TRAIN = Workload(
     bytes_moved=lambda shape, itemsize: nn.mlp_train_min_bytes(*shape, itemsize),
     flops=lambda shape: nn.mlp_train_flops(*shape), tolerance_factor=1e4, steps=1,
     optimizer=_MLP_TRAIN_OPTIMIZER, shardable=False, bound="compute")
-
-
-# The tutorial's two losses: what the graph, export, cache and scale-out tools take.

@@ -1,4 +1,4 @@
-"""The one `Workload` model the runner times: the tutorial's losses, the fits, the models, yours.
+"""The one `Workload` model the runner times (the tutorial's losses, the fits, the models, yours).
 
 A workload is a pure JAX function, a way to make its inputs from a seed and a size, which
 arguments are differentiated, and how its outputs are checked:
@@ -112,7 +112,8 @@ class Workload:
       return jax.value_and_grad(self.fn, argnums=self.argnums)
     if self.kind == "value":
       return self.fn
-    raise ValueError(f"Workload {self.name!r} is a training step: use `train_step`.")
+    raise ValueError(f"Workload {self.name!r} is a training step: its engines run `fn` itself, "
+                     "`steps` times per call.")
 
   def jax_value_and_grads(self) -> Callable[..., Any]:
     """The JAX function one call evaluates (an alias of `jax_program`)."""
@@ -212,7 +213,6 @@ def max_rel_error(outputs: Outputs, reference: Outputs, scales: tuple[float, ...
 def tolerance(dtype: Any) -> float:
   """The largest acceptable `max_rel_error` for a dtype (a few hundred ulps of slack)."""
   return {2: 2e-2, 4: 1e-5, 8: 1e-12}[np.dtype(dtype).itemsize]
-
 
 
 def standard_normal_inputs(count: int) -> Callable[[Shape, Any, int], tuple[np.ndarray, ...]]:

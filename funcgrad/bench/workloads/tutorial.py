@@ -1,9 +1,5 @@
-"""What the runner times: the registry of workloads, the tutorial's two losses, and yours.
-
-The model every workload is an instance of lives in `funcgrad.bench.workload`; the fits in
-`fit_workloads`, the MLP and attention in `model_workloads`. This module gathers them by name
-and re-exports the model's names, so `workloads.Workload` and `workloads.max_rel_error` work.
-"""
+"""The tutorial's two losses as workloads: `muladd_sum` (value + 3 grads of sum(x*y + z)) and
+`abs_loss` (value + grad of sum(|2x^2 + 3 - target|)), with NumPy, PyTorch and TensorFlow peers."""
 
 import math
 from collections.abc import Callable
@@ -12,37 +8,16 @@ from typing import Any
 import numpy as np
 
 from funcgrad import grads, losses
-from funcgrad.bench.fit_workloads import FIT_STEPS, fit_workload  # noqa: F401 - re-exported
-from funcgrad.bench.model_workloads import ATTENTION, MLP, MLP_TRAIN
-from funcgrad.bench.workload import (  # noqa: F401 - re-exported
-  KINDS,
-  REFERENCE_EAGER,
+from funcgrad.bench.workloads.model import (
   REFERENCE_NUMPY,
-  REFERENCE_X64,
-  Outputs,
   Reference,
   Workload,
-  flat_outputs,
-  max_rel_error,
-  max_scales,
   numpy_program,
   one_d_size,
-  rerun_reference,
-  run_train_steps,
   standard_normal_inputs,
-  tolerance,
   two_d_size,
 )
-from funcgrad.errors import UsageError
 from funcgrad.shapes import Shape
-
-# ------------------------------------------------------------------------ the tutorial's losses
-
-
-
-
-
-
 
 
 def _elementwise_bytes(n_inputs: int, n_grads: int) -> Callable[[Shape, int], int]:
@@ -68,8 +43,6 @@ def _abs_loss_reference(inputs: tuple[np.ndarray, ...]) -> Reference:
                    REFERENCE_NUMPY)
 
 
-
-
 def _elementwise(name: str, description: str, loss: Callable[..., Any], jax_fn, n_inputs: int,
                  argnums: tuple[int, ...], shape_for, numpy_fn, reference) -> Workload:
   # Written against `ops`: one expression for every peer (torch is its own `ops`).
@@ -90,41 +63,3 @@ MULADD_SUM = _elementwise(
 ABS_LOSS = _elementwise(
     "abs_loss", "value + grad of sum(|2x^2 + 3 - target|)", losses.abs_loss, grads.abs_loss, 2,
     (0,), one_d_size, grads.abs_loss_grads_numpy, _abs_loss_reference)
-
-
-
-# ------------------------------------------------------------------------------- a user's function
-
-
-def user_workload(fn: Callable[..., Any], name: str, argnums: tuple[int, ...] = (0,),
-                  value_and_grad: bool = True,
-                  make_inputs: Callable[[Shape, Any, int], tuple[Any, ...]] | None = None,
-                  shape_for: Callable[[Shape], Shape] | None = None) -> Workload:
-  """Any JAX-traceable function of array pytrees as a workload (engines: the JAX ones).
-
-  Its reference is a float64 re-run of `fn`, or the eager output where `fn` cannot run in float64.
-  """
-  return Workload(
-      name=name, description=f"{'value + grads of ' if value_and_grad else ''}{name}", fn=fn,
-      make_inputs=make_inputs or standard_normal_inputs(1),
-      kind="value_and_grad" if value_and_grad else "value", argnums=tuple(argnums),
-      shape_for=shape_for or (lambda size: size), tolerance_factor=10.0)
-
-
-
-TUTORIAL_WORKLOADS = ("muladd_sum", "abs_loss")
-
-WORKLOADS: dict[str, Workload] = {w.name: w for w in (
-    MULADD_SUM, ABS_LOSS, fit_workload("abs_loss"), fit_workload("linear_regression"), MLP,
-    MLP_TRAIN, ATTENTION)}
-
-
-def get_workload(name: str) -> Workload:
-  """Looks up a workload by name.
-
-  Raises:
-    UsageError: naming the valid workloads.
-  """
-  if name not in WORKLOADS:
-    raise UsageError(f"Unknown workload {name!r}. Valid: {', '.join(WORKLOADS)}.")
-  return WORKLOADS[name]

@@ -14,7 +14,7 @@ import numpy as np
 import optax
 
 from funcgrad import optimize, problems
-from funcgrad.bench.workload import (
+from funcgrad.bench.workloads.model import (
   REFERENCE_NUMPY,
   Reference,
   Workload,
