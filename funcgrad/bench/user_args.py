@@ -283,8 +283,11 @@ def split_call(fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str,
   rest = [leaf for leaf, w in zip(leaves, where, strict=True) if w == "rest"]
   static = [leaf for leaf, w in zip(leaves, where, strict=True) if w == "static"]
   if value_and_grad and not diff:
+    found = sorted({str(leaf.dtype) for i in argnums for leaf in jax.tree.leaves(args[i])
+                    if is_array(leaf)})
     raise UsageError(f"argnums={argnums} of {name} holds no floating-point array to "
-                     "differentiate (integer, bool and key leaves are not differentiated).")
+                     f"differentiate (found dtype {', '.join(found) or 'none: no arrays'}; "
+                     "integer, bool and key leaves are not differentiated).")
 
   def rebuild(d: list[Any], r: list[Any], merge: Callable[[_NnxSplit], Any]
               ) -> tuple[tuple[Any, ...], dict[str, Any]]:
