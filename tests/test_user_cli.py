@@ -27,7 +27,8 @@ def test_inputs_and_a_torch_version_through_the_cli(tmp_path):
     assert row["reference"].startswith("jax float64 re-run")
     assert (row["rtol"], row["atol"]) == (1e-4, 1e-6)
   (speedup,) = document["speedups"]
-  assert speedup["break_even_calls"] >= 1 and speedup["break_even_calls_warm"] >= 1
+  for key in ("break_even_calls", "break_even_calls_warm"):  # None: jit is not faster per call
+    assert speedup[key] is None or speedup[key] >= 1
   assert "checked: jit, torch_eager against jax float64 re-run" in result.stdout
 
 

@@ -91,7 +91,7 @@ def test_nnx_model_with_dropout_and_batchnorm():
   def loss(model, x):
     return jnp.mean(model(x) ** 2)
 
-  comparison = funcgrad.compare(loss, model, x, **FAST)
+  comparison = funcgrad.compare(loss, model, x, **JIT)  # the eager row: tests further down
   # Random (a key among the leaves): jit against eager with the same key, gradients against
   # finite differences of the value with that key.
   _assert_ok(comparison, "jax eager, same keys (random function); gradients checked")
