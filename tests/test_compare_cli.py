@@ -192,7 +192,7 @@ def test_your_own_function_through_the_cli(tmp_path):
   rows = document["results"]
   assert [r["engine"] for r in rows] == ["eager", "jit", "jit_packed"]
   assert all(r["ok"] and r["workload"] == "tests.fixtures.user_functions:mlp_loss" for r in rows)
-  assert all(r["reference"] == "jax float64 re-run" for r in rows)
+  assert all(r["reference"].startswith("jax float64 re-run") for r in rows)
   assert {(s["engine"], s["baseline"]) for s in document["speedups"]} == {
       ("eager", "jit"), ("jit_packed", "jit")}
   assert "speedup of jit over each engine" in result.stdout

@@ -23,6 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from funcgrad import _compat, compile_cache, sharding
+from funcgrad.bench import user_torch
+from funcgrad.bench.call_counts import CallCounts, counted
 from funcgrad.bench.case import Placement
 from funcgrad.bench.timing import Sync, time_once
 from funcgrad.bench.workloads.model import KINDS, Outputs, Workload, flat_outputs
@@ -77,6 +79,7 @@ class Prepared:
   measure_dispatch: bool = False
   n_devices: int = 1
   sharding: str | None = None
+  counts: CallCounts | None = None  # calls after the first and the compilations during them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +122,8 @@ class Engine:
 
   def missing(self, workload: Workload) -> str | None:
     """Why this engine does not implement `workload` (None: it does)."""
+    if self.name in workload.unsupported:
+      return workload.unsupported[self.name]
     if workload.kind not in self.kinds:
       runs = ", ".join(k for k in KINDS if k in self.kinds)
       return f"{self.name} is not implemented for {workload.name}: it runs only {runs} workloads"
@@ -249,10 +254,11 @@ def _step_loop(workload: Workload, args: list[Any], step: Callable[..., Any]) ->
 
 
 def _eager(workload: Workload, args: list[Any]) -> Built:
-  """Op by op: the function (or the training step) without jit."""
+  """Op by op: the function (or the training step) without jit; a jitted function's inner one
+  (`workload.eager_fn`) where it has one."""
   if workload.kind == "train":
     return Built(_step_loop(workload, args, workload.fn), staged=False)
-  return Built(functools.partial(workload.jax_program(), *args), staged=False)
+  return Built(functools.partial(workload.eager_program(), *args), staged=False)
 
 
 def _jit(workload: Workload, args: list[Any]) -> Built:
@@ -326,9 +332,10 @@ def _jax_prepare(build: Callable[[Workload, list[Any]], Built], workload: Worklo
     out, stages = _first_call_with_stages(call)
   if not built.staged:
     stages = Stages(first_call_s=stages.first_call_s)  # eager compiles per primitive: no stages
+  call, counts = counted(call)
   return Prepared(call, jax.block_until_ready, built.to_numpy, built.to_numpy(out),
                   *_device_label(placement.device), stages, measure_dispatch=built.staged,
-                  **placed)
+                  counts=counts, **placed)
 
 
 def jax_engine(name: str, description: str, build: Callable[[Workload, list[Any]], Built],
@@ -364,6 +371,11 @@ def _prepare_torch(workload: Workload, inputs: tuple[Any, ...], placement: Place
                    compiled: bool = False) -> Prepared:
   program = workload.peers["torch"]  # torch runs on one device: no mesh
   torch = import_peer("torch")
+  if isinstance(program, user_torch.TorchVersion):  # a user's own: it takes the user's arguments
+    peer = program.prepare(placement.device.platform == "gpu", compiled)
+    out, first = time_once(peer.call, peer.sync)
+    return Prepared(peer.call, peer.sync, flat_outputs, flat_outputs(out), peer.device,
+                    peer.device_kind, Stages(first_call_s=first))
   on_gpu = placement.device.platform == "gpu" and torch.cuda.is_available()
   where = "cuda" if on_gpu else "cpu"
   tensors = _torch_tensors(torch, inputs, where)
@@ -372,6 +384,9 @@ def _prepare_torch(workload: Workload, inputs: tuple[Any, ...], placement: Place
     _compat.torch_reset_compiled(torch)
   if workload.kind == "train":
     call = program(torch, tensors, workload.steps, compiled)
+  elif workload.kind == "value":
+    fn = torch.compile(program, dynamic=False) if compiled else program
+    call = functools.partial(fn, torch, *tensors)
   else:
     for i in workload.argnums:
       jax.tree.map(lambda t: t.requires_grad_(True), tensors[i])
@@ -422,7 +437,7 @@ def _prepare_tf(workload: Workload, inputs: tuple[Any, ...], placement: Placemen
                   Stages(first_call_s=first))
 
 
-TORCH_KINDS = frozenset({"value_and_grad", "train"})
+TORCH_KINDS = frozenset({"value_and_grad", "value", "train"})
 TF_KINDS = frozenset({"value_and_grad"})
 
 ENGINES = {

@@ -155,17 +155,21 @@ def render_speedups(speedups: Sequence[Speedup], memory: str | None = None) -> s
     rows: dict[str, dict[str, str]] = {}
     for s in group:
       cell = f"{_ratio(s.ratio)} [{_ratio(s.ci_low)}, {_ratio(s.ci_high)}]"
-      if s.break_even_calls is not None and s.break_even_calls > 1:
-        cell += f" ({s.break_even_calls} calls)"
+      cell += f" ({_calls(s.break_even_calls)}/{_calls(s.break_even_calls_warm)} calls)"
       rows.setdefault(shape_label(s.shape), {})[s.engine] = cell
     rounds = max(s.rounds for s in group)
     out.append(f"[ {workload} on {backend}, {memory}: speedup of {baseline} over each "
                "engine, median "
-               f"[95% interval] over up to {rounds} rounds; (N calls) = {baseline} pays back "
-               "its first call after N calls ]")
+               f"[95% interval] over up to {rounds} rounds; (N/W calls) = {baseline} pays back "
+               "its first call after N calls against the engine's cold first call, W against it "
+               "warm ]")
     out.append(_block(rows, engines))
     out.append("")
   return "\n".join(out)
+
+
+def _calls(n: int | None) -> str:
+  return "never" if n is None else str(n)
 
 
 def _ratio(value: float) -> str:

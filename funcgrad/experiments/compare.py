@@ -5,18 +5,21 @@
       [--baseline=jit] [--interleave=true] [--output_json=PATH] [--output_csv=PATH]
       [--output_jsonl=PATH] [--plot=PATH.png]
   python -m experiments.compare --function=MODULE:NAME --shapes=SHAPE[;SHAPE...] [--argnums=0,1]
+  python -m experiments.compare --function=MODULE:NAME --inputs=MODULE:NAME
+      [--peer_function=torch:MODULE:NAME]
 
 Every engine's output is checked against a float64 reference before it is timed; engines are
 timed in interleaved rounds and compared with --baseline round by round. The run exits 1 at the
 end (after writing every output) if any row was wrong or failed.
 """
 
+import contextlib
 import sys
 
 from absl import flags
 
 from funcgrad import compile_cache, sharding
-from funcgrad.bench import case, plan, report, runner, speedups
+from funcgrad.bench import case, comparison, plan, report, runner, speedups
 from funcgrad.bench import engines as engines_lib
 from funcgrad.bench import workloads as registry
 from funcgrad.bench.machine import machine_document
@@ -30,6 +33,12 @@ _FUNCTION = flags.DEFINE_string(
     "directory; needs --shapes. Rows carry workload=MODULE:NAME.")
 _SHAPES = flags.DEFINE_string("shapes", None, "With --function: one shape per argument, "
                               "separated by ';' (e.g. '128x64;64' or 'scalar').")
+_INPUTS = flags.DEFINE_string(
+    "inputs", None, "With --function, instead of --shapes: MODULE:NAME of a function of no "
+    "arguments returning the tuple of arguments (any pytrees: models, keys, integer labels).")
+_PEER_FUNCTION = flags.DEFINE_string(
+    "peer_function", None, "With --function: your torch version, torch:MODULE:NAME, taking the "
+    "same arguments as torch tensors (rows torch_eager and torch_compile).")
 _ARGNUMS = flags.DEFINE_string("argnums", "0", "With --function: the arguments to differentiate, "
                                "comma-separated (e.g. 0,1).")
 _VALUE_AND_GRAD = flags.DEFINE_bool("value_and_grad", True, "With --function: time value and "
@@ -85,7 +94,8 @@ def _request() -> plan.Request:
       baseline=_BASELINE.value, fit_steps=_FIT_STEPS.value, devices=_DEVICES.value,
       mesh=_MESH.value, compilation_cache_dir=_COMPILATION_CACHE_DIR.value,
       function=_FUNCTION.value, shapes=_SHAPES.value, argnums=_ARGNUMS.value,
-      value_and_grad=_VALUE_AND_GRAD.value, plot=bool(_PLOT.value))
+      value_and_grad=_VALUE_AND_GRAD.value, plot=bool(_PLOT.value), inputs=_INPUTS.value,
+      peer_function=_PEER_FUNCTION.value)
 
 
 def main(argv: list[str]) -> int:
@@ -119,8 +129,10 @@ def main(argv: list[str]) -> int:
     print(note, file=sys.stderr, flush=True)
   rooflines.update(runner.measure_rooflines(runner.backends_of(planned.cases)))
   bar.start(case.rows(planned.cases))
+  held = comparison.HeldPrints()  # a --function that prints: held back while it is timed
   try:
-    done = runner.run_sweep(planned.cases, on_result, rooflines, progress=bar.runner_progress)
+    with contextlib.redirect_stdout(held) if planned.prints() else contextlib.nullcontext():
+      done = runner.run_sweep(planned.cases, on_result, rooflines, progress=bar.runner_progress)
   finally:
     bar.close()
   run.finish()  # one failed output does not stop the others, nor the tables
@@ -129,6 +141,8 @@ def main(argv: list[str]) -> int:
   if found:
     print()
     print(report.render_speedups(found))
+  if planned.function is not None:
+    print("\n".join(comparison.user_notes(planned.function, done, held.lines)))
   return run.report_failures(
       0 if all(r.status in (runner.OK, runner.NOT_IMPLEMENTED) for r in done) else 1)
 
