@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from funcgrad import grads, losses
+from funcgrad._types import Shape
 from funcgrad.errors import UsageError
 
 
@@ -70,7 +71,6 @@ def abs_loss_problem() -> Problem:
       optimum_description="x = [0, +-sqrt(0.5)], loss 0", smooth=False)
 
 
-
 def _least_squares_numpy(w, features, labels):
   residual = features @ w - labels
   return np.mean(residual * residual), 2.0 / len(labels) * (features.T @ residual)
@@ -93,14 +93,25 @@ def linear_regression_problem(n: int = 1000, d: int = 10, seed: int = 0) -> Prob
       optimum_description=f"numpy.linalg.lstsq solution of a {n}x{d} system")
 
 
-def get_problem(name: str, n: int = 1000, d: int = 10, seed: int = 0) -> Problem:
-  """Looks up a problem by name.
+def _linear_regression_for(shape: Shape, seed: int) -> Problem:
+  n, d = shape if len(shape) == 2 else (shape[0], 1)
+  return linear_regression_problem(n, d, seed)
+
+
+# Problem name -> `make(shape, seed)`; abs_loss has the tutorial's two parameters whatever the
+# shape, linear_regression fits N samples x D features (an N-vector: one feature).
+PROBLEMS: dict[str, Callable[[Shape, int], Problem]] = {
+    "abs_loss": lambda shape, seed: abs_loss_problem(),
+    "linear_regression": _linear_regression_for,
+}
+
+
+def get_problem(name: str, shape: Shape = (1000, 10), seed: int = 0) -> Problem:
+  """The problem `name` at `shape` (samples x features; ignored by abs_loss) from `seed`.
 
   Raises:
     UsageError: naming the valid problems.
   """
-  if name == "abs_loss":
-    return abs_loss_problem()
-  if name == "linear_regression":
-    return linear_regression_problem(n, d, seed)
-  raise UsageError(f"Unknown problem {name!r}. Valid: abs_loss, linear_regression.")
+  if name not in PROBLEMS:
+    raise UsageError(f"Unknown problem {name!r}. Valid: {', '.join(PROBLEMS)}.")
+  return PROBLEMS[name](tuple(shape), seed)
