@@ -282,16 +282,21 @@ def _scan_program(workload: Workload, args: list[Any],
   carry["state"] = jax.device_put(state, jax.tree.leaves(carry["params"])[0].sharding)
   if fused:
     optimize.check_fused(carry["params"], carry["state"], workload.steps)
-  run = jax.jit(optimize.scan_steps(workload.fn, workload.steps, fused), donate_argnums=(0, 1))
-  return run, carry, data
+  many = optimize.scan_steps(workload.fn, workload.steps, fused)
+
+  def last_loss(params, state, *data):  # in the program: an eager index would compile its own
+    params, state, losses = many(params, state, *data)
+    return params, state, losses[-1]
+
+  return jax.jit(last_loss, donate_argnums=(0, 1)), carry, data
 
 
 def _scan_built(workload: Workload, args: list[Any], fused: bool) -> Built:
   run, carry, data = _scan_program(workload, args, fused)
 
   def call():
-    carry["params"], carry["state"], losses = run(carry["params"], carry["state"], *data)
-    return carry["params"], losses[-1]
+    carry["params"], carry["state"], loss = run(carry["params"], carry["state"], *data)
+    return carry["params"], loss
 
   return Built(call)
 
