@@ -29,7 +29,8 @@ class Problem:
     distance_to_optimum: how far parameters are from the (nearest) known optimum.
     optimum_description: one line for reports.
     smooth: False where the loss has kinks at its optimum (|.|): there float32 rounding can flip
-      a gradient's sign, so float32 trajectories may differ by up to about one step.
+      a gradient's sign, so float32 trajectories may differ by up to about one step (the fit
+      workloads' tolerance allows one learning rate then).
   """
 
   name: str
@@ -40,10 +41,6 @@ class Problem:
   distance_to_optimum: Callable[[np.ndarray], float]
   optimum_description: str
   smooth: bool = True
-
-  def param_tolerance(self, learning_rate: float) -> float:
-    """How far two correct float32 fits may end apart (max abs difference of parameters)."""
-    return 1e-4 + (0.0 if self.smooth else learning_rate)
 
   def optimum_tolerance(self, learning_rate: float | None = None) -> float:
     """How close to the optimum a finished fit must be to count as having reached it.
