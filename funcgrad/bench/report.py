@@ -15,6 +15,7 @@ from typing import Any
 
 from funcgrad import allocator, outputs, thread_pools
 from funcgrad._tables import render_text
+from funcgrad.bench.fitting import FitRow
 from funcgrad.bench.runner import NOT_IMPLEMENTED, OK, WRONG, Result
 from funcgrad.bench.speedups import Speedup
 from funcgrad.errors import UsageError
@@ -170,6 +171,30 @@ def render_speedups(speedups: Sequence[Speedup], memory: str | None = None) -> s
 
 def _calls(n: int | None) -> str:
   return "never" if n is None else str(n)
+
+
+def render_fit(rows: Sequence[FitRow], caption: str) -> str:
+  """experiments.optimize's table: per loop style, the first call (the whole fit, compiling
+  included), the median per step and per fit, where the fit ended, the max relative difference
+  from the reference and the fused kernels per step; then one line per row that did not pass."""
+  table = []
+  for row in rows:
+    r = row.result
+    if not r.ok:
+      table.append([row.loop, format_seconds(r.first_call_s), status_label(r), *["-"] * 6])
+      continue
+    table.append([row.loop, format_seconds(r.first_call_s),
+                  format_seconds(row.per_step_s) + (" *" if r.noisy else ""),
+                  format_seconds(r.median_s), f"{row.final_loss:.4g}",
+                  f"{row.distance_to_optimum:.2g}", "yes" if row.reached_optimum else "NO",
+                  f"{r.max_rel_err:.1g}",
+                  "-" if row.fusions_per_step is None else f"{row.fusions_per_step:.3g}"])
+  out = [caption, render_text(["loop", "first call", "per step", "total", "final loss",
+                               "to optimum", "reached", "vs reference", "fusions/step"], table)]
+  if any(row.result.noisy for row in rows):
+    out.append("* noisy: the per-step time's IQR/median > 10%.")
+  out += [f"{row.loop}: {row.result.error}" for row in rows if row.result.error is not None]
+  return "\n".join(out)
 
 
 def _ratio(value: float) -> str:
