@@ -96,3 +96,29 @@ def cost_analysis(fn: Callable[..., Any], *args: Any) -> dict[str, Any]:
 def count_fusions(hlo_text: str) -> int:
   """How many fused computations XLA emitted (kernels that each read inputs once)."""
   return sum(1 for line in hlo_text.splitlines() if " fusion(" in line)
+
+
+def _while_loops(hlo_text: str) -> list[tuple[str, int]]:
+  """Each `while` of an optimised HLO module: its body's text and XLA's known trip count."""
+  loops = []
+  for line in hlo_text.splitlines():
+    if not (name := re.search(r" while\(.*?body=%?([\w.\-]+)", line)):
+      continue
+    trips = re.search(r'"known_trip_count":\{"n":"(\d+)"', line)
+    body = re.search(rf"^%?{re.escape(name.group(1))} .*?\{{\n(.*?)^\}}", hlo_text, re.S | re.M)
+    if body and trips:
+      loops.append((body.group(1), int(trips.group(1))))
+  return loops
+
+
+def fusions_per_step(hlo_text: str, steps: int) -> float:
+  """Fused kernels per step of a compiled training program that runs `steps` steps.
+
+  A program with loops (a `lax.scan`): the fusions of each `while` body times its known trip
+  count, over `steps` (an unrolled body runs several steps per trip); a program without (one
+  jitted step): all its fusions, over `steps`.
+  """
+  loops = _while_loops(hlo_text)
+  if not loops:
+    return count_fusions(hlo_text) / steps
+  return sum(count_fusions(body) * trips for body, trips in loops) / steps

@@ -7,7 +7,7 @@ from tests.helpers import assert_one_line_error
 
 
 @pytest.mark.parametrize("args, fragments", [
-    (["--cache_dir=/etc/passwd"], ["--cache_dir=/etc/passwd", "Not a directory"]),
+    (["--cache_dir=/etc/passwd"], ["--cache_dir=/etc/passwd", "not a directory"]),
     (["--shape=3x4,5x6"], ["'3x4,5x6'", "--shape"]),
     (["--shape=0x4"], ["'0x4'", "--shape"]),
 ])

@@ -56,9 +56,10 @@ def test_every_engine_in_table_json_and_csv(tmp_path):
                           f"--output_json={json_path}", f"--output_csv={csv_path}")
   assert result.returncode == 0, result.stderr[-3000:]
   rows = json.loads(json_path.read_text())["results"]
-  # jit_scan loops over a training workload's steps: it does not run muladd_sum, so `all`
-  # leaves it out silently (no row, no n/a line; --help says which engines run what).
-  timed = [e for e in ENGINES if e != "jit_scan"]
+  # jit_scan(_fused) loop over a training workload's steps: they do not run muladd_sum, so
+  # `all` leaves them out silently (no row, no n/a line; --help says which engines run what).
+  scans = ("jit_scan", "jit_scan_fused")
+  timed = [e for e in ENGINES if e not in scans]
   assert [r["engine"] for r in rows] == timed
   failed = [(r["engine"], r["error"]) for r in rows if not r["ok"]]
   assert failed == []
@@ -192,7 +193,7 @@ def test_your_own_function_through_the_cli(tmp_path):
   rows = document["results"]
   assert [r["engine"] for r in rows] == ["eager", "jit", "jit_packed"]
   assert all(r["ok"] and r["workload"] == "tests.fixtures.user_functions:mlp_loss" for r in rows)
-  assert all(r["reference"] == "jax float64 re-run" for r in rows)
+  assert all(r["reference"].startswith("jax float64 re-run") for r in rows)
   assert {(s["engine"], s["baseline"]) for s in document["speedups"]} == {
       ("eager", "jit"), ("jit_packed", "jit")}
   assert "speedup of jit over each engine" in result.stdout

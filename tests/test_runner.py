@@ -234,4 +234,4 @@ def test_all_engines_means_the_ones_that_run_each_workload():
   assert "jit_scan" in kept["fit_abs_loss"]
   assert not {"jit_packed", "tf_eager", "tf_function", "tf_xla"} & set(kept["fit_abs_loss"])
   assert all(e.missing(c.workload) is None for c in plan.applicable(cases) for e in c.engines)
-  assert "jit_scan: train workloads" in plan.ALL_ENGINES_NOTE
+  assert "jit_scan, jit_scan_fused: train workloads" in plan.ALL_ENGINES_NOTE

@@ -1,21 +1,21 @@
 """Results as data first (JSON, CSV, JSONL), text second (a Compare-style table), and a plot.
 
 JSON and CSV are written atomically (a temporary file in the same folder, then `os.replace`), so
-a reader never sees half a file. JSONL is appended and flushed row by row, so a sweep killed midway
-keeps every finished row.
+a reader never sees half a file; JSON is strict (NaN and infinities as null, the row saying why).
+JSONL is appended and synced row by row, so a sweep killed midway keeps every finished row.
+`run_outputs` bundles a script's outputs so that Ctrl-C, SIGTERM and SIGHUP write them too.
 """
 
 import csv
 import dataclasses
 import io
-import json
 import math
-import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from funcgrad import allocator, outputs, thread_pools
 from funcgrad._tables import render_text
+from funcgrad.bench.fitting import FitRow
 from funcgrad.bench.runner import NOT_IMPLEMENTED, OK, WRONG, Result
 from funcgrad.bench.speedups import Speedup
 from funcgrad.errors import UsageError
@@ -184,12 +184,14 @@ def render_speedups(speedups: Sequence[Speedup], memory: str | None = None) -> s
     rows: dict[str, dict[str, str]] = {}
     for s in group:
       cell = f"{_ratio(s.ratio)} [{_ratio(s.ci_low)}, {_ratio(s.ci_high)}]"
-      rows.setdefault(shape_label(s.shape), {})[s.engine] = f"{cell} ({break_even_label(s)})"
+      cell += f" ({_calls(s.break_even_calls)}/{_calls(s.break_even_calls_warm)} calls)"
+      rows.setdefault(shape_label(s.shape), {})[s.engine] = cell
     rounds = max(s.rounds for s in group)
     out.append(f"[ {workload} on {backend}, {memory}: speedup of {baseline} over each "
                "engine, median "
-               f"[95% interval] over up to {rounds} rounds; ({baseline} pays back its first "
-               "call after N calls, or never: it is not faster per call) ]")
+               f"[95% interval] over up to {rounds} rounds; (N/W calls) = {baseline} pays back "
+               "its first call after N calls against the engine's cold first call, W against it "
+               "warm ]")
     out.append(_block(rows, engines))
     out.append("")
   return "\n".join(out)
@@ -201,6 +203,34 @@ def break_even_label(speedup: Speedup) -> str:
   if calls is None:
     return "never"
   return "1 call" if calls <= 1 else f"{calls} calls"
+
+
+def _calls(n: int | None) -> str:
+  return "never" if n is None else str(n)
+
+
+def render_fit(rows: Sequence[FitRow], caption: str) -> str:
+  """experiments.optimize's table: per loop style, the first call (the whole fit, compiling
+  included), the median per step and per fit, where the fit ended, the max relative difference
+  from the reference and the fused kernels per step; then one line per row that did not pass."""
+  table = []
+  for row in rows:
+    r = row.result
+    if not r.ok:
+      table.append([row.loop, format_seconds(r.first_call_s), status_label(r), *["-"] * 6])
+      continue
+    table.append([row.loop, format_seconds(r.first_call_s),
+                  format_seconds(row.per_step_s) + (" *" if r.noisy else ""),
+                  format_seconds(r.median_s), f"{row.final_loss:.4g}",
+                  f"{row.distance_to_optimum:.2g}", "yes" if row.reached_optimum else "NO",
+                  f"{r.max_rel_err:.1g}",
+                  "-" if row.fusions_per_step is None else f"{row.fusions_per_step:.3g}"])
+  out = [caption, render_text(["loop", "first call", "per step", "total", "final loss",
+                               "to optimum", "reached", "vs reference", "fusions/step"], table)]
+  if any(row.result.noisy for row in rows):
+    out.append("* noisy: the per-step time's IQR/median > 10%.")
+  out += [f"{row.loop}: {row.result.error}" for row in rows if row.result.error is not None]
+  return "\n".join(out)
 
 
 def _ratio(value: float) -> str:
@@ -219,15 +249,21 @@ def json_document(machine: dict[str, Any], results: Sequence[Result],
           "speedups": [s.to_dict() for s in speedups], **extra}
 
 
+def json_text(machine: dict[str, Any], results: Sequence[Result],
+              speedups: Sequence[Speedup] = (), **extra: Any) -> str:
+  """`json_document(...)` as strict JSON: NaN and infinities are null, and the row holding one
+  says which field was what (`"non_finite": {"median_s": "nan"}`)."""
+  return outputs.dumps(json_document(machine, results, speedups, **extra)) + "\n"
+
+
 def write_json(path: str, machine: dict[str, Any], results: Sequence[Result],
                speedups: Sequence[Speedup] = (), **extra: Any) -> None:
-  """Writes `json_document(...)` atomically."""
-  document = json_document(machine, results, speedups, **extra)
-  atomic_write(path, json.dumps(document, indent=2) + "\n")
+  """Writes `json_text(...)` atomically."""
+  atomic_write(path, json_text(machine, results, speedups, **extra))
 
 
-def write_csv(path: str, results: Sequence[Result]) -> None:
-  """Writes one CSV row per result (shape as 'NxD') atomically."""
+def csv_text(results: Sequence[Result]) -> str:
+  """One CSV row per result (shape as 'NxD', block times space-separated)."""
   buffer = io.StringIO()
   writer = csv.DictWriter(buffer, fieldnames=FIELDS)
   writer.writeheader()
@@ -236,23 +272,61 @@ def write_csv(path: str, results: Sequence[Result]) -> None:
     row["shape"] = shape_label(r.shape)
     row["block_times_s"] = " ".join(f"{t:.6g}" for t in r.block_times_s or ())
     writer.writerow(row)
-  atomic_write(path, buffer.getvalue())
+  return buffer.getvalue()
+
+
+def write_csv(path: str, results: Sequence[Result]) -> None:
+  """Writes `csv_text(results)` atomically."""
+  atomic_write(path, csv_text(results))
 
 
 class JsonlWriter:
-  """Appends one JSON line per result and flushes it to disk at once."""
+  """Appends one strict-JSON line per result, synced at once (`outputs.JsonlFile`: never through
+  a symbolic link, never glued to a partial last line, no half row on a full disk)."""
 
-  def __init__(self, path: str):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+  def __init__(self, path: str, flag: str = "--output_jsonl"):
+    self._file = outputs.JsonlFile(path, flag)
 
   def write(self, result: Result) -> None:
-    self._file.write(json.dumps(result.to_dict()) + "\n")
-    self._file.flush()
-    os.fsync(self._file.fileno())
+    self._file.write(result.to_dict())
 
   def close(self) -> None:
     self._file.close()
+
+
+def run_outputs(machine: Callable[[], dict[str, Any]], *, output_json: str | None = None,
+                output_csv: str | None = None, output_jsonl: str | None = None,
+                speedups: Callable[[Sequence[Result]], Sequence[Speedup]] = lambda rows: (),
+                extra: Callable[[Sequence[Result]], dict[str, Any]] = lambda rows: {},
+                plot_path: str | None = None) -> outputs.RunOutputs:
+  """A script's `outputs.RunOutputs` for its `--output_json`, `--output_csv`, `--output_jsonl`
+  (and `--plot`) flags: JSON `{machine, results, speedups, **extra, complete}`.
+
+  `machine`, `speedups` and `extra` are called when the files are written (at the end, or when
+  the run is interrupted) with the rows finished by then.
+  """
+  def found(rows: Sequence[Result]) -> Sequence[Speedup]:
+    try:
+      return speedups(rows)
+    except Exception:  # noqa: BLE001 - rows of an interrupted run may not pair up: no speedups
+      return ()
+
+  def render_json(rows: Sequence[Result], complete: bool) -> str:
+    try:
+      about = machine()
+    except Exception as e:  # noqa: BLE001 - the rows matter more than the machine's description
+      about = {"error": f"{type(e).__name__}: {e}"}
+    return json_text(about, rows, found(rows), **extra(rows), complete=complete)
+
+  def render_plot(rows: Sequence[Result], complete: bool) -> bytes:
+    del complete
+    return plot_bytes(rows, found(rows))
+
+  return outputs.RunOutputs(
+      {"--output_json": (output_json, render_json),
+       "--output_csv": (output_csv, lambda rows, complete: csv_text(rows)),
+       "--plot": (plot_path, render_plot)},
+      jsonl=("--output_jsonl", output_jsonl))
 
 
 def _pyplot() -> Any:
@@ -283,9 +357,14 @@ def atomic_savefig(fig: Any, path: str) -> None:
 
 
 def plot(path: str, results: Sequence[Result], speedups: Sequence[Speedup] = ()) -> None:
+  """Writes `plot_bytes(results, speedups)` atomically."""
+  outputs.atomic_write(path, plot_bytes(results, speedups))
+
+
+def plot_bytes(results: Sequence[Result], speedups: Sequence[Speedup] = ()) -> bytes:
   """Median time vs elements, log-log, one line per engine, one panel per (backend, workload),
-  a panel of jit compile and first-call times, and a panel of speedups with their 95% intervals.
-  Needs the `plot` extra (matplotlib)."""
+  a panel of jit compile and first-call times, and a panel of speedups with their 95% intervals,
+  as PNG bytes. Needs the `plot` extra (matplotlib)."""
   plt = _pyplot()
   groups = _grouped([r for r in results if r.median_s is not None])
   panels = len(groups) + 1 + bool(speedups)
@@ -295,8 +374,10 @@ def plot(path: str, results: Sequence[Result], speedups: Sequence[Speedup] = ())
   if speedups:
     _plot_speedups(axes[0][-1], speedups)
   fig.tight_layout()
-  atomic_savefig(fig, path)
+  buffer = io.BytesIO()
+  fig.savefig(buffer, dpi=110, format="png")
   plt.close(fig)
+  return buffer.getvalue()
 
 
 def _plot_times(axes: Any, groups: dict[tuple[str, str, str], list[Result]]) -> None:

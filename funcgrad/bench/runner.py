@@ -24,7 +24,7 @@ from funcgrad.bench import roofline as roofline_lib
 from funcgrad.bench.case import Case, rows
 from funcgrad.bench.engines import Engine, Prepared
 from funcgrad.bench.timing import Timer, per_call_stats, time_rounds
-from funcgrad.bench.workloads.model import Reference, max_rel_error
+from funcgrad.bench.workloads.model import Reference, Verdict, max_rel_error
 from funcgrad.errors import UsageError
 
 # A row's status.
@@ -84,6 +84,10 @@ class Result:
   noisy: bool | None = None
   error: str | None = None
   peak_disturbed: bool | None = None  # above its peak even after re-measuring it
+  rtol: float | None = None  # a judged row (a user's function): allclose-style tolerances
+  atol: float | None = None
+  timed_compiles: int | None = None  # compilations JAX asked for during warm-ups and timed calls
+  compiles_per_call: float | None = None  # > 0: the steady state recompiles
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
@@ -133,6 +137,8 @@ def prepare_and_check(engine: Engine, case: Case, inputs: tuple[Any, ...], refer
     result.first_call_s, result.trace_s = stages.first_call_s, stages.trace_s
     result.lower_s, result.compile_s = stages.lower_s, stages.compile_s
     result.compiles, result.executable_cache = stages.compiles, stages.executable_cache
+    if reference.judge is not None:
+      return _judged(reference.judge(prepared.first_output, engine.family), prepared, result)
     result.reference = reference.label
     result.max_rel_err = max_rel_error(prepared.first_output, reference.outputs,
                                        reference.scales)
@@ -147,6 +153,17 @@ def prepare_and_check(engine: Engine, case: Case, inputs: tuple[Any, ...], refer
                     f"{result.max_rel_err:.3g} > {result.tolerance:g}; not timed")
     return None
   return prepared
+
+
+def _judged(verdict: Verdict, prepared: Prepared, result: Result) -> Prepared | None:
+  """Fills `result` from a workload's own verdict on its first output; None unless it passed."""
+  result.reference, result.max_rel_err, result.tolerance = (verdict.label, verdict.error,
+                                                            verdict.tolerance)
+  result.rtol, result.atol = verdict.rtol, verdict.atol
+  if verdict.passed:
+    return prepared
+  result.status, result.error = WRONG, f"{verdict.message}; not timed"
+  return None
 
 
 def _fill_timing(result: Result, per_call_s: list[float], calls: int, interleaved: bool,
@@ -231,6 +248,8 @@ def run_case(case: Case, roofline: roofline_lib.Roofline | None = None,
       calls = rounds.calls_per_block[name]
       dispatch = timers[name].dispatch_time(calls) if p.measure_dispatch else None
       _fill_timing(result, rounds.per_call_s[name], calls, timing.interleave, dispatch)
+      if p.counts is not None:
+        result.timed_compiles, result.compiles_per_call = p.counts.compiles, p.counts.per_call()
   recheck_peaks(results, roofline,
                 lambda old: roofline_lib.remeasured(jax.devices(case.backend)[0], old))
   return results

@@ -31,6 +31,8 @@ class Speedup:
     rounds: the rounds the ratio is over.
     break_even_calls: calls after which the baseline's extra first-call cost is paid back by its
       faster steady state (None when it never pays back).
+    break_even_calls_warm: the same against the engine already warm (its first call costing no
+      more than a steady one): what a long-running process that has run the engine before sees.
   """
 
   backend: str
@@ -43,6 +45,7 @@ class Speedup:
   ci_high: float
   rounds: int
   break_even_calls: int | None
+  break_even_calls_warm: int | None = None
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
@@ -91,6 +94,17 @@ def break_even_calls(engine: Result, baseline: Result) -> int | None:
   return max(1, math.ceil(extra / saving)) if extra > 0 else 1
 
 
+def break_even_calls_warm(engine: Result, baseline: Result) -> int | None:
+  """`break_even_calls` against `engine` warm: all of the baseline's first-call cost beyond a
+  steady call must be paid back (None when the baseline is not faster per call)."""
+  if any(t is None for t in (engine.median_s, baseline.first_call_s, baseline.median_s)):
+    return None
+  saving = engine.median_s - baseline.median_s
+  if saving <= 0:
+    return None
+  return max(1, math.ceil((baseline.first_call_s - baseline.median_s) / saving))
+
+
 def check_baseline(baseline: str, engines: Sequence[str], names: tuple[str, str] = (
     "--baseline", "--engines")) -> None:
   """Refuses a `baseline` that is not one of `engines`.
@@ -129,5 +143,6 @@ def speedups(results: Sequence[Result], baseline: str, seed: int = 0) -> list[Sp
       ratios = per_round_ratios(row.block_times_s, base.block_times_s)
       ratio, low, high = bootstrap_median_interval(ratios, seed)
       out.append(Speedup(backend, workload, list(shape), name, baseline, ratio, low, high,
-                         len(ratios), break_even_calls(row, base)))
+                         len(ratios), break_even_calls(row, base),
+                         break_even_calls_warm(row, base)))
   return out

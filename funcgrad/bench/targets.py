@@ -1,11 +1,11 @@
 """Performance targets: each measured ratio beside its goal, PASS or MISS, as data and Markdown."""
 
 import dataclasses
-import json
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+from funcgrad import outputs
 from funcgrad._tables import render_markdown
 from funcgrad.bench.report import atomic_write
 
@@ -83,7 +83,7 @@ def render(targets: Sequence[Target]) -> str:
 def write_json(path: str, machine: dict[str, Any], targets: Sequence[Target]) -> None:
   """Writes `{"machine": ..., "targets": [{name, measured, target, unit, pass, ...}]}`."""
   document = {"machine": machine, "targets": [t.to_dict() for t in targets]}
-  atomic_write(path, json.dumps(document, indent=2) + "\n")
+  atomic_write(path, outputs.dumps(document) + "\n")
 
 
 def exit_status(rows_ok: bool, results: Sequence[Target], strict: bool) -> int:

@@ -51,32 +51,45 @@ def main(argv: list[str]) -> int:
       backends=checks.resolve_backends([_BACKEND.value], skip_unavailable=False),
       sizes=sizes, dtype=np.dtype(np.float32), timing=case.Timing(_MIN_RUN_TIME.value, _SEED.value))
   cases = sweep.cases()
-  checks.check_cases(cases)
+  try:
+    checks.check_cases(cases)
+  except UsageError as e:  # the sizes come from --max_elements: name it
+    raise UsageError(f"--max_elements={_MAX_ELEMENTS.value}: {e} (lower --max_elements)") \
+        from None
   if _PLOT.value:
     report.check_plot_available()
 
+  rooflines: dict = {}
+
+  def extra(rows):
+    return {"crossovers": [p.to_dict() for p in crossover.crossovers(
+        speedups.speedups(rows, baseline, _SEED.value), baseline)]}
+
+  run = report.run_outputs(lambda: machine_document(rooflines), output_json=_OUTPUT_JSON.value,
+                           speedups=lambda rows: speedups.speedups(rows, baseline, _SEED.value),
+                           extra=extra)
+  _cli.on_interrupt(run.interrupted)  # Ctrl-C, SIGTERM, SIGHUP: every finished row is written
   bar = _progress.Progress(_PROGRESS.value)
 
   def progress(result, index, total):
+    run.add(result)
     bar.done(f"[{index}/{total}] {format_shape(result.shape)} {result.engine}: "
              f"{report.format_seconds(result.median_s)}")
 
-  rooflines = runner.measure_rooflines(sweep.backends)
+  rooflines.update(runner.measure_rooflines(sweep.backends))
   bar.start(case.rows(cases))
   try:
     results = runner.run_sweep(cases, progress, rooflines, progress=bar.runner_progress)
   finally:
     bar.close()
+  run.finish()
   found = speedups.speedups(results, baseline, _SEED.value)
   points = crossover.crossovers(found, baseline)
-  if _OUTPUT_JSON.value:
-    report.write_json(_OUTPUT_JSON.value, machine_document(rooflines), results, found,
-                      crossovers=[p.to_dict() for p in points])
   if _PLOT.value:
     crossover.plot(_PLOT.value, found, points)
   print(report.render_speedups(found))
   print(crossover.render(points, workload.name))
-  return 0 if all(r.status == runner.OK for r in results) else 1
+  return run.report_failures(0 if all(r.status == runner.OK for r in results) else 1)
 
 
 if __name__ == "__main__":
