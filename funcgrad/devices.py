@@ -177,6 +177,30 @@ def device_of(x: jax.Array) -> jax.Device:
   return next(iter(devices))
 
 
+def jax_expression(spec: DeviceSpec = None) -> str:
+  """The plain JAX call that names the device of a torch-style spec: 'jax.devices("gpu")[0]'.
+
+  It is built from the spec alone, so it names a GPU on a machine without one (for the lines a
+  tutorial prints as skipped). None is JAX's default device.
+
+  Raises:
+    UsageError: if the spec is malformed.
+
+  Examples:
+    >>> jax_expression('cuda:1')
+    'jax.devices("gpu")[1]'
+  """
+  if spec is None:
+    return "jax.devices()[0]"
+  if isinstance(spec, jax.Device):
+    index = jax.devices(spec.platform).index(spec)
+    return f'jax.devices("{spec.platform}")[{index}]'
+  match = _SPEC.match(str(spec).strip().lower())
+  if match is None or match["kind"] not in _PLATFORM_OF:
+    raise UsageError(f"Invalid device {spec!r}. Valid: {VALID_DEVICE_SPECS}.")
+  return f'jax.devices("{_PLATFORM_OF[match["kind"]]}")[{int(match["index"] or 0)}]'
+
+
 def describe_device(device: jax.Device) -> str:
   """Returns a torch-like label: 'cpu:0' or 'cuda:0 (NVIDIA H100 80GB HBM3)'."""
   kind = "cuda" if device.platform == "gpu" else device.platform

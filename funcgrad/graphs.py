@@ -31,9 +31,36 @@ def stablehlo_text(fn: Callable[..., Any], *args: Any) -> str:
   return _traced(fn, *args).lower().as_text()
 
 
-def compiled_hlo_text(fn: Callable[..., Any], *args: Any) -> str:
-  """The HLO after XLA's optimisation passes for the default backend: look for `fusion`."""
-  return _traced(fn, *args).lower().compile().as_text()
+# The tables of Python source locations XLA prints before the computations, and the metadata
+# attribute on each instruction (op name, source file and line, stack frame).
+_SOURCE_TABLES = ("FileNames", "FunctionNames", "FileLocations", "StackFrames")
+_METADATA = re.compile(r',? metadata=\{(?:[^{}"]|"(?:[^"\\]|\\.)*")*\}')
+
+
+def strip_source_metadata(hlo_text: str) -> str:
+  """HLO text without the Python source locations: the source tables and each `metadata={...}`.
+
+  Examples:
+    >>> strip_source_metadata('%a = f32[] add(%x, %y), metadata={op_name="add" source_line=3}')
+    '%a = f32[] add(%x, %y)'
+  """
+  paragraphs = hlo_text.split("\n\n")
+  kept = [p for p in paragraphs if p.strip().split("\n", 1)[0] not in _SOURCE_TABLES]
+  text = re.sub(r"\n{3,}", "\n\n", "\n\n".join(kept))
+  return _METADATA.sub("", text)
+
+
+def compiled_hlo_text(fn: Callable[..., Any], *args: Any, source_metadata: bool = False) -> str:
+  """The HLO after XLA's optimisation passes for the default backend: look for `fusion`.
+
+  Args:
+    fn: the function, jitted here.
+    *args: arrays or `jax.ShapeDtypeStruct`s to trace it on.
+    source_metadata: keep the Python source locations XLA records (the file, function and
+      line of every instruction); without them the text is the computations alone.
+  """
+  text = _traced(fn, *args).lower().compile().as_text()
+  return text if source_metadata else strip_source_metadata(text)
 
 
 def _as_dict(analysis: Any) -> dict[str, Any] | None:

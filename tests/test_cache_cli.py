@@ -18,6 +18,7 @@ def test_unusable_cache_or_shape_is_one_line_before_any_measurement(args, fragme
   assert outcome.seconds < 5  # refused before starting any measuring process
 
 
+@pytest.mark.slow  # quick subset (-m "not slow") within 90 s: a sweep or a real process
 @pytest.mark.parametrize("module", ["experiments.compare", "experiments.optimize"])
 def test_jax_platforms_naming_an_absent_platform_is_one_line(module):
   from tests.helpers import run_module

@@ -68,6 +68,7 @@ def test_every_loop_matches_the_float64_reference_on_a_smooth_problem(name):
     np.testing.assert_allclose(loss, want_loss, rtol=1e-4, atol=1e-5, err_msg=loop)
 
 
+@pytest.mark.slow  # quick subset (-m "not slow") within 90 s: a sweep or a real process
 def test_jax_loop_styles_agree_with_each_other_on_the_tutorial_loss():
   eager, *others = (_run(loop, steps=500) for loop in JAX_LOOPS)
   for other in others:

@@ -102,6 +102,7 @@ def test_bad_sharding_input(module, args, fragments):
 
 
 # These simulate CPU devices first, which only a process whose JAX has not started can do.
+@pytest.mark.slow  # quick subset (-m "not slow") within 90 s: a fresh process per case
 @pytest.mark.parametrize("module, args, fragments", [
     ("experiments.compare", ["--simulate_cpu_devices=4", "--mesh=2x2", "--sizes=3x4"],
      ["3x4", "not a multiple of 2"]),

@@ -21,7 +21,7 @@ import jax
 
 from funcgrad import compile_cache
 from funcgrad.bench import engines as engines_lib
-from funcgrad.bench import report, runner, speedups, user_torch
+from funcgrad.bench import notebook_display, report, runner, speedups, user_torch
 from funcgrad.bench.case import Case, Timing, placement
 from funcgrad.bench.machine import machine_document
 from funcgrad.bench.workloads import user
@@ -68,6 +68,14 @@ class Comparison:
   def to_json(self, path: str) -> None:
     """Writes the same JSON as `experiments.compare --output_json`."""
     report.write_json(path, self.machine, self.results, self.speedups)
+
+  def _repr_html_(self) -> str:
+    """The comparison as an HTML table: Jupyter shows this for a `Comparison` cell's value."""
+    return notebook_display.comparison_html(self)
+
+  def plot(self, ax: Any = None) -> Any:
+    """Plots the baseline's speedup over each engine with its 95% interval (needs matplotlib)."""
+    return notebook_display.plot_speedups(self, ax)
 
 
 def compare_case(case: Case, baseline: str | None = None,

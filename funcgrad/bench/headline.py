@@ -83,7 +83,7 @@ def large_targets(rows: list[runner.Result], label: str) -> list[Target]:
       Target(f"jit % of copy bandwidth, {label}", jit and jit.pct_of_bandwidth,
              GOAL_PCT_OF_BANDWIDTH, "%", True,
              f"{jit.gbps:.1f} GB/s of {jit.bandwidth_gbps:.1f} GB/s, {jit.bytes / 1e6:.0f} MB "
-             f"in {jit.median_s * 1e3:.2f} ms" if jit else "jit row failed"),
+             f"in {jit.median_s * 1e3:.2f} ms" if jit else "jit row failed", of_peak=True),
       Target(f"fastest peer / jit, {label}", ratio(peer and peer.median_s, jit and jit.median_s),
              GOAL_PEER_OVER_JIT, "x", True,
              f"fastest peer {peer.engine} {peer.median_s * 1e3:.2f} ms vs jit "
@@ -167,7 +167,8 @@ def model_targets(rows_by_case: dict[str, list[runner.Result]]) -> list[Target]:
       out.append(Target(f"jit % of matmul peak, {label.removeprefix('peak ')}",
                         jit and jit.pct_of_peak_flops, GOAL_PCT_OF_PEAK_FLOPS, "%",
                         True, f"{jit.gflops:.0f} GFLOP/s of {jit.peak_gflops:.0f} GFLOP/s "
-                        f"({jit.median_s * 1e3:.1f} ms)" if jit else "jit row failed"))
+                        f"({jit.median_s * 1e3:.1f} ms)" if jit else "jit row failed",
+                        of_peak=True))
       continue
     jit, eager = _median(rows, "jit"), _median(rows, "eager")
     peer = _fastest_peer(rows, MODEL_PEERS)

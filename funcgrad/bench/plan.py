@@ -180,6 +180,30 @@ def _engines(text: str, jax_only: bool, peer_names: Sequence[str] = ()
   return chosen
 
 
+def applicable(cases: Sequence[Case]) -> list[Case]:
+  """Each case with only the engines that run its workload: what `--engines=all` means (an
+  engine that does not apply is left out silently, not reported as n/a; `ALL_ENGINES_NOTE`)."""
+  return [dataclasses.replace(
+      c, engines=tuple(e for e in c.engines if e.missing(c.workload) is None)) for c in cases]
+
+
+def _which_workloads() -> str:
+  """'jit_packed: value_and_grad and value workloads; jit_scan: train workloads; ...': the
+  engines that run only some kinds of workload."""
+  kinds = set().union(*(e.kinds for e in engines_lib.ENGINES.values()))
+  groups: dict[frozenset[str], list[str]] = {}
+  for engine in engines_lib.ENGINES.values():
+    if engine.kinds != kinds:
+      groups.setdefault(frozenset(engine.kinds), []).append(engine.name)
+  return "; ".join(f"{', '.join(names)}: {' and '.join(sorted(k))} workloads"
+                   for k, names in groups.items())
+
+
+ALL_ENGINES_NOTE = ("'all' = every installed engine that runs the workload, each workload "
+                    f"with its own ({_which_workloads()}; a peer only where the workload has a "
+                    "program in its framework; the JAX engines for --function)")
+
+
 def _mesh_shape(request: Request) -> tuple[int, ...] | None:
   if request.mesh is None:
     return None if request.devices is None else (request.devices,)
@@ -221,6 +245,8 @@ def plan(request: Request) -> Plan:
   sweep = dataclasses.replace(sweep, engines=_engines(request.engines, bool(request.function),
                                                       peer_names))
   cases = sweep.cases()
+  if request.engines.strip() == "all":
+    cases = applicable(cases)
   checks.check_fits(cases)
   names = [e.name for e in sweep.engines]
   if request.baseline is not None:

@@ -54,6 +54,23 @@ def status_label(result: Result) -> str:
   return {WRONG: "WRONG", NOT_IMPLEMENTED: "n/a"}.get(result.status, "FAILED")
 
 
+def shown_share(result: Result) -> float | None:
+  """The percentage of its roofline a row's cell shows: of the matmul peak for a compute-bound
+  row, of the copy bandwidth for a memory-bound one (from 1%), else None."""
+  if result.status != OK or result.median_s is None:
+    return None
+  if result.bound == "compute":
+    return result.pct_of_peak_flops
+  share = result.pct_of_bandwidth
+  return share if share is not None and share >= 1 else None
+
+
+def above_peak(result: Result) -> bool:
+  """Whether a row's share exceeds 100%: its peak was measured while something else ran."""
+  share = shown_share(result)
+  return share is not None and share > 100
+
+
 def _cell(result: Result | None) -> str:
   if result is None:
     return ""
@@ -62,14 +79,27 @@ def _cell(result: Result | None) -> str:
   unit = _unit_for(result.median_s)
   iqr = format_seconds(result.iqr_s, unit).split()[0]
   cell = f"{format_seconds(result.median_s, unit)} ±{iqr}"
-  if result.bound == "compute":
-    if result.pct_of_peak_flops is not None:
-      cell += f" ({result.pct_of_peak_flops:.0f}%)"
-  elif result.pct_of_bandwidth is not None and result.pct_of_bandwidth >= 1:
-    cell += f" ({result.pct_of_bandwidth:.0f}%)"
-  elif result.cache_resident and result.pct_of_bandwidth is None and result.bytes:
+  share = shown_share(result)
+  if share is not None:
+    cell += f" ({share:.0f}%{' !' if share > 100 else ''})"
+  elif result.bound != "compute" and result.cache_resident and result.pct_of_bandwidth is None \
+      and result.bytes:
     cell += " (c)"
   return cell + (" *" if result.noisy else "")
+
+
+def _roofline_caption(group: Sequence[Result]) -> str:
+  """What a block's percentages are of: only the rooflines one of its cells is compared with."""
+  shown = [r for r in group if shown_share(r) is not None]
+  parts = []
+  peak = next((r.peak_gflops for r in shown if r.bound == "compute" and r.peak_gflops), None)
+  if peak:
+    parts.append(f"% of the {peak:.0f} GFLOP/s float32 matmul peak")
+  bandwidth = next((r.bandwidth_gbps for r in shown if r.bound != "compute" and r.bandwidth_gbps),
+                   None)
+  if bandwidth:
+    parts.append(f"% of {bandwidth:.1f} GB/s all-core copy bandwidth")
+  return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _grouped(results: Sequence[Result]) -> dict[tuple[str, str, str], list[Result]]:
@@ -109,16 +139,11 @@ def render_compare(results: Sequence[Result], memory: str | None = None) -> str:
       for field, label in STAGES:
         if getattr(r, field) is not None:
           cold[size][label] = format_seconds(getattr(r, field))
-    bandwidth = next((r.bandwidth_gbps for r in group if r.bandwidth_gbps), None)
     devices = max(r.n_devices for r in group)
     title = f"{workload} on {backend}{f' x{devices} devices' if devices > 1 else ''} ({dtype})"
     steps = next((r.steps_per_call for r in group if r.steps_per_call), None)
     what = f"median per call of {steps} steps" if steps else "median per call"
-    roofline = f" (% of {bandwidth:.1f} GB/s all-core copy bandwidth)" if bandwidth else ""
-    peak = next((r.peak_gflops for r in group if r.peak_gflops), None)
-    if any(r.bound == "compute" for r in group):
-      roofline = f" (% of the {peak:.0f} GFLOP/s float32 matmul peak)" if peak else ""
-    out.append(f"[ {title}, {memory}: {what} ±IQR{roofline} ]")
+    out.append(f"[ {title}, {memory}: {what} ±IQR{_roofline_caption(group)} ]")
     out.append(_block(steady, engines))
     cold_columns = list(dict.fromkeys(c for cells in cold.values() for c in cells))
     out.append(f"\n[ {title}, {memory}: first call (cold) and jit stages ]")
@@ -140,6 +165,9 @@ def _legend(results: Sequence[Result]) -> str:
     parts.append("WRONG: output disagreed with the float64 reference.")
   if any(r.status == NOT_IMPLEMENTED for r in results):
     parts.append("n/a: the engine does not implement that workload.")
+  if any(above_peak(r) for r in results):
+    parts.append("!: above 100% of the peak: the peak was measured while something else ran "
+                 "(a disturbed peak), so the share means nothing.")
   return "  ".join(parts)
 
 
@@ -167,6 +195,14 @@ def render_speedups(speedups: Sequence[Speedup], memory: str | None = None) -> s
     out.append(_block(rows, engines))
     out.append("")
   return "\n".join(out)
+
+
+def break_even_label(speedup: Speedup) -> str:
+  """'1 call', '12 calls' or 'never': when the baseline's extra first-call cost is paid back."""
+  calls = speedup.break_even_calls
+  if calls is None:
+    return "never"
+  return "1 call" if calls <= 1 else f"{calls} calls"
 
 
 def _calls(n: int | None) -> str:

@@ -44,8 +44,8 @@ _ARGNUMS = flags.DEFINE_string("argnums", "0", "With --function: the arguments t
 _VALUE_AND_GRAD = flags.DEFINE_bool("value_and_grad", True, "With --function: time value and "
                                     "gradients (false: the function itself).")
 _ENGINES = flags.DEFINE_string(
-    "engines", "all", f"Comma-separated: {', '.join(engines_lib.ENGINES)}; 'all' = every engine "
-    "whose framework is installed (the JAX engines for --function).")
+    "engines", "all", f"Comma-separated: {', '.join(engines_lib.ENGINES)}; "
+    f"{plan.ALL_ENGINES_NOTE}.")
 _BACKENDS = flags.DEFINE_list("backends", [], "cpu, gpu (default: every backend present).")
 _SKIP_UNAVAILABLE = flags.DEFINE_bool("skip_unavailable", False,
                                       "Skip requested backends that are absent instead of failing.")
@@ -102,6 +102,8 @@ def main(argv: list[str]) -> int:
   del argv
   _cli.check_outputs({"--output_json": _OUTPUT_JSON.value, "--output_csv": _OUTPUT_CSV.value,
                      "--output_jsonl": _OUTPUT_JSONL.value, "--plot": _PLOT.value})
+  _progress.announce("compare: importing the engines and measuring the copy bandwidth, then "
+                     "each case: compile and check every engine, time them", _PROGRESS.value)
   _cli.restart_as_asked(_ALLOCATOR.value)  # first: the allocator is chosen at process start
   if _COMPILATION_CACHE_DIR.value:  # both tiers checked before any work, one line if refused
     compile_cache.check_cache_dir(_COMPILATION_CACHE_DIR.value, "--compilation_cache_dir")
