@@ -115,6 +115,11 @@ def _is_allocator(path: str) -> bool:
              for libs in _LIBRARIES.values() for lib in libs)
 
 
+def restarted() -> bool:
+  """Whether this process is the one `reexec_with` restarted (the command's second start)."""
+  return bool(os.environ.get(_REEXEC_MARK))
+
+
 def reexec_with(name: str, argv: Sequence[str] | None = None,
                 search_dirs: Sequence[str] = SEARCH_DIRS,
                 wheels: Mapping[str, tuple[str, str]] = WHEELS,
@@ -133,11 +138,13 @@ def reexec_with(name: str, argv: Sequence[str] | None = None,
   environ = dict(environ or {})
   if in_use() == wanted and all(os.environ.get(k) == v for k, v in environ.items()):
     return wanted
-  if os.environ.get(_REEXEC_MARK):
+  # The mark holds the pid that restarted (execve keeps it): one inherited from a parent process
+  # is not this process's restart.
+  if os.environ.get(_REEXEC_MARK) == str(os.getpid()):
     raise UsageError(f"Restarted with LD_PRELOAD={path!r} but the allocator in use is still "
                      f"{in_use()!r}.")
   preload = [p for p in os.environ.get("LD_PRELOAD", "").split(":") if p and not _is_allocator(p)]
-  env = {**os.environ, **environ, _REEXEC_MARK: "1",
+  env = {**os.environ, **environ, _REEXEC_MARK: str(os.getpid()),
          "LD_PRELOAD": ":".join([*([path] if path else []), *preload])}
   argv = list(sys.argv if argv is None else argv)
   module = sys.modules["__main__"].__spec__

@@ -8,17 +8,20 @@ JAX reports each stage of a compilation through `jax.monitoring`; `compile_event
 The persistent cache's key is computed from the lowered module, so a warm first call still traces
 and lowers. `load_or_compile` adds a second tier: the compiled executable itself, serialised with
 `jax.experimental.serialize_executable` under a key computed *without* tracing, so that a hit in a
-fresh process goes straight to running. Loading an entry unpickles it: only point it at a
-directory that nobody but you can write.
+fresh process goes straight to running. Loading an entry runs code (the executable tier unpickles;
+the persistent tier loads machine code), so both tiers take only owner-only files from an
+owner-only directory, each authenticated with a MAC made with a per-user secret key
+(`funcgrad.owner_only`), checked on the opened file before anything is loaded.
 """
 
 import contextlib
 import dataclasses
 import hashlib
+import hmac
 import json
 import os
 import pickle
-import secrets
+import shlex
 import stat
 import struct
 import sys
@@ -31,7 +34,7 @@ import jaxlib
 from jax.experimental import serialize_executable
 from jax.experimental.compilation_cache import compilation_cache as _persistent_cache
 
-from funcgrad import fingerprint
+from funcgrad import fingerprint, owner_only
 from funcgrad.errors import UsageError
 
 TRACE_EVENT = "/jax/core/compile/jaxpr_trace_duration"
@@ -51,7 +54,9 @@ def executable_dir(cache_dir: str) -> str:
 
 
 def enable_persistent_cache(directory: str) -> None:
-  """Caches every compiled executable under `directory` (created if needed)."""
+  """Caches every compiled executable under `directory` (created if needed), each entry checked
+  and authenticated as the executable tier's are (`check_cache_dir` says what is refused)."""
+  _install_checked_persistent_tier()
   jax.config.update("jax_compilation_cache_dir", directory)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
@@ -184,10 +189,10 @@ def first_call_breakdown(fn: Callable[..., Any], *args: Any) -> dict[str, float 
 # The executable cache.
 
 ENTRY_MAGIC = b"FGXC"
-ENTRY_FORMAT = 1
+ENTRY_FORMAT = 2  # 2: a keyed MAC (format 1's plain SHA-256 is refused, then replaced)
 ENTRY_SUFFIX = ".jexec"
 MAX_ENTRY_BYTES = 1 << 30  # a bigger file is refused unread
-# magic, format version, key (sha256 digest), payload length, payload sha256.
+# magic, format version, key (sha256 digest), payload length, HMAC-SHA256 of all that + payload.
 _HEADER = struct.Struct(">4sI32sQ32s")
 _CONFIG_IN_KEY = ("jax_enable_x64", "jax_default_matmul_precision", "jax_numpy_dtype_promotion",
                   "jax_default_prng_impl", "jax_threefry_partitionable")
@@ -203,7 +208,8 @@ class CacheInfo:
 
   Attributes:
     status: 'hit' (loaded), 'miss' (compiled and stored), 'refused' (an entry was there but
-      failed its checks: compiled and replaced), or 'uncached' (compiled, cache not usable).
+      failed its checks or did not load: compiled and replaced), or 'uncached' (compiled, cache
+      not usable).
     key: the entry's key (hex), or None when the function could not be fingerprinted.
     path: the entry's file, or None.
     key_s: seconds spent computing the key.
@@ -264,76 +270,110 @@ def executable_key(fn: Callable[..., Any], args: Sequence[Any], salt: str = "") 
   return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
+def _check_tier(dir_fd: int, path: str, skip: str | None = None) -> None:
+  """Refuses a tier holding an entry that is not an owner-only regular file; removes empty
+  persistent entries (a full disk's leftovers) and stale temporary files."""
+  owner_only.clean_stale_temps(dir_fd)
+  for name, info in owner_only.entries(dir_fd):
+    if name == skip:
+      continue
+    entry = os.path.join(path, name)
+    if not stat.S_ISREG(info.st_mode):
+      raise owner_only.Untrusted(f"entry {entry!r} is {owner_only.kind(info.st_mode)}, not a "
+                                 f"cache file: remove it (rm -r {shlex.quote(entry)})")
+    owner_only.check_owner_only(info, entry, "entry")
+    if info.st_size == 0 and name.endswith(PERSISTENT_SUFFIX):
+      owner_only.remove(dir_fd, name)
+
+
 def check_cache_dir(cache_dir: str, flag: str = "--cache_dir") -> None:
-  """Refuses, before any work, a cache directory that cannot be used (one line naming it).
+  """Refuses, before any work, a cache directory that cannot be used safely (one line naming
+  `flag`): both tiers (`cache_dir` itself, JAX's persistent tier, and `cache_dir/executables`)
+  are created 0700 if missing, must belong to this user and not be group- or other-writable,
+  must be writable with at least `owner_only.MIN_FREE_BYTES` free, and every entry in them must
+  be an owner-only regular file. The per-user secret key is checked (or created) too. Empty
+  persistent entries and stale temporary files are removed.
 
   Raises:
-    UsageError: it is a file, cannot be created or written, or others could write it.
+    UsageError: `{flag}={cache_dir}: <what is wrong and how to fix it>`.
   """
   try:
-    _check_directory(cache_dir)
-  except OSError as e:
-    raise UsageError(f"{flag}={cache_dir}: {_cache_error(cache_dir, e).split(': ', 1)[-1]}") \
-        from None
+    top = owner_only.open_directory(cache_dir, what="cache directory")
+    try:
+      owner_only.check_writable(top)
+      _check_tier(top, cache_dir, skip=EXECUTABLES_SUBDIR)
+      sub = owner_only.open_directory(EXECUTABLES_SUBDIR, dir_fd=top, what="cache directory")
+      try:
+        owner_only.check_writable(sub)
+        _check_tier(sub, executable_dir(cache_dir))
+      finally:
+        os.close(sub)
+    finally:
+      os.close(top)
+    owner_only.secret_key()
+  except (OSError, owner_only.Untrusted) as e:
+    raise UsageError(f"{flag}={cache_dir}: {_reason(e)}.") from None
 
 
-def _check_directory(cache_dir: str) -> None:
-  """Creates `cache_dir` if needed; refuses one that others could write (OSError)."""
-  os.makedirs(cache_dir, exist_ok=True)
-  info = os.stat(cache_dir)
-  if info.st_uid != os.geteuid() or info.st_mode & stat.S_IWOTH:
-    raise PermissionError(0, "it is writable by other users (loading an entry runs it)")
-  if not os.access(cache_dir, os.W_OK | os.X_OK):
-    raise PermissionError(0, "it is not writable")
-
-
-def _read_entry(path: str, key: str) -> bytes | None:
-  """The checked payload of the entry at `path`; None when there is none.
+def check_parent_dir(path: str, flag: str = "--cache_dir") -> None:
+  """Refuses (one line naming `flag`) a directory holding cache tiers that is not this user's
+  alone: whoever can write it can swap a tier for their own.
 
   Raises:
-    _Refused: the file is not a regular file, too big, truncated, not ours, or corrupt.
+    UsageError: `{flag}={path}: <what is wrong and how to fix it>`.
   """
-  try:  # never follow a link; never block on a FIFO
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-  except FileNotFoundError:
+  try:
+    os.close(owner_only.open_directory(path, what="cache directory"))
+  except (OSError, owner_only.Untrusted) as e:
+    raise UsageError(f"{flag}={path}: {_reason(e)}.") from None
+
+
+def _reason(error: BaseException) -> str:
+  if isinstance(error, OSError):
+    where = f" ({error.filename})" if error.filename else ""
+    return f"cannot use it{where}: {error.strerror or error}"
+  return str(error)
+
+
+def _entry_header(key: str, length: int, mac: bytes = b"\0" * 32) -> bytes:
+  return _HEADER.pack(ENTRY_MAGIC, ENTRY_FORMAT, bytes.fromhex(key), length, mac)
+
+
+def _read_entry(dir_fd: int, name: str, path: str, key: str, secret: bytes) -> bytes | None:
+  """The authenticated payload of the entry `name`; None when there is none.
+
+  Raises:
+    _Refused: not an owner-only regular file, too big, truncated, for another key or format, or
+      its MAC does not verify (nothing is unpickled then).
+  """
+  try:
+    opened = owner_only.open_entry(dir_fd, name, MAX_ENTRY_BYTES, path)
+  except owner_only.Untrusted as e:
+    raise _Refused(str(e)) from None
+  if opened is None:
     return None
-  except OSError as e:
-    raise _Refused(f"cannot open it ({e.strerror}; a symbolic link?)") from e
-  with os.fdopen(fd, "rb") as f:
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-      raise _Refused("not a regular file")
-    if not _HEADER.size <= info.st_size <= MAX_ENTRY_BYTES:
-      raise _Refused(f"size {info.st_size} bytes is out of bounds")
-    magic, version, digest, length, checksum = _HEADER.unpack(f.read(_HEADER.size))
-    if magic != ENTRY_MAGIC or version != ENTRY_FORMAT:
-      raise _Refused("not a funcgrad executable entry of this format")
-    if digest.hex() != key:
-      raise _Refused("its header holds another key")
-    if info.st_size != _HEADER.size + length:
-      raise _Refused(f"truncated or padded: {info.st_size} bytes, header says "
-                     f"{_HEADER.size + length}")
-    payload = f.read(length)
-  if len(payload) != length or hashlib.sha256(payload).digest() != checksum:
-    raise _Refused("checksum mismatch")
+  fd, size = opened
+  blob = owner_only.read_fd(fd, size)
+  if len(blob) < _HEADER.size:
+    raise _Refused(f"size {len(blob)} bytes is shorter than a header")
+  magic, version, digest, length, mac = _HEADER.unpack(blob[:_HEADER.size])
+  if magic != ENTRY_MAGIC or version != ENTRY_FORMAT:
+    raise _Refused("not a funcgrad executable entry of this format")
+  if digest.hex() != key:
+    raise _Refused("its header holds another key")
+  if len(blob) != _HEADER.size + length:
+    raise _Refused(f"truncated or padded: {len(blob)} bytes, header says {_HEADER.size + length}")
+  payload = blob[_HEADER.size:]
+  want = owner_only.mac(secret, _entry_header(key, length)[:-32], payload)
+  if not hmac.compare_digest(mac, want):
+    raise _Refused("its MAC does not verify (not written by you with your key, or damaged)")
   return payload
 
 
-def _write_entry(path: str, key: str, payload: bytes) -> None:
-  """Writes the entry atomically: a new file (mode 0o666 less the umask) renamed over `path`."""
-  header = _HEADER.pack(ENTRY_MAGIC, ENTRY_FORMAT, bytes.fromhex(key), len(payload),
-                        hashlib.sha256(payload).digest())
-  temp = f"{path}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-  fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
-  try:
-    with os.fdopen(fd, "wb") as f:
-      f.write(header)
-      f.write(payload)
-    os.replace(temp, path)  # replaces a link or FIFO itself, never what it points to
-  except BaseException:
-    with contextlib.suppress(OSError):
-      os.unlink(temp)
-    raise
+def _write_entry(dir_fd: int, name: str, key: str, secret: bytes, payload: bytes) -> None:
+  header = _entry_header(key, len(payload))
+  mac = owner_only.mac(secret, header[:-32], payload)
+  owner_only.write_entry(dir_fd, name, header[:-32] + mac + payload)
 
 
 def _serialize(compiled: jax.stages.Compiled) -> bytes:
@@ -344,8 +384,16 @@ def _deserialize(payload: bytes) -> jax.stages.Compiled:
   return serialize_executable.deserialize_and_load(*pickle.loads(payload))
 
 
-def _cache_error(cache_dir: str, error: OSError) -> str:
-  return f"cannot use executable cache directory {cache_dir!r}: {error.strerror or error}"
+def _load(payload: bytes) -> jax.stages.Compiled:
+  try:
+    return _deserialize(payload)
+  except Exception as e:  # noqa: BLE001 - a bad pickle or executable of ours: refuse, replace
+    first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+    raise _Refused(f"it does not load ({type(e).__name__}: {first})") from None
+
+
+def _cache_error(cache_dir: str, error: BaseException) -> str:
+  return f"cannot use executable cache directory {cache_dir!r}: {_reason(error)}"
 
 
 def load_or_compile(fn: Callable[..., Any], args: Sequence[Any], cache_dir: str, *,
@@ -355,19 +403,20 @@ def load_or_compile(fn: Callable[..., Any], args: Sequence[Any], cache_dir: str,
 
   A hit neither traces nor lowers: the key is `executable_key(fn, args, salt)`, computed from
   the function's code and the inputs' shapes (read its limits). Any other case compiles and
-  stores the executable. An entry that is not a regular file, too big, truncated, written for
-  another key or format, or fails its SHA-256 checksum is refused before anything is unpickled,
-  and replaced. Files are written atomically (a temporary file renamed over the entry), with
-  mode 0o666 narrowed by the umask.
-
-  Loading an entry unpickles it and runs the code it holds: it trusts whoever can write
-  `cache_dir`. A directory owned by another user or writable by everyone is not used.
+  stores the executable. The directory must be this user's and writable by nobody else; an entry
+  is opened without following links or blocking, and refused before anything is unpickled unless
+  it is an owner-only regular file of this format and key whose HMAC-SHA256, made with the
+  per-user secret key (`owner_only.secret_key`), verifies. An entry that is refused or fails to
+  load is replaced. Entries are written atomically (a synced temporary file renamed over the
+  entry), mode 0600. An executable that JAX's persistent tier answered is not what is stored:
+  it is compiled again without that tier first (a loaded persistent entry does not serialise
+  back into a working executable).
 
   Args:
     fn: the function to jit.
     args: its positional arguments (pytrees of arrays); the result is called with the same.
-    cache_dir: the cache directory, created if needed.
-    required: when the directory cannot be used (a file, read-only, writable by others, full),
+    cache_dir: the cache directory, created 0700 if needed.
+    required: when the directory cannot be used (a file, read-only, not owner-only, full),
       raise (True: the user asked for the cache) or compile without it (False).
     salt: any text; change it to invalidate entries (see `executable_key`'s limits).
 
@@ -375,7 +424,7 @@ def load_or_compile(fn: Callable[..., Any], args: Sequence[Any], cache_dir: str,
     `(compiled, info)`: the callable `jax.stages.Compiled` and a `CacheInfo`.
 
   Raises:
-    ValueError: `required` and the directory is unusable (one line naming it and why).
+    UsageError: `required` and the directory is unusable (one line naming it and why).
   """
   start = time.perf_counter()
   try:
@@ -383,28 +432,37 @@ def load_or_compile(fn: Callable[..., Any], args: Sequence[Any], cache_dir: str,
   except fingerprint.Unfingerprintable as e:
     return _compile(fn, args), CacheInfo("uncached", None, None, reason=str(e))
   key_s = time.perf_counter() - start
-  path, reason = os.path.join(cache_dir, key + ENTRY_SUFFIX), None
+  name = key + ENTRY_SUFFIX
+  path = os.path.join(cache_dir, name)
   try:
-    _check_directory(cache_dir)
-    start = time.perf_counter()
-    payload = _read_entry(path, key)
+    dir_fd = owner_only.open_directory(cache_dir, what="executable cache directory")
+    secret = owner_only.secret_key()
+  except (OSError, owner_only.Untrusted) as e:
+    return _compile_uncached(fn, args, cache_dir, e, required, key, key_s)
+  try:
+    return _load_or_compile(fn, args, dir_fd, name, path, key, secret, key_s, cache_dir, required)
+  finally:
+    os.close(dir_fd)
+
+
+def _load_or_compile(fn, args, dir_fd, name, path, key, secret, key_s, cache_dir, required):
+  start, reason = time.perf_counter(), None
+  try:
+    payload = _read_entry(dir_fd, name, path, key, secret)
     if payload is not None:
-      compiled = _deserialize(payload)
-      return compiled, CacheInfo("hit", key, path, key_s, time.perf_counter() - start)
+      return _load(payload), CacheInfo("hit", key, path, key_s, time.perf_counter() - start)
   except _Refused as e:
     reason = f"refused {path}: {e}"
-  except OSError as e:
-    return _compile_uncached(fn, args, cache_dir, e, required, key, key_s)
   load_s = time.perf_counter() - start
   start = time.perf_counter()
-  compiled = _compile(fn, args)
+  compiled, storable = _compile_storable(fn, args)
   compile_s = time.perf_counter() - start
   start = time.perf_counter()
   try:
-    _write_entry(path, key, _serialize(compiled))
+    _write_entry(dir_fd, name, key, secret, _serialize(storable))
   except OSError as e:
     if required:
-      raise UsageError(_cache_error(cache_dir, e)) from e
+      raise UsageError(_cache_error(cache_dir, e)) from None
     return compiled, CacheInfo("uncached", key, None, key_s, load_s, compile_s,
                                reason=_cache_error(cache_dir, e))
   return compiled, CacheInfo("refused" if reason else "miss", key, path, key_s, load_s, compile_s,
@@ -415,10 +473,116 @@ def _compile(fn: Callable[..., Any], args: Sequence[Any]) -> jax.stages.Compiled
   return jax.jit(fn).lower(*args).compile()
 
 
+_FRESH_COMPILE = {"xla_embed_ir_in_executable": False}
+
+
+def _compile_storable(fn, args) -> tuple[jax.stages.Compiled, jax.stages.Compiled]:
+  """The compiled function, and one that serialises whole: itself, unless JAX's persistent tier
+  answered the compile (then a real compile, that tier switched off)."""
+  with compile_events() as events:
+    compiled = _compile(fn, args)
+  if not events.cache_hits:
+    return compiled, compiled
+  # A real compile: that tier switched off, and a (default-valued) compiler option that keeps
+  # JAX's in-memory cache from handing back the executable it just loaded.
+  with persistent_cache_disabled():
+    return compiled, jax.jit(fn).lower(*args).compile(_FRESH_COMPILE)
+
+
 def _compile_uncached(fn, args, cache_dir, error, required, key, key_s):
   if required:
-    raise UsageError(_cache_error(cache_dir, error)) from error
+    raise UsageError(_cache_error(cache_dir, error)) from None
   start = time.perf_counter()
   compiled = _compile(fn, args)
   return compiled, CacheInfo("uncached", key, None, key_s, 0.0, time.perf_counter() - start,
                              reason=_cache_error(cache_dir, error))
+
+
+# ----------------------------------------------------------------------------------------------
+# JAX's persistent tier, read and written with the same checks.
+
+PERSISTENT_SUFFIX = "-cache"  # JAX's name for an entry: <key>-cache
+PERSISTENT_MAGIC = b"FGPC1\n"
+MAX_PERSISTENT_BYTES = 1 << 30
+_installed = False
+
+
+def _persistent_name(key: str) -> str:
+  return f"{key}{PERSISTENT_SUFFIX}"
+
+
+def _persistent_get(directory: str, key: str) -> bytes | None:
+  """JAX's entry `key`, if it is an owner-only regular file whose MAC verifies; any other entry
+  is removed (a miss: JAX then compiles and writes a good one). A directory that cannot be
+  used (gone, or no longer owner-only) is a miss too: `check_cache_dir` refuses it up front."""
+  try:
+    dir_fd = owner_only.open_directory(directory, create=False, what="cache directory")
+  except (OSError, owner_only.Untrusted):
+    return None
+  try:
+    name = _persistent_name(key)
+    try:
+      opened = owner_only.open_entry(dir_fd, name, MAX_PERSISTENT_BYTES,
+                                     os.path.join(directory, name))
+    except owner_only.Untrusted:
+      opened = None
+      owner_only.remove(dir_fd, name)
+    if opened is None:
+      return None
+    blob = owner_only.read_fd(*opened)
+    head = len(PERSISTENT_MAGIC) + 32
+    value = blob[head:]
+    try:
+      secret = owner_only.secret_key()
+    except (OSError, owner_only.Untrusted):
+      return None
+    if (blob[:len(PERSISTENT_MAGIC)] != PERSISTENT_MAGIC or not hmac.compare_digest(
+        blob[len(PERSISTENT_MAGIC):head],
+        owner_only.mac(secret, b"persistent", key.encode(), value))):
+      owner_only.remove(dir_fd, name)
+      return None
+    return value
+  finally:
+    os.close(dir_fd)
+
+
+def _persistent_put(directory: str, key: str, value: bytes) -> None:
+  """Writes JAX's entry atomically with a MAC. A failure (a full disk, a directory gone or no
+  longer owner-only) leaves nothing and is not an error: the entry is just not cached."""
+  try:
+    dir_fd = owner_only.open_directory(directory, create=False, what="cache directory")
+  except (OSError, owner_only.Untrusted):
+    return
+  try:
+    mac = owner_only.mac(owner_only.secret_key(), b"persistent", key.encode(), value)
+    owner_only.write_entry(dir_fd, _persistent_name(key), PERSISTENT_MAGIC + mac + value)
+  except (OSError, owner_only.Untrusted):
+    pass
+  finally:
+    os.close(dir_fd)
+
+
+def _install_checked_persistent_tier() -> None:
+  """Makes JAX's persistent cache read and write local entries through `_persistent_get` and
+  `_persistent_put` (its own code reads a path, follows links and blocks on a FIFO)."""
+  global _installed
+  if _installed:
+    return
+  from jax._src import lru_cache  # noqa: PLC0415 - private: the only place JAX opens entries
+
+  original_get, original_put = lru_cache.LRUCache.get, lru_cache.LRUCache.put
+
+  def local(cache: Any) -> bool:
+    return not cache.eviction_enabled and "://" not in str(cache.path)
+
+  def get(self: Any, key: str) -> bytes | None:
+    return _persistent_get(str(self.path), key) if local(self) else original_get(self, key)
+
+  def put(self: Any, key: str, value: bytes) -> None:
+    if local(self):
+      _persistent_put(str(self.path), key, value)
+    else:
+      original_put(self, key, value)
+
+  lru_cache.LRUCache.get, lru_cache.LRUCache.put = get, put
+  _installed = True

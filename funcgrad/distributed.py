@@ -8,16 +8,23 @@ reference and against the same function run unsharded on one local device.
 """
 
 import errno
+import hashlib
 import os
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import jax
+import numpy as np
 
-from funcgrad import sharding
+from funcgrad import _compat, sharding
 from funcgrad.errors import UsageError
+
+PARENT_ENV = "FUNCGRAD_JOB_PARENT"  # set for the processes of a local job: the pid they die with
+WILDCARDS = ("0.0.0.0", "::")
 
 
 class JobError(UsageError, RuntimeError):
@@ -135,9 +142,14 @@ def initialize(coordinator: str, num_processes: int, process_id: int, local_devi
     raise UsageError(f"Invalid --process_id={process_id}: it must be in 0..{num_processes - 1}.")
   if process_id == 0:
     check_port_free(host, port)
+    if host in WILDCARDS:
+      sys.stderr.write(f"note: --coordinator={coordinator}: process 0's coordinator listens on "
+                       f"every interface, IPv4 and IPv6 alike ([::]:{port} takes both), and has "
+                       "no authentication; firewall the port for both (docs/SCALING.md, \"Who "
+                       "can join a job\").\n")
   else:
     resolve(host, port)
-  sharding.set_cpu_device_count(local_devices)
+  sharding.set_cpu_device_count(local_devices, "--local_devices")
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   try:
     # The coordinator binds only the address it was given (JAX's default is every interface,
@@ -167,3 +179,68 @@ def abort(message: str) -> None:
   sys.stderr.flush()
   sys.stdout.flush()
   os._exit(1)
+
+
+def check_same_flags(settings: Sequence[str], process_id: int) -> None:
+  """Refuses, before the job's first real collective, a job whose processes were started with
+  different `settings` (the flags that shape the computation): a mismatch there would abort
+  inside XLA (C++ terminate, a fatal dump). The check itself is one fixed-size gather.
+
+  Raises:
+    JobError: naming the processes that differ and the flags that must agree.
+  """
+  text = " ".join(settings)
+  digest = np.frombuffer(hashlib.sha256(text.encode()).digest(), np.uint8)
+  gathered = np.asarray(_compat.process_allgather(digest)).reshape(-1, digest.size)
+  differ = [i for i, row in enumerate(gathered) if row.tobytes() != digest.tobytes()]
+  if differ:
+    raise JobError(f"process {process_id} was started with {text}, process(es) "
+                   f"{', '.join(map(str, differ))} with other values; every process of a job "
+                   "needs the same values of these flags.")
+
+
+def _wait(children: list[subprocess.Popen], deadline: float) -> int | None:
+  """Waits until every child is done, one fails (its index) or the deadline passes."""
+  while any(c.poll() is None for c in children) and time.monotonic() < deadline:
+    failed = next((i for i, c in enumerate(children) if c.poll() not in (None, 0)), None)
+    if failed is not None:
+      return failed
+    time.sleep(0.05)
+  return None
+
+
+def run_local_job(count: int, module: str, forwarded: Sequence[str], timeout: float) -> str:
+  """Runs `python -m module` as processes 0..count-1 of a job on 127.0.0.1 (a free port:
+  loopback only), and returns process 0's stdout (gloo's connection notices left out).
+
+  The children die with this process, whatever ends it: a signal raised here (Ctrl-C, SIGTERM,
+  SIGHUP: `finally` kills them) or SIGKILL (`PARENT_ENV` tells a child to ask the kernel for a
+  parent-death signal as it starts: `funcgrad.experiments.die_with_parent`).
+
+  Raises:
+    JobError: a process failed or the job did not finish within `timeout` seconds (its last
+      line of stderr quoted).
+  """
+  coordinator = f"127.0.0.1:{free_port()}"  # loopback: no other machine can join
+  env = {**os.environ, PARENT_ENV: str(os.getpid())}
+  children: list[subprocess.Popen] = []
+  try:
+    for i in range(count):
+      children.append(subprocess.Popen(
+          [sys.executable, "-m", module, f"--coordinator={coordinator}",
+           f"--num_processes={count}", f"--process_id={i}", *forwarded],
+          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+    failed = _wait(children, time.monotonic() + timeout)
+  finally:  # an exception or a signal included: no process outlives the job
+    for child in children:
+      if child.poll() is None:
+        child.kill()
+  outputs = [c.communicate() for c in children]
+  if failed is None:
+    failed = next((i for i, c in enumerate(children) if c.returncode != 0), None)
+  if failed is not None:
+    reason = [line for line in outputs[failed][1].splitlines() if line.strip()]
+    raise JobError(f"process {failed} of {count} exited with {children[failed].returncode}: "
+                   f"{reason[-1].removeprefix('error: ') if reason else 'no message'}")
+  return "".join(line for line in outputs[0][0].splitlines(keepends=True)
+                 if not line.startswith("[Gloo]"))

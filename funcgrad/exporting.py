@@ -109,6 +109,8 @@ def parse_header(raw: bytes, path: str) -> dict[str, Any]:
     raise UsageError(f"{path!r} is truncated or corrupted: its header is not valid JSON.") from None
   except RecursionError:
     raise UsageError(f"{path!r} has a bad header: it is nested too deeply.") from None
+  except ValueError as e:  # e.g. an integer of more than 4300 digits
+    raise UsageError(f"{path!r} has a bad header: {str(e).splitlines()[0][:120]}.") from None
   if not isinstance(header, dict):
     raise UsageError(f"{path!r} has a bad header: a JSON {type(header).__name__}, not an object "
                      "with fields workload, example_shape, platforms, payload_bytes, sha256.")
@@ -196,15 +198,64 @@ def check_platform(exported: export.Exported) -> None:
                      f"{accepted[0]}.")
 
 
-def check_inputs(exported: export.Exported, arrays: Sequence[np.ndarray]) -> None:
-  """Raises ValueError if the arrays do not fit the exported input shapes and dtypes."""
+def check_inputs(exported: export.Exported, arrays: Sequence[Any]) -> None:
+  """Raises UsageError if the arrays (or `jax.ShapeDtypeStruct`s: checked before allocating) do
+  not fit the exported input shapes and dtypes."""
   if len(arrays) != len(exported.in_avals):
     raise UsageError(f"The graph takes {len(exported.in_avals)} inputs, got {len(arrays)}.")
   for i, (array, aval) in enumerate(zip(arrays, exported.in_avals, strict=True)):
     expected = "x".join(str(d) for d in aval.shape)
     if array.dtype != aval.dtype:
       raise UsageError(f"Input {i} has dtype {array.dtype}; the graph takes {aval.dtype}.")
-    if array.ndim != len(aval.shape) or any(
+    if len(array.shape) != len(aval.shape) or any(
         isinstance(d, int) and d != n for d, n in zip(aval.shape, array.shape, strict=True)):
       raise UsageError(f"Input {i} has shape {'x'.join(map(str, array.shape)) or 'scalar'}; the "
                        f"graph takes {expected} (symbolic dimensions take any size).")
+
+
+FLOAT_KINDS = "f"  # run_exported feeds random floats; value+grads needs float inputs
+
+
+def check_float_inputs(path: str, exported: export.Exported) -> None:
+  """Raises UsageError unless every input of the graph is a float (the gradients need one)."""
+  for i, aval in enumerate(exported.in_avals):
+    dtype = np.dtype(aval.dtype)
+    if dtype.kind not in FLOAT_KINDS and dtype.name != "bfloat16":
+      raise UsageError(f"{path!r} holds a graph whose input {i} is {dtype.name}; funcgrad's "
+                       "graphs take float inputs (float32, bfloat16, float16, float64).")
+
+
+def output_specs(path: str, exported: export.Exported,
+                 specs: Sequence[jax.ShapeDtypeStruct]) -> list[jax.ShapeDtypeStruct]:
+  """The shapes and dtypes the graph would return for inputs `specs`, found without running it
+  or allocating anything (`jax.eval_shape`), so that outputs can be bounded first.
+
+  Raises:
+    UsageError: the graph refuses these shapes (a violated shape constraint, a dimension that
+      does not divide...), naming the file and what JAX said.
+  """
+  try:
+    out = jax.eval_shape(exported.call, *specs)
+  except Exception as e:  # noqa: BLE001 - any refusal of the shapes is the graph's, told as one line
+    first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+    shape = "x".join(map(str, specs[0].shape)) if specs else "?"
+    raise UsageError(f"{path!r}: the graph refuses inputs of shape {shape} "
+                     f"({type(e).__name__}: {first[:200]}); try another --shape.") from None
+  return list(jax.tree.leaves(out))
+
+
+def call(path: str, exported: export.Exported, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+  """Runs the graph on `arrays` and returns its outputs as NumPy arrays.
+
+  Raises:
+    UsageError: the graph refuses the inputs when it runs (a violated shape constraint is checked
+      inside the graph), naming the file and the first line of what JAX said.
+  """
+  try:
+    return [np.asarray(o) for o in jax.tree.leaves(exported.call(*arrays))]
+  except (ValueError, TypeError, jax.errors.JaxRuntimeError) as e:
+    said = next((ln.strip() for ln in str(e).splitlines() if "error:" in ln),
+                next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__))
+    shape = "x".join(map(str, np.shape(arrays[0]))) if len(arrays) else "?"
+    raise UsageError(f"{path!r}: the graph refuses inputs of shape {shape} "
+                     f"({said.split('error: ', 1)[-1][:240]}); try another --shape.") from None

@@ -83,3 +83,10 @@ def read_regular(path: str, max_bytes: int, what: str = "File") -> bytes:
   if len(data) > max_bytes:
     raise UsageError(f"{what} {path!r} grew past {max_bytes} bytes while it was read.")
   return data
+
+
+def printable(text: str) -> str:
+  """`text` with control characters (C0, DEL, C1: terminal escapes among them) written as
+  `\\xNN`, so that text read from a file cannot move the cursor, retitle or clear a terminal."""
+  return "".join(c if c.isprintable() or c == " " else
+                 (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}") for c in text)

@@ -21,14 +21,29 @@ AXES_1D = ("data",)
 AXES_2D = ("data", "model")
 
 
-def set_cpu_device_count(n: int) -> None:
+MAX_DEVICES = 1024  # simulated CPU devices (and mesh sizes): each costs memory and threads
+
+
+def check_device_count(n: int, flag: str = "--simulate_cpu_devices") -> int:
+  """Returns `n` if it is a device count in 1..`MAX_DEVICES`.
+
+  Raises:
+    UsageError: naming the flag, the value and the range.
+  """
+  if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_DEVICES:
+    raise UsageError(f"Invalid {flag}={n}: expected a device count in 1..{MAX_DEVICES} (each "
+                     "simulated device costs memory and threads; 100000 would take gigabytes).")
+  return n
+
+
+def set_cpu_device_count(n: int, flag: str = "--simulate_cpu_devices") -> None:
   """Simulates `n` CPU devices. Must run before JAX initialises its backends.
 
   Raises:
-    UsageError: if `n` < 1, or the backends are already initialised with another count.
+    UsageError: if `n` is not in 1..`MAX_DEVICES` (naming `flag`), or the backends are already
+      initialised with another count.
   """
-  if n < 1:
-    raise UsageError(f"Invalid CPU device count {n}: it must be >= 1.")
+  check_device_count(n, flag)
   try:
     jax.config.update("jax_num_cpu_devices", n)
   except RuntimeError as e:
@@ -55,8 +70,9 @@ def make_mesh(shape: Sequence[int], devices: Sequence[jax.Device] | None = None)
   Raises:
     UsageError: if there are fewer devices than the mesh needs (the message gives the count).
   """
-  devices = list(jax.devices() if devices is None else devices)
   need = math.prod(shape)
+  check_device_count(need, "--mesh")
+  devices = list(jax.devices() if devices is None else devices)
   if need > len(devices):
     raise UsageError(f"Mesh {'x'.join(map(str, shape))} needs {need} devices; there "
                      f"{'is' if len(devices) == 1 else 'are'} {len(devices)} "

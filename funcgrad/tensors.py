@@ -1,12 +1,16 @@
 """Creating arrays the way the tutorial creates torch tensors, with explicit PRNG keys.
 
-| torch                                   | funcgrad / JAX                                   |
-|-----------------------------------------|--------------------------------------------------|
-| `torch.zeros(2, 3)`                     | `zeros((2, 3))`                                  |
-| `torch.Tensor(2, 3)` (uninitialised)    | `empty((2, 3))`                                  |
-| `torch.tensor(data, dtype, device)`     | `tensor(data, dtype, device)`                    |
-| `torch.randn(2, 3)` (global RNG state)  | `randn(key, (2, 3))` (the key *is* the state)    |
-| `requires_grad=True` on chosen tensors  | `value_and_grad_wrt(f, argnums=...)`             |
+| torch                                 | plain JAX                        | funcgrad           |
+|---------------------------------------|----------------------------------|--------------------|
+| `torch.zeros(2, 3)`                   | `jnp.zeros((2, 3), jnp.float32)` | `zeros((2, 3))`    |
+| `torch.Tensor(2, 3)` (uninitialised)  | `jnp.empty((2, 3))`              | `empty((2, 3))`    |
+| `torch.tensor(data, dtype)`           | `jnp.array(data, dtype)`         | `tensor(data, dtype)` |
+| `torch.randn(2, 3)` (global RNG)      | `jax.random.normal(key, (2, 3))` | `randn(key, (2, 3))` |
+| `requires_grad=True` on x, y | `jax.value_and_grad(f, argnums=(0, 1))` | `value_and_grad_wrt` |
+
+Placing on a device is `jax.device_put(x, jax.devices("gpu")[0])` in JAX; the helpers take torch's
+dtype and device names (`'torch.float'`, `'cuda:0'`) as `dtype=` and `device=`, and the
+value-and-grad helper names a non-float argument in its error.
 """
 
 from __future__ import annotations

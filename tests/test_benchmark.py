@@ -113,3 +113,20 @@ def test_benchmark_quick_run(tmp_path):
                    "fusions per Adam step (scan)"]
   assert all(t["measured"] is not None for t in doc["targets"])
   assert "| target | measured | goal | result | detail |" in md_path.read_text()
+
+
+def test_a_share_above_its_peak_is_a_disturbed_peak_never_a_pass(tmp_path):
+  above = targets.Target("jit % of matmul peak, mlp 1024x2048", 157.0, 50, "%", True, "d",
+                         of_peak=True)
+  within = targets.Target("jit % of matmul peak, mlp 128x512", 53.0, 50, "%", True, "d",
+                          of_peak=True)
+  assert above.disturbed_peak and not above.passed and above.result == "DISTURBED PEAK"
+  assert within.passed and within.result == "PASS"
+  assert "| 157 % | >= 50 % | DISTURBED PEAK |" in targets.render([above])
+  path = tmp_path / "t.json"
+  targets.write_json(str(path), {}, [above, within])
+  assert [(t["pass"], t["result"]) for t in json.loads(path.read_text())["targets"]] == [
+      (False, "DISTURBED PEAK"), (True, "PASS")]
+  assert targets.exit_status(True, [above], strict=True) == 1
+  # A ratio that is not a share of a peak may exceed 100.
+  assert targets.Target("warm / cold", 130.0, 150, "%", False).passed

@@ -7,7 +7,7 @@ from tests.helpers import assert_one_line_error
 
 
 @pytest.mark.parametrize("args, fragments", [
-    (["--cache_dir=/etc/passwd"], ["--cache_dir=/etc/passwd", "Not a directory"]),
+    (["--cache_dir=/etc/passwd"], ["--cache_dir=/etc/passwd", "not a directory"]),
     (["--shape=3x4,5x6"], ["'3x4,5x6'", "--shape"]),
     (["--shape=0x4"], ["'0x4'", "--shape"]),
 ])
@@ -18,6 +18,7 @@ def test_unusable_cache_or_shape_is_one_line_before_any_measurement(args, fragme
   assert outcome.seconds < 5  # refused before starting any measuring process
 
 
+@pytest.mark.slow  # quick subset (-m "not slow") within 90 s: a sweep or a real process
 @pytest.mark.parametrize("module", ["experiments.compare", "experiments.optimize"])
 def test_jax_platforms_naming_an_absent_platform_is_one_line(module):
   from tests.helpers import run_module

@@ -12,6 +12,7 @@ from funcgrad import (
   tensor,
   to_host,
 )
+from funcgrad.devices import jax_expression
 
 
 @pytest.mark.parametrize("spec", ["cpu", "cpu:0", "CPU", " cpu:0 "])
@@ -64,3 +65,21 @@ def test_round_trip_on_gpu(spec):
   assert describe_device(device_of(moved)).startswith("cuda:0 (")
   np.testing.assert_array_equal(to_host(moved), to_host(x))
   assert device_of(put(moved, "cpu")).platform == "cpu"
+
+
+@pytest.mark.parametrize("spec, expression", [
+    ("cpu", 'jax.devices("cpu")[0]'), ("cuda", 'jax.devices("gpu")[0]'),
+    ("cuda:1", 'jax.devices("gpu")[1]'), ("GPU:2", 'jax.devices("gpu")[2]'),
+    (None, "jax.devices()[0]")])
+def test_jax_expression_names_the_device_in_plain_jax(spec, expression):
+  assert jax_expression(spec) == expression
+
+
+def test_jax_expression_of_a_device_evaluates_to_it():
+  device = jax.devices("cpu")[0]
+  assert eval(jax_expression(device), {"jax": jax}) is device  # noqa: S307 - our own text
+
+
+def test_jax_expression_refuses_a_malformed_spec():
+  with pytest.raises(ValueError, match="Invalid device 'cuda:x'"):
+    jax_expression("cuda:x")

@@ -1,10 +1,17 @@
 """Every command the documentation shows runs, as written, in a real subprocess.
 
 Commands are read from README.md and docs/*.md: each line of a fenced `bash` block, each `$ `
-line of another block, and each inline `python -m experiments...` span that is not a synopsis
-(one with `[`, `<`, `|`, `...` or an ALL-CAPS placeholder value). The test never edits what a
-command says; it only appends flags that make it quick (they come last, and absl keeps the last
-value of a repeated flag), and points every file a command writes into a temporary directory.
+line of another block, and each inline `python -m experiments...` or `funcgrad ...` span that is
+not a synopsis (one with `[`, `<`, `|`, `...` or an ALL-CAPS placeholder value). The test never
+edits what a command says; it only appends flags that make it quick (they come last, and absl
+keeps the last value of a repeated flag), and points every file a command writes into a
+temporary directory.
+
+Where each runs is where the docs say: `python -m experiments.X` from the repository root;
+`funcgrad X` from the user's own folder (a temporary directory holding the modules the docs ask
+the reader to write), with only the `funcgrad` package importable, as the README's install
+leaves it. The outputs that a `$ ` block shows for a deterministic tutorial script are checked
+line for line against a fresh run.
 """
 
 import dataclasses
@@ -16,9 +23,12 @@ import subprocess
 import sys
 import time
 
+import jax
 import pytest
 from absl import flags
 
+from funcgrad import gpu_available
+from tests.cli import run_in_process
 from tests.helpers import ROOT
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -58,6 +68,11 @@ SLOW_SCRIPTS = ("experiments.compare", "experiments.benchmark", "experiments.dis
                 "experiments.crossover")
 TIMEOUT_S = 240
 
+# Tutorial scripts whose output is the same on every CPU-only machine with this jax: a `$ ` block
+# of theirs must be what a run prints (env_check's versions and the timings differ by machine).
+EXACT_OUTPUT = ("experiments.tensors", "experiments.dtype_table", "experiments.device_placement",
+                "experiments.gradients")
+
 _SYNOPSIS = re.compile(r"[\[<|]|\.\.\.|=[A-Z][A-Z_]*(:[A-Z]+)?(\.\w+)?(\s|$)")
 _FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 _MODULE_FILE = re.compile(r"\A# (\w+)\.py\n")
@@ -94,9 +109,10 @@ def _commands_of(path: pathlib.Path) -> list[DocCommand]:
     else:
       found += [line[2:].strip() for line in block.splitlines() if line.startswith("$ ")]
   prose = _FENCE.sub("", text)
-  for span in re.findall(r"`(python -m\s+experiments\.[^`]+)`", prose):
+  for span in re.findall(r"`((?:python -m\s+experiments\.|funcgrad )[^`]+)`", prose):
     span = " ".join(span.split())
-    if not _SYNOPSIS.search(span):
+    named_only = span.startswith("funcgrad ") and " --" not in span  # "`funcgrad compare` times"
+    if not _SYNOPSIS.search(span) and not named_only:
       found.append(span)
   return [DocCommand(c, path.relative_to(ROOT).as_posix()) for c in found]
 
@@ -132,7 +148,21 @@ RUN = [c for c in COMMANDS if c.skip_reason is None]
 
 
 def _module(argv: list[str]) -> str:
+  """'experiments.X' for `python -m experiments.X ...` and for `funcgrad X ...`."""
+  if argv[:1] == ["funcgrad"] and len(argv) > 1:
+    return f"experiments.{argv[1]}"
   return argv[2] if argv[:2] == ["python", "-m"] and len(argv) > 2 else ""
+
+
+def _from_users_folder(argv: list[str]) -> bool:
+  return argv[:1] == ["funcgrad"]
+
+
+def _funcgrad_command() -> list[str]:
+  """The `funcgrad` console script the install put beside this python (else the same entry
+  point through `python -m funcgrad`)."""
+  script = pathlib.Path(sys.executable).with_name("funcgrad")
+  return [str(script)] if script.is_file() else [sys.executable, "-m", "funcgrad"]
 
 
 def _flag_value(argv: list[str], flags: tuple[str, ...]) -> list[tuple[int, str, str]]:
@@ -147,7 +177,8 @@ def _flag_value(argv: list[str], flags: tuple[str, ...]) -> list[tuple[int, str,
 def _quick_argv(argv: list[str], tmp: pathlib.Path, written: dict[str, pathlib.Path]) -> list[str]:
   """The command with the venv's python, files under tmp and the quick flags appended."""
   module = _module(argv)
-  argv = [sys.executable, *argv[1:]]
+  argv = [*_funcgrad_command(), *argv[1:]] if _from_users_folder(argv) else [
+      sys.executable, *argv[1:]]
   for i, name, value in _flag_value(argv, OUTPUT_FLAGS):
     target = written.setdefault(value, tmp / "out" / f"{len(written)}-{pathlib.Path(value).name}")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -170,15 +201,30 @@ def _producer_of(path: str) -> DocCommand | None:
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-  """A directory holding the modules the docs define, and what the commands wrote so far."""
+  """A directory holding the modules the docs define (the user's folder), a directory from which
+  only `funcgrad` imports (what the install provides), and what the commands wrote so far."""
   tmp = tmp_path_factory.mktemp("docs")
   for name, source in _doc_modules().items():
     (tmp / f"{name}.py").write_text(source)
-  return tmp, {}, set()
+  installed = tmp_path_factory.mktemp("site")
+  (installed / "funcgrad").symlink_to(ROOT / "funcgrad", target_is_directory=True)
+  return tmp, {}, set(), installed
+
+
+def _where_it_runs(argv: list[str], env: dict[str, str], workspace) -> pathlib.Path:
+  """Sets env's PYTHONPATH for the command and returns the folder it runs in: the repository
+  root for `python -m experiments.X`; for `funcgrad X`, the user's folder, with this checkout's
+  `funcgrad` as the only package it adds (as the install leaves it: no `experiments`)."""
+  tmp, _, _, installed = workspace
+  users = _from_users_folder(argv)
+  others = [p for p in env.get("PYTHONPATH", "").split(os.pathsep)
+            if p and not (users and pathlib.Path(p).resolve() == ROOT)]
+  env["PYTHONPATH"] = os.pathsep.join([str(installed if users else ROOT), *others])
+  return tmp if users else ROOT
 
 
 def _run(command: DocCommand, workspace) -> subprocess.CompletedProcess:
-  tmp, written, done = workspace
+  tmp, written, done, installed = workspace
   argv = shlex.split(command.text)
   for _, _, value in _flag_value(argv, INPUT_FLAGS):
     producer = _producer_of(value)
@@ -189,11 +235,9 @@ def _run(command: DocCommand, workspace) -> subprocess.CompletedProcess:
     name, _, value = argv.pop(0).partition("=")
     env[name] = value
   assert _module(argv).startswith("experiments."), (
-      f"{command.where}: not a `python -m experiments...` command, and not in SKIPS: "
-      f"{command.text}")
-  function = re.search(r"--function=(\w+):", command.text)
-  cwd = tmp if function and function.group(1) in _doc_modules() else ROOT
-  env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+      f"{command.where}: not a `python -m experiments...` or `funcgrad ...` command, and not in "
+      f"SKIPS: {command.text}")
+  cwd = _where_it_runs(argv, env, workspace)
   start = time.perf_counter()
   result = subprocess.run(_quick_argv(argv, tmp, written), cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=TIMEOUT_S, check=False)
@@ -210,11 +254,6 @@ def _param(command: DocCommand):
     if re.search(pattern, command.text):
       marks.append(pytest.mark.xfail(reason=reason, strict=True))
   return pytest.param(command, id=f"{command.where}: {command.text}"[:120], marks=marks)
-
-
-@pytest.mark.parametrize("command", [_param(c) for c in RUN])
-def test_documented_command_runs(command, workspace):
-  _run(command, workspace)
 
 
 def test_the_docs_show_commands():
@@ -235,3 +274,61 @@ def test_absl_keeps_the_last_value_of_a_repeated_flag():
   flags.DEFINE_float("min_run_time", 0.2, "Seconds.", flag_values=values)
   values(["prog", "--min_run_time=5", "--min_run_time=0.01"])
   assert values.min_run_time == 0.01
+
+
+def _shown_outputs() -> list[tuple[str, str, str]]:
+  """(where, command, output) for each `$ ` line of a non-bash block of a script in
+  EXACT_OUTPUT: the lines after it, up to the next `$ ` line or the block's end."""
+  found = []
+  for path in DOCS:
+    for lang, block in _FENCE.findall(path.read_text()):
+      if lang == "bash":
+        continue
+      for part in re.split(r"^(?=\$ )", block, flags=re.M):
+        command, _, output = part.partition("\n")
+        if command.startswith("$ ") and _module(shlex.split(command[2:])) in EXACT_OUTPUT:
+          found.append((path.relative_to(ROOT).as_posix(), command[2:].strip(), output))
+  return found
+
+
+SHOWN = _shown_outputs()
+
+
+def _output_checked(command: DocCommand) -> bool:
+  """Whether test_shown_output_is_what_the_command_prints runs this very command (in-process;
+  tests/test_experiments.py runs each of these scripts once as a real process)."""
+  return not gpu_available() and any(c == command.text for _, c, _ in SHOWN)
+
+
+@pytest.mark.parametrize("command", [_param(c) for c in RUN if not _output_checked(c)])
+def test_documented_command_runs(command, workspace):
+  _run(command, workspace)
+
+
+@pytest.mark.skipif(gpu_available(), reason="the docs show a CPU-only machine's output")
+@pytest.mark.parametrize("where, command, output", SHOWN, ids=[f"{w}: {c}" for w, c, _ in SHOWN])
+def test_shown_output_is_what_the_command_prints(where, command, output):
+  argv = shlex.split(command)
+  stated = re.search(r"running jax (\S+?)\)", output)
+  if stated and stated.group(1) != jax.__version__:
+    pytest.skip(f"{where} shows jax {stated.group(1)}'s output; this is jax {jax.__version__}")
+  module, args = _module(argv), argv[3:] if argv[0] == "python" else argv[2:]
+  result = run_in_process(module, *args)
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.splitlines() == output.splitlines(), f"{where}: `{command}`"
+
+
+def test_the_tutorial_shows_every_exact_output():
+  assert sorted({_module(shlex.split(c)) for _, c, _ in SHOWN}) == sorted(EXACT_OUTPUT)
+
+
+def test_a_funcgrad_command_runs_where_only_funcgrad_is_installed(workspace):
+  env = dict(os.environ)
+  cwd = _where_it_runs(["funcgrad", "compare"], env, workspace)
+  probe = ("import importlib.util, funcgrad, mymodel; "
+           "print(importlib.util.find_spec('experiments') is None, funcgrad.__file__)")
+  result = subprocess.run([sys.executable, "-c", probe], cwd=cwd, env=env, capture_output=True,
+                          text=True, check=True)
+  no_experiments, where = result.stdout.split()
+  assert no_experiments == "True"  # `python -m experiments.X` would fail here, as for a user
+  assert pathlib.Path(where).resolve() == ROOT / "funcgrad" / "__init__.py"  # this checkout's

@@ -12,7 +12,7 @@ from funcgrad.bench import engines, workloads
 from funcgrad.bench.case import Placement
 from funcgrad.bench.workloads import WORKLOADS
 from funcgrad.bench.workloads.model import max_rel_error
-from funcgrad.bench.workloads.user import user_workload
+from funcgrad.bench.workloads.user import user_function, user_workload
 from funcgrad.errors import UsageError
 from funcgrad.peers import PeerUnavailableError, import_peer
 
@@ -42,7 +42,7 @@ def _check(engine, workload, size=(3, 4), dtype=np.float32):
   reference = workload.expected(inputs)
   want, scales = reference.outputs, reference.scales
   expected_gap = (engine.name in NOT_FOR_TRAINING and workload.kind == "train") or (
-      engine.name == "jit_scan" and workload.kind != "train")
+      engine.name in ("jit_scan", "jit_scan_fused") and workload.kind != "train")
   assert (engine.missing(workload) is not None) == expected_gap, engine.missing(workload)
   if expected_gap:
     return None
@@ -110,10 +110,11 @@ def test_bfloat16_jit():
 def test_engines_declare_family_and_kinds():
   kinds = {name: set(e.kinds) for name, e in engines.ENGINES.items()}
   assert kinds["jit_packed"] == {"value_and_grad", "value"} and kinds["jit_scan"] == {"train"}
-  assert kinds["tf_xla"] == {"value_and_grad"} and "value" not in kinds["torch_eager"]
+  assert kinds["jit_scan_fused"] == {"train"}
+  assert kinds["tf_xla"] == {"value_and_grad"} and "value" in kinds["torch_eager"]
   assert {e.family for e in engines.ENGINES.values()} == {"numpy", "jax", "torch", "tf"}
   assert engines.JAX_ENGINES == ("eager", "jit", "jit_packed")
-  user = user_workload(lambda x: (x**2).sum(), "square")  # no peer programs
+  user = user_workload(user_function(lambda x: (x**2).sum(), (np.ones(3),)))  # no peers
   assert "no torch program" in engines.ENGINES["torch_eager"].missing(user)
   assert engines.ENGINES["jit"].missing(user) is None
   with pytest.raises(ValueError, match="family"):

@@ -54,8 +54,9 @@ def test_closed_form(maybe_jit):
   _assert_close(maybe_jit(fg.muladd_sum_closed_form)(x, y, z), _reference_f64(x, y, z))
 
 
+# Few distinct shapes: each new one makes eager JAX compile every primitive again (seconds).
 @settings(max_examples=25, deadline=None)
-@given(st.integers(1, 6), st.integers(1, 6), st.integers(0, 2**31 - 1))
+@given(st.integers(1, 4), st.integers(1, 3), st.integers(0, 2**31 - 1))
 def test_autodiff_equals_hand_backprop_property(n, d, seed):
   x, y, z = _inputs(n, d, seed)
   _assert_close(fg.muladd_sum_grads(x, y, z), fg.muladd_sum_grads_numpy(x, y, z))

@@ -73,3 +73,26 @@ def test_graph_cli_abs_loss_and_bad_input():
   assert "abs" in result.stdout and "f32[12]" in result.stdout
   assert_one_line_error(run_in_process("experiments.graph", "--show=dot"), "--show=dot", "jaxpr")
   assert_one_line_error(run_in_process("experiments.graph", "--shape=3x"), "'3x'")
+
+
+def test_compiled_hlo_has_no_source_metadata_unless_asked():
+  plain = graphs.compiled_hlo_text(fg.muladd_sum_grads, *ARGS)
+  kept = graphs.compiled_hlo_text(fg.muladd_sum_grads, *ARGS, source_metadata=True)
+  assert "metadata=" not in plain and "FileNames" not in plain and "StackFrames" not in plain
+  assert "metadata={" in kept and "grads.py" in kept  # XLA records where each op came from
+  # Stripping removes only the metadata: the instructions are the same, line for line.
+  assert graphs.strip_source_metadata(kept) == plain
+  assert graphs.count_fusions(plain) == graphs.count_fusions(kept) >= 1
+
+
+def test_strip_source_metadata_keeps_quoted_braces():
+  line = '%m = f32[3] multiply(%a, %b), metadata={op_name="jit(f)/{x}" source_line=7}, foo=1'
+  assert graphs.strip_source_metadata(line) == "%m = f32[3] multiply(%a, %b), foo=1"
+
+
+def test_graph_cli_hlo_source_metadata_flag():
+  plain = run_in_process("experiments.graph", "--show=hlo")
+  kept = run_in_process("experiments.graph", "--show=hlo", "--source_metadata")
+  assert plain.returncode == kept.returncode == 0, plain.stderr + kept.stderr
+  assert plain.stdout.startswith("HloModule ") and "metadata=" not in plain.stdout
+  assert "FileNames" in kept.stdout and "metadata={" in kept.stdout

@@ -24,7 +24,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from funcgrad import distributed, exporting, shapes, sharding
-from funcgrad.bench import specs
 from funcgrad.errors import UsageError
 from tests.cli import run_in_process
 from tests.helpers import ROOT
@@ -384,8 +383,8 @@ def test_ctrl_c_while_importing_is_one_line(tmp_path):
 
 # Class 7: duplicates in list flags are dropped.
 def test_duplicates_in_list_flags_are_dropped():
-  assert specs.parse_ints("1,2,1,2", "--device_counts") == [1, 2]
-  assert specs.parse_names("cpu,cpu,cuda", ("cpu", "cuda"), "platform") == ["cpu", "cuda"]
+  assert shapes.parse_ints("1,2,1,2", "--device_counts") == [1, 2]
+  assert shapes.parse_names("cpu,cpu,cuda", ("cpu", "cuda"), "platform") == ["cpu", "cuda"]
   assert shapes.parse_shapes("3x4,3x4", "--sizes") == [(3, 4)]
 
 
@@ -398,7 +397,7 @@ PARSERS = {
     "parse_mesh": sharding.parse_mesh,
     "parse_address": distributed.parse_address,
     "export_parse_shape": exporting.parse_shape,
-    "parse_ints": lambda t: specs.parse_ints(t, "--argnums"),
+    "parse_ints": lambda t: shapes.parse_ints(t, "--argnums"),
 }
 
 

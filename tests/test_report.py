@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from funcgrad.bench import report
+from funcgrad.bench import report, speedups
 from funcgrad.bench.runner import Result
 
 REQUIRED_FIELDS = (
@@ -96,3 +96,44 @@ def test_plot(tmp_path):
   report.plot(str(path), [_result(), _result(shape=(1000, 1000), median=1e-3, compile_s=0.03),
                           _result("numpy", compile_s=None)])
   assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _caption(results):
+  return report.render_compare(results, memory="system allocator").splitlines()[0]
+
+
+def test_caption_names_the_bandwidth_only_when_a_cell_shows_its_share():
+  cached = [_result(cache_resident=True, pct_of_bandwidth=None),
+            _result("numpy", cache_resident=True, pct_of_bandwidth=None)]
+  assert _caption(cached) == ("[ muladd_sum on cpu (float32), system allocator: median per call "
+                              "±IQR ]")
+  shown = [*cached, _result(shape=(4000, 4000), pct_of_bandwidth=61.2, cache_resident=False)]
+  assert _caption(shown).endswith("±IQR (% of 30.0 GB/s all-core copy bandwidth) ]")
+  assert "(61%)" in report.render_compare(shown)
+
+
+def test_caption_names_the_matmul_peak_only_for_compute_bound_cells_that_show_it():
+  compute = [_result(bound="compute", pct_of_peak_flops=53.0, peak_gflops=94.0)]
+  assert _caption(compute).endswith("±IQR (% of the 94 GFLOP/s float32 matmul peak) ]")
+  unmeasured = [_result(bound="compute", pct_of_peak_flops=None, peak_gflops=None)]
+  assert _caption(unmeasured).endswith("median per call ±IQR ]")
+
+
+def test_a_share_above_100_percent_is_marked_as_a_disturbed_peak():
+  rows = [_result(bound="compute", pct_of_peak_flops=157.0, peak_gflops=94.0),
+          _result("numpy", bound="compute", pct_of_peak_flops=77.0, peak_gflops=94.0)]
+  text = report.render_compare(rows)
+  assert "(157% !)" in text and "(77%)" in text
+  assert "!: above 100% of the peak: the peak was measured while something else ran" in text
+  assert report.above_peak(rows[0]) and not report.above_peak(rows[1])
+  assert "!: above" not in report.render_compare(rows[1:])
+
+
+@pytest.mark.parametrize("calls, label", [(None, "never"), (1, "1 call"), (2, "2 calls"),
+                                          (836, "836 calls")])
+def test_the_break_even_column_says_never_or_how_many_calls(calls, label):
+  found = speedups.Speedup("cpu", "muladd_sum", [3, 4], "eager", "jit", 2.0, 1.5, 2.5, 10, calls)
+  assert report.break_even_label(found) == label
+  text = report.render_speedups([found], memory="system allocator")
+  cold = "never" if calls is None else str(calls)
+  assert f"2x [1.5x, 2.5x] ({cold}/never calls)" in text  # never blank

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from funcgrad.bench import checks, engines, runner, workloads
+from funcgrad.bench import roofline as roofline_lib
 from funcgrad.bench.case import Case, Sweep, Timing, rows
 from funcgrad.bench.roofline import Roofline
 from funcgrad.bench.workloads.tutorial import ABS_LOSS, MULADD_SUM
@@ -104,6 +105,7 @@ def test_engine_a_workload_does_not_implement_is_marked_not_failed():
   assert jit.ok
 
 
+@pytest.mark.slow  # quick subset (-m "not slow") within 90 s: a sweep or a real process
 def test_fit_workload_runs_through_the_same_runner():
   fit = workloads.fit_workload("linear_regression", steps=5)
   chosen = [engines.ENGINES[n] for n in ("numpy", "eager", "jit", "jit_scan", "jit_packed")]
@@ -177,3 +179,59 @@ def test_a_long_sweep_says_so_before_it_starts():
   long = [dataclasses.replace(c, timing=Timing(min_run_time=60.0)) for c in cases]
   assert runner.minimum_seconds(long) == pytest.approx(4 * 60 * 1.2)
   assert runner.long_run_note(long).startswith("note: 4 rows x --min_run_time=60 s: at least 5 min")
+
+
+def _timed_row(**kw):
+  row = runner.Result(workload="mlp", engine="jit", backend="cpu", shape=[128, 512],
+                      dtype="float32", n_elements=1, status=runner.OK, median_s=1e-3)
+  for name, value in kw.items():
+    setattr(row, name, value)
+  return row
+
+
+def test_a_row_above_its_peak_has_the_peak_measured_again():
+  old = roofline_lib.Roofline(copy_bandwidth_gbps=20.0, peak_gflops=94.0)
+  fast = _timed_row(bound="compute", gflops=150.0, peak_gflops=94.0, pct_of_peak_flops=160.0)
+  slow = _timed_row(engine="numpy", bound="compute", gflops=90.0, peak_gflops=94.0,
+                    pct_of_peak_flops=96.0)
+  asked = []
+
+  def remeasure(previous):
+    asked.append(previous)
+    return roofline_lib.Roofline(copy_bandwidth_gbps=20.0, peak_gflops=190.0)
+
+  runner.recheck_peaks([fast, slow], old, remeasure)
+  assert asked == [old]
+  assert fast.peak_gflops == slow.peak_gflops == 190.0
+  assert round(fast.pct_of_peak_flops) == 79 and round(slow.pct_of_peak_flops) == 47
+  assert fast.peak_disturbed is False and slow.peak_disturbed is False
+
+
+def test_a_row_still_above_the_remeasured_peak_is_marked_disturbed():
+  old = roofline_lib.Roofline(copy_bandwidth_gbps=20.0)
+  row = _timed_row(gbps=25.0, bandwidth_gbps=20.0, pct_of_bandwidth=125.0)
+  runner.recheck_peaks([row], old, lambda previous: previous)
+  assert row.peak_disturbed is True and row.pct_of_bandwidth == 125.0
+
+
+def test_rows_within_their_peaks_measure_nothing_again():
+  old = roofline_lib.Roofline(copy_bandwidth_gbps=20.0, peak_gflops=94.0)
+  cached = _timed_row(gbps=80.0, bandwidth_gbps=20.0, cache_resident=True)  # not compared
+  within = _timed_row(engine="numpy", bound="compute", gflops=90.0, pct_of_peak_flops=96.0)
+  runner.recheck_peaks([cached, within], old, lambda previous: pytest.fail("re-measured"))
+  assert cached.peak_disturbed is None and within.peak_disturbed is None
+
+
+def test_all_engines_means_the_ones_that_run_each_workload():
+  from funcgrad.bench import plan  # noqa: PLC0415
+
+  every = list(engines.ENGINES.values())
+  cases = _sweep(workloads=[workloads.get_workload("muladd_sum"),
+                            workloads.get_workload("fit_abs_loss")], engines=every,
+                 sizes=[(3, 4)])
+  kept = {c.workload.name: [e.name for e in c.engines] for c in plan.applicable(cases)}
+  assert "jit_scan" not in kept["muladd_sum"] and "jit" in kept["muladd_sum"]
+  assert "jit_scan" in kept["fit_abs_loss"]
+  assert not {"jit_packed", "tf_eager", "tf_function", "tf_xla"} & set(kept["fit_abs_loss"])
+  assert all(e.missing(c.workload) is None for c in plan.applicable(cases) for e in c.engines)
+  assert "jit_scan, jit_scan_fused: train workloads" in plan.ALL_ENGINES_NOTE

@@ -12,21 +12,31 @@
 
 import contextlib
 import dataclasses
+import io
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
-import numpy as np
 
 from funcgrad import compile_cache
-from funcgrad.bench import baselines, checks, interference, intervals, report, runner, speedups
+from funcgrad.bench import (
+  baselines,
+  interference,
+  intervals,
+  notebook_display,
+  report,
+  runner,
+  speedups,
+  user_torch,
+)
 from funcgrad.bench import case as case_lib
 from funcgrad.bench import engines as engines_lib
 from funcgrad.bench import timing as timing_lib
 from funcgrad.bench.case import Case, Timing, placement
 from funcgrad.bench.machine import machine_document
 from funcgrad.bench.workloads import user
+from funcgrad.devices import CUDA_INSTALL_HINT, platforms_present
 from funcgrad.errors import UsageError
 
 
@@ -39,6 +49,8 @@ class Comparison:
     speedups: the baseline's speedup over every other engine.
     baseline: the engine the others are compared with.
     machine: where it ran (as in the runner's JSON).
+    notes: lines for the reader beside the tables: what each row was checked against, a
+      function that prints, a steady state that recompiles.
   """
 
   results: list[runner.Result]
@@ -48,6 +60,7 @@ class Comparison:
   changes: list[baselines.Change] | None = None  # against compared_to, when given
   compared_to: str | None = None
   noise_threshold: float = baselines.NOISE_THRESHOLD
+  notes: list[str] = dataclasses.field(default_factory=list)
 
   def speedup(self, engine: str) -> tuple[float, float, float]:
     """(ratio, ci_low, ci_high) of the baseline over `engine`: > 1 means the baseline is faster.
@@ -66,7 +79,7 @@ class Comparison:
     text = report.render_compare(self.results) + "\n\n" + report.render_speedups(self.speedups)
     if self.changes is not None:
       text += "\n\n" + baselines.render(self.changes, self.compared_to, self.noise_threshold)
-    return text
+    return "\n".join([text.rstrip("\n"), *self.notes])
 
   def to_json(self, path: str) -> None:
     """Writes the same JSON as `experiments.compare --output_json`."""
@@ -77,9 +90,13 @@ class Comparison:
     """Writes a baseline (rows with raw block times, the machine) for a later `compare_to`."""
     baselines.save(path, self.machine, self.results)
 
+  def _repr_html_(self) -> str:
+    """The comparison as an HTML table: Jupyter shows this for a `Comparison` cell's value."""
+    return notebook_display.comparison_html(self)
 
-def _describe(fn: Callable[..., Any]) -> str:
-  return f"{getattr(fn, '__module__', None) or '?'}:{getattr(fn, '__qualname__', repr(fn))}"
+  def plot(self, ax: Any = None) -> Any:
+    """Plots the baseline's speedup over each engine with its 95% interval (needs matplotlib)."""
+    return notebook_display.plot_speedups(self, ax)
 
 
 def compare_case(case: Case, baseline: str | None = None,
@@ -97,6 +114,8 @@ def compare_case(case: Case, baseline: str | None = None,
   names = [e.name for e in case.engines]
   baseline = baseline or speedups.default_baseline(names)
   speedups.check_baseline(baseline, names, ("baseline", "engines"))
+  if compilation_cache_dir:  # both tiers refused before any work if others could write them
+    compile_cache.check_cache_dir(compilation_cache_dir, "compilation_cache_dir")
   case.timing.check("")
   baselines.check_threshold(noise_threshold, "")
   old = baselines.load(compare_to) if compare_to else None  # a bad file: before any timing
@@ -122,12 +141,47 @@ def compare_case(case: Case, baseline: str | None = None,
 
 
 def _check_min_run_time(min_run_time: float) -> None:
-  if not (math.isfinite(min_run_time) and 0 < min_run_time <= 3600):
+  if not (isinstance(min_run_time, int | float) and math.isfinite(min_run_time)
+          and 0 < min_run_time <= 3600):
     raise UsageError(f"Invalid min_run_time={min_run_time!r}: expected seconds in (0, 3600].")
 
 
+def _backend(backend: str | None) -> str:
+  """`backend`, or JAX's default; refused, naming the parameter, when unknown or absent."""
+  if backend is None:
+    return jax.default_backend()
+  present = platforms_present()
+  if backend not in ("cpu", "gpu", "tpu"):
+    raise UsageError(f"Invalid backend={backend!r}: expected 'cpu', 'gpu' or 'tpu' (present "
+                     f"here: {', '.join(present)}).")
+  if backend not in present:
+    hint = f" {CUDA_INSTALL_HINT}" if backend == "gpu" else ""
+    raise UsageError(f"backend={backend!r} is not present here (present: "
+                     f"{', '.join(present)}).{hint}")
+  return backend
+
+
+def _engines(engines: str | Sequence[str], peers: dict[str, Any]) -> list[engines_lib.Engine]:
+  """The engines asked for (a string is one engine), and both torch rows for a torch peer."""
+  names = [engines] if isinstance(engines, str) else list(engines)
+  offered = (*engines_lib.JAX_ENGINES, *(n for p in peers for n in user_torch.PEER_ENGINES[p]))
+  for name in names:
+    if name not in offered:
+      more = "" if peers else " (the torch rows come with peers={'torch': torch_fn})"
+      raise UsageError(f"Invalid engines={name!r}: it cannot run an arbitrary function; "
+                       f"compare offers {', '.join(offered)}{more}.")
+  for framework in peers:  # both of a peer's rows unless some were named
+    if not set(user_torch.PEER_ENGINES[framework]) & set(names):
+      names += user_torch.PEER_ENGINES[framework]
+  return [engines_lib.get_engine(n) for n in dict.fromkeys(names)]
+
+
 def compare(fn: Callable[..., Any], *example_args: Any, argnums: int | Sequence[int] = 0,
-            engines: Sequence[str] = ("eager", "jit"), backend: str | None = None,
+            static_argnums: int | Sequence[int] = (), static_argnames: str | Sequence[str] = (),
+            kwargs: dict[str, Any] | None = None, has_aux: bool = False,
+            check: str = "auto", rtol: float | None = None, atol: float | None = None,
+            peers: dict[str, Callable[..., Any]] | None = None,
+            engines: str | Sequence[str] = ("eager", "jit"), backend: str | None = None,
             min_run_time: float = 0.2, seed: int = 0, value_and_grad: bool = True,
             baseline: str | None = None, interleave: bool = True,
             compilation_cache_dir: str | None = None, precision: float | None = None,
@@ -138,14 +192,26 @@ def compare(fn: Callable[..., Any], *example_args: Any, argnums: int | Sequence[
   """Times `fn` eagerly and under `jax.jit` (value and gradients by default), checked first.
 
   Args:
-    fn: any JAX-traceable function of array pytrees (returning a scalar when gradients are asked).
-    *example_args: the arguments to time it on (every engine gets the same numbers).
-    argnums: which arguments to differentiate.
-    engines: any of `eager`, `jit`, `jit_packed`.
+    fn: any JAX function (returning a scalar, or `(scalar, aux)` with `has_aux`, when gradients
+      are asked); a jitted one (`jax.jit`, `equinox.filter_jit`) runs its inner function eagerly.
+    *example_args: its arguments, any pytrees: arrays, Flax NNX and Equinox modules, Linen and
+      Haiku params, optax states, PRNG keys (typed or legacy), Python scalars and callables
+      (held static, as `equinox.filter_jit` holds them).
+    argnums: which positional arguments to differentiate: only their inexact array leaves (an
+      NNX module's `nnx.Param`s); integer, bool and key leaves pass through.
+    static_argnums, static_argnames: arguments held static whole (`jax.jit`'s meaning).
+    kwargs: keyword arguments for `fn` (a dict); traced, never differentiated.
+    has_aux: `fn` returns `(value, aux)` (`jax.value_and_grad`'s meaning).
+    check: what every row is checked against before it is timed: 'auto' (a random function:
+      'eager', else 'float64'), 'float64', 'eager' or 'none' (see `bench.user_checks`).
+    rtol, atol: override the tolerances of the dtype computed in.
+    peers: your versions of `fn` in other frameworks: {'torch': torch_fn}, `torch_fn` taking the
+      same arguments as torch tensors (static ones as they are): rows torch_eager, torch_compile.
+    engines: one name or several of `eager`, `jit`, `jit_packed` (and the peers' rows).
     backend: 'cpu' or 'gpu' (default: JAX's default backend).
     min_run_time: seconds of timed blocks per engine, in (0, 3600].
     seed: seeds the order of the interleaved rounds and the bootstrap.
-    value_and_grad: False times `fn` itself.
+    value_and_grad: False times `fn` itself (argnums is then not looked at).
     baseline: the engine the others are compared with (default `jit`).
     interleave: time the engines in interleaved rounds (False: one after the other).
     compilation_cache_dir: cache compiled programs here (JAX's persistent cache, and the jit
@@ -164,34 +230,65 @@ def compare(fn: Callable[..., Any], *example_args: Any, argnums: int | Sequence[
     noise_threshold: a change smaller than this is `no change`.
 
   Returns:
-    A `Comparison`: rows, speedups, `table()`, `to_json(path)` and `save(path)`.
+    A `Comparison`: rows, speedups, notes, `table()`, `to_json(path)` and `save(path)`.
 
   Raises:
-    UsageError: for a function that cannot be compared (see `workloads.user.check_function`), an
-      unknown engine, an engine that cannot run an arbitrary function, a bad `min_run_time` or
-      `baseline`, or arguments that would not fit in memory.
+    UsageError: one line naming the parameter: a function that cannot be compared, bad
+      `kwargs`, `argnums`, `static_argnums`, `check`, `rtol`/`atol`, `peers`, `engines`,
+      `backend`, `min_run_time` or `baseline`.
   """
-  argnums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
-  name = _describe(fn)
-  chosen = []
-  for engine in dict.fromkeys(engines):
-    chosen.append(engines_lib.get_engine(engine))  # an unknown name: the list of valid ones
-    if engine not in engines_lib.JAX_ENGINES:
-      raise UsageError(f"Engine {engine!r} cannot run an arbitrary function; compare offers "
-                       f"{', '.join(engines_lib.JAX_ENGINES)}.")
   _check_min_run_time(min_run_time)
-  user.check_function(fn, example_args, argnums, value_and_grad, name)
-  workload = user.example_workload(fn, name, example_args, argnums, value_and_grad)
-  leaves = jax.tree.leaves(example_args)
-  shape = tuple(np.shape(leaves[0])) if leaves else ()
-  (backend,) = checks.resolve_backends([backend] if backend else [jax.default_backend()], False)
+  backend = _backend(backend)
+  uf = user.user_function(fn, example_args, kwargs, argnums, static_argnums, static_argnames,
+                          has_aux, value_and_grad, check, rtol, atol, peers)
+  chosen = _engines(engines, dict(uf.peers))
+  workload = user.user_workload(uf)
   cache_dir = compile_cache.executable_dir(compilation_cache_dir) if compilation_cache_dir \
       else None
+  # Eager prepared last: every JAX engine's first call starts from `jax.clear_caches()`, and a
+  # compiled engine prepared after eager would make eager compile each primitive again in its
+  # warm-up (seconds for a model). The rows come back in the order asked for.
   if precision is not None and max_run_time is None:
     max_run_time = case_lib.DEFAULT_MAX_RUN_TIME_FACTOR * min_run_time
   timing = Timing(min_run_time, seed, interleave, precision, max_run_time, estimator, isolation)
   timing.check("")
-  case = Case(backend, workload, shape, tuple(chosen), user.first_float_dtype(example_args),
+  order = sorted(chosen, key=lambda e: e.name == "eager")
+  case = Case(backend, workload, workload.check_size(()), tuple(order), uf.dtype,
               timing, placement(backend, cache_dir=cache_dir))
-  return compare_case(case, baseline, compilation_cache_dir, compare_to, allow_other_machine,
-                      noise_threshold)
+  held = HeldPrints()
+  with contextlib.redirect_stdout(held) if uf.prints else contextlib.nullcontext():
+    comparison = compare_case(case, baseline, compilation_cache_dir, compare_to,
+                              allow_other_machine, noise_threshold)
+  rank = {e.name: i for i, e in enumerate(chosen)}
+  comparison.results.sort(key=lambda r: rank[r.engine])
+  comparison.notes.extend(user_notes(uf, comparison.results, held.lines))
+  return comparison
+
+
+class HeldPrints(io.StringIO):
+  """stdout while a printing function is checked and timed: kept, and its lines counted."""
+
+  @property
+  def lines(self) -> int:
+    return self.getvalue().count("\n")
+
+
+def user_notes(uf: user.UserFunction, results: Sequence[runner.Result],
+               printed_lines: int = 0) -> list[str]:
+  """What a reader of a user's comparison must know beside the tables, one line each."""
+  notes = []
+  if uf.prints:
+    notes.append(f"note: {uf.caption} prints (print or jax.debug.print): {printed_lines} lines "
+                 "were held back while it was checked and timed.")
+  for r in results:
+    if r.compiles_per_call:
+      notes.append(f"note: {r.engine} recompiles in its steady state: {r.compiles_per_call:.3g} "
+                   f"compilations per call over the later half of its calls ({r.timed_compiles} "
+                   "in all after its first call); its times include them.")
+  checked = dict.fromkeys(r.reference for r in results if r.reference)  # in the rows' order
+  for label in checked:
+    row = next(r for r in results if r.reference == label)
+    tol = f" with rtol={row.rtol:g}, atol={row.atol:g}" if row.rtol is not None else ""
+    engines = ", ".join(r.engine for r in results if r.reference == label)
+    notes.append(f"checked: {engines} against {label}{tol}.")
+  return notes

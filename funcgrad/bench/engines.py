@@ -22,7 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from funcgrad import _compat, compile_cache, sharding
+from funcgrad import _compat, compile_cache, graphs, optimize, sharding
+from funcgrad.bench import user_torch
+from funcgrad.bench.call_counts import CallCounts, counted
 from funcgrad.bench.case import Placement
 from funcgrad.bench.timing import Sync, time_once
 from funcgrad.bench.workloads.model import KINDS, Outputs, Workload, flat_outputs
@@ -77,6 +79,7 @@ class Prepared:
   measure_dispatch: bool = False
   n_devices: int = 1
   sharding: str | None = None
+  counts: CallCounts | None = None  # calls after the first and the compilations during them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +122,8 @@ class Engine:
 
   def missing(self, workload: Workload) -> str | None:
     """Why this engine does not implement `workload` (None: it does)."""
+    if self.name in workload.unsupported:
+      return workload.unsupported[self.name]
     if workload.kind not in self.kinds:
       runs = ", ".join(k for k in KINDS if k in self.kinds)
       return f"{self.name} is not implemented for {workload.name}: it runs only {runs} workloads"
@@ -249,10 +254,11 @@ def _step_loop(workload: Workload, args: list[Any], step: Callable[..., Any]) ->
 
 
 def _eager(workload: Workload, args: list[Any]) -> Built:
-  """Op by op: the function (or the training step) without jit."""
+  """Op by op: the function (or the training step) without jit; a jitted function's inner one
+  (`workload.eager_fn`) where it has one."""
   if workload.kind == "train":
     return Built(_step_loop(workload, args, workload.fn), staged=False)
-  return Built(functools.partial(workload.jax_program(), *args), staged=False)
+  return Built(functools.partial(workload.eager_program(), *args), staged=False)
 
 
 def _jit(workload: Workload, args: list[Any]) -> Built:
@@ -272,26 +278,60 @@ def _jit_packed(workload: Workload, args: list[Any]) -> Built:
   return Built(functools.partial(jax.jit(packed), *args), _unpacker(shapes), cached_fn=packed)
 
 
-def _jit_scan(workload: Workload, args: list[Any]) -> Built:
-  """A call's `steps` training steps in one compiled `lax.scan`, parameters and state donated."""
+def _scan_program(workload: Workload, args: list[Any],
+                  fused: bool) -> tuple[Callable[..., Any], dict[str, Any], list[Any]]:
+  """The jitted `optimize.scan_steps` program of a training workload (parameters and state
+  donated), its starting carry (scalar state widened where the step takes it) and its data."""
   params, *data = args
-  carry, step = _train_state(workload, params), workload.fn
+  carry = _train_state(workload, params)
+  state = optimize.scan_state(workload.fn, carry["params"], carry["state"], *data)
+  carry["state"] = jax.device_put(state, jax.tree.leaves(carry["params"])[0].sharding)
+  if fused:
+    optimize.check_fused(carry["params"], carry["state"], workload.steps)
+  many = optimize.scan_steps(workload.fn, workload.steps, fused)
 
-  def many(params, state, *data):
-    def body(c, _):
-      p, s, loss = step(*c, *data)
-      return (p, s), loss
+  def last_loss(params, state, *data):  # in the program: an eager index would compile its own
+    params, state, losses = many(params, state, *data)
+    return params, state, losses[-1]
 
-    (params, state), losses_ = jax.lax.scan(body, (params, state), None, length=workload.steps)
-    return params, state, losses_[-1]
+  return jax.jit(last_loss, donate_argnums=(0, 1)), carry, data
 
-  run = jax.jit(many, donate_argnums=(0, 1))
+
+def _scan_built(workload: Workload, args: list[Any], fused: bool) -> Built:
+  run, carry, data = _scan_program(workload, args, fused)
 
   def call():
     carry["params"], carry["state"], loss = run(carry["params"], carry["state"], *data)
     return carry["params"], loss
 
   return Built(call)
+
+
+def _jit_scan(workload: Workload, args: list[Any]) -> Built:
+  """A call's `steps` training steps in one compiled `lax.scan`, parameters and state donated,
+  SCAN_UNROLL steps per loop trip (`optimize.scan_steps`)."""
+  return _scan_built(workload, args, fused=False)
+
+
+def _jit_scan_fused(workload: Workload, args: list[Any]) -> Built:
+  """`jit_scan` with parameters and optimiser state raveled into one vector as the carry."""
+  return _scan_built(workload, args, fused=True)
+
+
+def fusions_per_step(engine: Engine, workload: Workload, inputs: tuple[Any, ...]) -> float | None:
+  """Fused XLA kernels per step of the program `engine` compiles for a training workload, from
+  its optimised HLO (`graphs.fusions_per_step`); None for engines that are not one XLA program
+  per step or per call (eager, the peers)."""
+  if workload.kind != "train" or engine.name not in ("jit", "jit_scan", "jit_scan_fused"):
+    return None
+  args = [jax.device_put(a) for a in inputs]
+  if engine.name == "jit":
+    carry = _train_state(workload, args[0])
+    hlo = jax.jit(workload.fn).lower(carry["params"], carry["state"], *args[1:]).compile()
+    return graphs.fusions_per_step(hlo.as_text(), 1)
+  run, carry, data = _scan_program(workload, args, engine.name == "jit_scan_fused")
+  hlo = run.lower(carry["params"], carry["state"], *data).compile()
+  return graphs.fusions_per_step(hlo.as_text(), workload.steps)
 
 
 def _cached_first_call(fn: Callable[..., Any], args: list[Any],
@@ -326,9 +366,10 @@ def _jax_prepare(build: Callable[[Workload, list[Any]], Built], workload: Worklo
     out, stages = _first_call_with_stages(call)
   if not built.staged:
     stages = Stages(first_call_s=stages.first_call_s)  # eager compiles per primitive: no stages
+  call, counts = counted(call)
   return Prepared(call, jax.block_until_ready, built.to_numpy, built.to_numpy(out),
                   *_device_label(placement.device), stages, measure_dispatch=built.staged,
-                  **placed)
+                  counts=counts, **placed)
 
 
 def jax_engine(name: str, description: str, build: Callable[[Workload, list[Any]], Built],
@@ -364,6 +405,11 @@ def _prepare_torch(workload: Workload, inputs: tuple[Any, ...], placement: Place
                    compiled: bool = False) -> Prepared:
   program = workload.peers["torch"]  # torch runs on one device: no mesh
   torch = import_peer("torch")
+  if isinstance(program, user_torch.TorchVersion):  # a user's own: it takes the user's arguments
+    peer = program.prepare(placement.device.platform == "gpu", compiled)
+    out, first = time_once(peer.call, peer.sync)
+    return Prepared(peer.call, peer.sync, flat_outputs, flat_outputs(out), peer.device,
+                    peer.device_kind, Stages(first_call_s=first))
   on_gpu = placement.device.platform == "gpu" and torch.cuda.is_available()
   where = "cuda" if on_gpu else "cpu"
   tensors = _torch_tensors(torch, inputs, where)
@@ -372,6 +418,9 @@ def _prepare_torch(workload: Workload, inputs: tuple[Any, ...], placement: Place
     _compat.torch_reset_compiled(torch)
   if workload.kind == "train":
     call = program(torch, tensors, workload.steps, compiled)
+  elif workload.kind == "value":
+    fn = torch.compile(program, dynamic=False) if compiled else program
+    call = functools.partial(fn, torch, *tensors)
   else:
     for i in workload.argnums:
       jax.tree.map(lambda t: t.requires_grad_(True), tensors[i])
@@ -422,7 +471,7 @@ def _prepare_tf(workload: Workload, inputs: tuple[Any, ...], placement: Placemen
                   Stages(first_call_s=first))
 
 
-TORCH_KINDS = frozenset({"value_and_grad", "train"})
+TORCH_KINDS = frozenset({"value_and_grad", "value", "train"})
 TF_KINDS = frozenset({"value_and_grad"})
 
 ENGINES = {
@@ -437,6 +486,8 @@ ENGINES = {
                    _jit_packed, VALUE_KINDS, cacheable=True),
         jax_engine("jit_scan", "jax.jit of a lax.scan over a training workload's steps", _jit_scan,
                    {"train"}),
+        jax_engine("jit_scan_fused", "jit_scan with parameters and optimiser state in one vector",
+                   _jit_scan_fused, {"train"}),
         Engine("torch_eager", "PyTorch autograd, eager", "torch", TORCH_KINDS, _prepare_torch),
         Engine("torch_compile", "PyTorch torch.compile (Inductor) + autograd", "torch",
                TORCH_KINDS, functools.partial(_prepare_torch, compiled=True)),

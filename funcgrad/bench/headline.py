@@ -1,7 +1,7 @@
 """The headline measurements behind `experiments.benchmark`, each returning `Target`s.
 
 Every value+grads row goes through the runner (checked against the float64 reference before it
-is timed); every fit through `funcgrad.bench.fits` (checked against the float64 NumPy fit).
+is timed), the fits too (`funcgrad.bench.fitting`: checked against the float64 NumPy fit).
 """
 
 import dataclasses
@@ -12,14 +12,15 @@ from collections.abc import Callable, Sequence
 import jax
 import numpy as np
 
-from funcgrad import optimize, problems
-from funcgrad.bench import comparison, fits, runner, stability, workloads
+from funcgrad import optimize
+from funcgrad.bench import comparison, fitting, runner, stability, workloads
 from funcgrad.bench import engines as engines_lib
 from funcgrad.bench.case import Sweep, Timing
 from funcgrad.bench.first_call import first_call_in_fresh_process
 from funcgrad.bench.intervals import DEFAULT_ESTIMATOR
 from funcgrad.bench.targets import Target, ratio
 from funcgrad.bench.timing import DEFAULT_ISOLATION, Timer, autorange
+from funcgrad.bench.workloads.fits import fit_problem_workload
 from funcgrad.bench.workloads.tutorial import ABS_LOSS, MULADD_SUM
 from funcgrad.peers import import_peer, peer_available
 from funcgrad.shapes import format_shape
@@ -83,7 +84,7 @@ def large_targets(rows: list[runner.Result], label: str) -> list[Target]:
       Target(f"jit % of copy bandwidth, {label}", jit and jit.pct_of_bandwidth,
              GOAL_PCT_OF_BANDWIDTH, "%", True,
              f"{jit.gbps:.1f} GB/s of {jit.bandwidth_gbps:.1f} GB/s, {jit.bytes / 1e6:.0f} MB "
-             f"in {jit.median_s * 1e3:.2f} ms" if jit else "jit row failed"),
+             f"in {jit.median_s * 1e3:.2f} ms" if jit else "jit row failed", of_peak=True),
       Target(f"fastest peer / jit, {label}", ratio(peer and peer.median_s, jit and jit.median_s),
              GOAL_PEER_OVER_JIT, "x", True,
              f"fastest peer {peer.engine} {peer.median_s * 1e3:.2f} ms vs jit "
@@ -107,11 +108,16 @@ def small_targets(rows: list[runner.Result]) -> list[Target]:
   ]
 
 
+ADAM_FIT = ("abs_loss", (2,))  # the tutorial's loss, two parameters
+ADAM_LOOPS = ("scan", "jit_step", "numpy")
+
+
 def adam_targets(steps: int, min_run_time: float) -> list[Target]:
-  """Target 3: `steps` Adam steps on the tutorial's loss; scan and jit_step against NumPy."""
-  rows = fits.fit_all(["scan", "jit_step", "numpy"], problems.abs_loss_problem(), "adam", 0.01,
-                     steps, min_run_time)
-  per_step = {r.loop: r.per_step_s for r in rows if r.ok}
+  """Target 3: `steps` Adam steps on the tutorial's loss; scan and jit_step against NumPy (the
+  fit engines through the runner, `fitting.run_fit`), and the fused kernels per step."""
+  rows = fitting.run_fit(*ADAM_FIT, optimize.Fit("adam", 0.01, steps), ADAM_LOOPS,
+                         Timing(min_run_time))
+  per_step = {r.loop: r.per_step_s for r in rows if r.result.ok}
 
   def us(loop):
     return f"{per_step[loop] * 1e6:.3g} us" if loop in per_step else "failed"
@@ -129,10 +135,12 @@ def adam_targets(steps: int, min_run_time: float) -> list[Target]:
 
 
 def fusion_targets(steps: int) -> list[Target]:
-  """Fused XLA kernels per step of the timed `scan` loop, from its compiled HLO (and, for
-  reference, of `scan_fused`, which ravels everything into one vector)."""
-  problem = problems.abs_loss_problem()
-  counts = {loop: optimize.fusions_per_step(loop, problem, "adam", 0.01, steps)
+  """Fused XLA kernels per step of the timed `scan` loop (the `jit_scan` engine), from its
+  compiled HLO (and, for reference, of `scan_fused`, which ravels everything into one vector)."""
+  workload = fit_problem_workload(ADAM_FIT[0], optimize.Fit("adam", 0.01, steps))
+  inputs = workload.make_inputs(ADAM_FIT[1], np.dtype(np.float32), 0)
+  counts = {loop: engines_lib.fusions_per_step(engines_lib.ENGINES[fitting.LOOPS[loop]],
+                                               workload, inputs)
             for loop in ("scan", "scan_fused")}
   return [Target("fusions per Adam step (scan)", counts["scan"], GOAL_FUSIONS_PER_STEP, "", False,
                  f"{optimize.SCAN_UNROLL} steps per loop trip, count widened; "
@@ -161,7 +169,8 @@ def model_targets(rows_by_case: dict[str, list[runner.Result]]) -> list[Target]:
       out.append(Target(f"jit % of matmul peak, {label.removeprefix('peak ')}",
                         jit and jit.pct_of_peak_flops, GOAL_PCT_OF_PEAK_FLOPS, "%",
                         True, f"{jit.gflops:.0f} GFLOP/s of {jit.peak_gflops:.0f} GFLOP/s "
-                        f"({jit.median_s * 1e3:.1f} ms)" if jit else "jit row failed"))
+                        f"({jit.median_s * 1e3:.1f} ms)" if jit else "jit row failed",
+                        of_peak=True))
       continue
     jit, eager = _median(rows, "jit"), _median(rows, "eager")
     peer = _fastest_peer(rows, MODEL_PEERS)

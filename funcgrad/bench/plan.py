@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from funcgrad import compile_cache, peers
-from funcgrad.bench import checks, report, speedups
+from funcgrad.bench import checks, report, speedups, user_torch
 from funcgrad.bench import engines as engines_lib
 from funcgrad.bench import workloads as registry
 from funcgrad.bench.case import Case, Sweep, Timing
@@ -48,6 +48,8 @@ class Request:
   argnums: str = "0"
   value_and_grad: bool = True
   plot: bool = False
+  inputs: str | None = None
+  peer_function: str | None = None
 
 
 DEFAULT_SIZES = "3x4,1000x1000"
@@ -59,67 +61,111 @@ class Plan:
 
   cases: list[Case]
   baseline: str | None
+  function: user.UserFunction | None = None  # --function: what its notes are made from
+
+  def prints(self) -> bool:
+    """Whether the --function prints (its output is then held back while it is timed)."""
+    return self.function is not None and self.function.prints
 
 
-def import_function(spec: str) -> Callable[..., Any]:
+def import_function(spec: str, flag: str = "--function") -> Callable[..., Any]:
   """Imports MODULE:NAME (the current directory importable), refusing what is not a function.
 
   Raises:
-    UsageError: naming the function and what is wrong.
+    UsageError: naming the flag, the function and what is wrong.
   """
   module_name, sep, attr = spec.partition(":")
   if not sep or not module_name or not attr:
-    raise UsageError(f"Invalid --function={spec!r}: expected MODULE:NAME, e.g. mymodel:loss.")
+    raise UsageError(f"Invalid {flag}={spec!r}: expected MODULE:NAME, e.g. mymodel:loss.")
   if os.getcwd() not in sys.path:
     sys.path.insert(0, os.getcwd())
   try:
     module = importlib.import_module(module_name)
   except Exception as e:  # noqa: BLE001 - any failure to import is the user's module's
-    raise UsageError(f"--function={spec}: cannot import module {module_name!r} "
+    raise UsageError(f"{flag}={spec}: cannot import module {module_name!r} "
                      f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}).") from None
   fn = module
   for part in attr.split("."):
     if not hasattr(fn, part):
-      raise UsageError(f"--function={spec}: module {module_name!r} has no attribute {attr!r}.")
+      raise UsageError(f"{flag}={spec}: module {module_name!r} has no attribute {attr!r}.")
     fn = getattr(fn, part)
   if not callable(fn):
-    raise UsageError(f"--function={spec} is not callable (it is a {type(fn).__name__}).")
+    raise UsageError(f"{flag}={spec} is not callable (it is a {type(fn).__name__}).")
   return fn
 
 
-def _function_workload(request: Request, dtype: np.dtype) -> tuple[list[Any], list[Shape]]:
-  """The --function workload and its one size (the first argument's shape)."""
-  if request.sizes is not None:
-    raise UsageError("--sizes does not combine with --function: give one shape per argument "
-                     "with --shapes.")
+def _function_args(request: Request, dtype: np.dtype) -> tuple[Any, ...]:
+  """The --function's arguments: from --inputs (a function returning them) or --shapes."""
+  if request.inputs and request.shapes:
+    raise UsageError("--inputs and --shapes do not combine: --inputs returns every argument.")
+  if request.inputs:
+    make = import_function(request.inputs, "--inputs")
+    try:
+      args = make()
+    except Exception as e:  # noqa: BLE001 - whatever it raised, the user's function failed
+      raise UsageError(f"--inputs={request.inputs} raised {type(e).__name__}: "
+                       f"{str(e).splitlines()[0] if str(e).strip() else ''}") from None
+    if not isinstance(args, tuple):
+      raise UsageError(f"--inputs={request.inputs} returned a {type(args).__name__}, not a tuple "
+                       "of the arguments for --function (return (x,) for one argument).")
+    return args
   if not request.shapes:
     raise UsageError(f"--function={request.function} needs --shapes, one shape per argument "
-                     "separated by ';' (e.g. --shapes='128x64;64').")
+                     "separated by ';' (e.g. --shapes='128x64;64'), or --inputs=MODULE:NAME.")
   shapes = parse_shapes(request.shapes, "--shapes", sep=";", scalar=True, unique=False)
-  argnums = tuple(parse_ints(request.argnums, "--argnums"))
-  fn = import_function(request.function)
   checks.check_shape_memory(shapes, dtype)
-  name = request.function
-  workload = user.shaped_workload(fn, name, shapes, argnums, request.value_and_grad)
-  examples = workload.make_inputs(shapes[0], dtype, 0)
-  user.check_function(fn, examples, argnums, request.value_and_grad, f"--function={name}")
-  return [workload], [shapes[0]]
+  return user.shaped_args(shapes, dtype)
 
 
-def _workloads(request: Request, dtype: np.dtype) -> tuple[list[Any], list[Shape]]:
+def _peer_functions(spec: str | None) -> dict[str, Callable[..., Any]]:
+  """--peer_function=FRAMEWORK:MODULE:NAME as compare's `peers`."""
+  if not spec:
+    return {}
+  framework, sep, target = spec.partition(":")
+  if not sep or framework not in user_torch.PEER_FRAMEWORKS:
+    raise UsageError(f"Invalid --peer_function={spec!r}: expected FRAMEWORK:MODULE:NAME with "
+                     f"FRAMEWORK one of {', '.join(user_torch.PEER_FRAMEWORKS)} "
+                     "(e.g. torch:mymodel:torch_loss).")
+  return {framework: import_function(target, "--peer_function")}
+
+
+_Chosen = tuple[list[Any], list[Shape], np.dtype, "user.UserFunction | None"]
+
+
+def _function_workload(request: Request, dtype: np.dtype) -> _Chosen:
+  """The --function workload, its one size, the dtype it computes in, and the function."""
+  if request.sizes is not None:
+    raise UsageError("--sizes does not combine with --function: give one shape per argument "
+                     "with --shapes, or the arguments with --inputs.")
+  fn = import_function(request.function)
+  args = _function_args(request, dtype)
+  argnums = tuple(parse_ints(request.argnums, "--argnums"))
+  uf = user.user_function(fn, args, argnums=argnums, value_and_grad=request.value_and_grad,
+                          peers=_peer_functions(request.peer_function), name=request.function,
+                          label=f"--function={request.function}")
+  workload = user.user_workload(uf)
+  return [workload], [workload.check_size(())], uf.dtype, uf
+
+
+def _workloads(request: Request, dtype: np.dtype) -> _Chosen:
   if request.function:
     return _function_workload(request, dtype)
+  if request.inputs or request.peer_function:
+    raise UsageError(f"--{'inputs' if request.inputs else 'peer_function'} goes with --function.")
   names = parse_names(request.workloads, registry.WORKLOADS, "workload", flag="--workloads")
   chosen = [registry.get_workload(n) for n in names]
   if request.fit_steps != fits.FIT_STEPS:
     chosen = [fits.fit_workload(w.name.removeprefix("fit_"), request.fit_steps)
               if w.kind == "train" and w.name.startswith("fit_") else w for w in chosen]
-  return chosen, parse_shapes(request.sizes or DEFAULT_SIZES, "--sizes", max_rank=2)
+  return chosen, parse_shapes(request.sizes or DEFAULT_SIZES, "--sizes", max_rank=2), dtype, None
 
 
-def _engines(text: str, jax_only: bool) -> list[engines_lib.Engine]:
+def _engines(text: str, jax_only: bool, peer_names: Sequence[str] = ()
+             ) -> list[engines_lib.Engine]:
   if text.strip() == "all":
-    pool = [engines_lib.ENGINES[n] for n in engines_lib.JAX_ENGINES] if jax_only else \
+    function_engines = [*engines_lib.JAX_ENGINES,
+                        *(n for p in peer_names for n in user_torch.PEER_ENGINES[p])]
+    pool = [engines_lib.ENGINES[n] for n in function_engines] if jax_only else \
         list(engines_lib.ENGINES.values())
     missing = [e.name for e in pool if not e.available()]
     if missing:
@@ -132,6 +178,30 @@ def _engines(text: str, jax_only: bool) -> list[engines_lib.Engine]:
       raise UsageError(f"Engine {engine.name!r} in --engines needs {engine.requires}, which is "
                        f"not installed: {peers.PEERS_HINT}.")
   return chosen
+
+
+def applicable(cases: Sequence[Case]) -> list[Case]:
+  """Each case with only the engines that run its workload: what `--engines=all` means (an
+  engine that does not apply is left out silently, not reported as n/a; `ALL_ENGINES_NOTE`)."""
+  return [dataclasses.replace(
+      c, engines=tuple(e for e in c.engines if e.missing(c.workload) is None)) for c in cases]
+
+
+def _which_workloads() -> str:
+  """'jit_packed: value_and_grad and value workloads; jit_scan: train workloads; ...': the
+  engines that run only some kinds of workload."""
+  kinds = set().union(*(e.kinds for e in engines_lib.ENGINES.values()))
+  groups: dict[frozenset[str], list[str]] = {}
+  for engine in engines_lib.ENGINES.values():
+    if engine.kinds != kinds:
+      groups.setdefault(frozenset(engine.kinds), []).append(engine.name)
+  return "; ".join(f"{', '.join(names)}: {' and '.join(sorted(k))} workloads"
+                   for k, names in groups.items())
+
+
+ALL_ENGINES_NOTE = ("'all' = every installed engine that runs the workload, each workload "
+                    f"with its own ({_which_workloads()}; a peer only where the workload has a "
+                    "program in its framework; the JAX engines for --function)")
 
 
 def _mesh_shape(request: Request) -> tuple[int, ...] | None:
@@ -162,7 +232,7 @@ def plan(request: Request) -> Plan:
     UsageError: the first bad value, naming its flag.
   """
   dtype = _dtype(request.dtype)
-  chosen, sizes = _workloads(request, dtype)
+  chosen, sizes, dtype, function = _workloads(request, dtype)
   backends = checks.resolve_backends(request.backends, request.skip_unavailable)
   cache_dir = compile_cache.executable_dir(request.compilation_cache_dir) \
       if request.compilation_cache_dir else None
@@ -171,10 +241,14 @@ def plan(request: Request) -> Plan:
   checks.check_mesh(sweep.cases())  # every size fits every workload, and every mesh
   if request.plot:
     report.check_plot_available()
-  sweep = dataclasses.replace(sweep, engines=_engines(request.engines, bool(request.function)))
+  peer_names = tuple(chosen[0].peers) if request.function else ()
+  sweep = dataclasses.replace(sweep, engines=_engines(request.engines, bool(request.function),
+                                                      peer_names))
   cases = sweep.cases()
+  if request.engines.strip() == "all":
+    cases = applicable(cases)
   checks.check_fits(cases)
   names = [e.name for e in sweep.engines]
   if request.baseline is not None:
     speedups.check_baseline(request.baseline, names)
-  return Plan(cases, request.baseline or speedups.default_baseline(names))
+  return Plan(cases, request.baseline or speedups.default_baseline(names), function)

@@ -1,22 +1,22 @@
 """Results as data first (JSON, CSV, JSONL), text second (a Compare-style table), and a plot.
 
 JSON and CSV are written atomically (a temporary file in the same folder, then `os.replace`), so
-a reader never sees half a file. JSONL is appended and flushed row by row, so a sweep killed midway
-keeps every finished row.
+a reader never sees half a file; JSON is strict (NaN and infinities as null, the row saying why).
+JSONL is appended and synced row by row, so a sweep killed midway keeps every finished row.
+`run_outputs` bundles a script's outputs so that Ctrl-C, SIGTERM and SIGHUP write them too.
 """
 
 import csv
 import dataclasses
 import io
-import json
 import math
-import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from funcgrad import allocator, outputs, thread_pools
 from funcgrad._tables import render_text
 from funcgrad.bench import interference
+from funcgrad.bench.fitting import FitRow
 from funcgrad.bench.runner import NOT_IMPLEMENTED, OK, WRONG, Result
 from funcgrad.bench.speedups import Speedup
 from funcgrad.errors import UsageError
@@ -55,6 +55,23 @@ def status_label(result: Result) -> str:
   return {WRONG: "WRONG", NOT_IMPLEMENTED: "n/a"}.get(result.status, "FAILED")
 
 
+def shown_share(result: Result) -> float | None:
+  """The percentage of its roofline a row's cell shows: of the matmul peak for a compute-bound
+  row, of the copy bandwidth for a memory-bound one (from 1%), else None."""
+  if result.status != OK or result.median_s is None:
+    return None
+  if result.bound == "compute":
+    return result.pct_of_peak_flops
+  share = result.pct_of_bandwidth
+  return share if share is not None and share >= 1 else None
+
+
+def above_peak(result: Result) -> bool:
+  """Whether a row's share exceeds 100%: its peak was measured while something else ran."""
+  share = shown_share(result)
+  return share is not None and share > 100
+
+
 def _cell(result: Result | None) -> str:
   if result is None:
     return ""
@@ -63,14 +80,27 @@ def _cell(result: Result | None) -> str:
   unit = _unit_for(result.median_s)
   iqr = format_seconds(result.iqr_s, unit).split()[0]
   cell = f"{format_seconds(result.median_s, unit)} ±{iqr}"
-  if result.bound == "compute":
-    if result.pct_of_peak_flops is not None:
-      cell += f" ({result.pct_of_peak_flops:.0f}%)"
-  elif result.pct_of_bandwidth is not None and result.pct_of_bandwidth >= 1:
-    cell += f" ({result.pct_of_bandwidth:.0f}%)"
-  elif result.cache_resident and result.pct_of_bandwidth is None and result.bytes:
+  share = shown_share(result)
+  if share is not None:
+    cell += f" ({share:.0f}%{' !' if share > 100 else ''})"
+  elif result.bound != "compute" and result.cache_resident and result.pct_of_bandwidth is None \
+      and result.bytes:
     cell += " (c)"
   return cell + (" *" if result.noisy else "")
+
+
+def _roofline_caption(group: Sequence[Result]) -> str:
+  """What a block's percentages are of: only the rooflines one of its cells is compared with."""
+  shown = [r for r in group if shown_share(r) is not None]
+  parts = []
+  peak = next((r.peak_gflops for r in shown if r.bound == "compute" and r.peak_gflops), None)
+  if peak:
+    parts.append(f"% of the {peak:.0f} GFLOP/s float32 matmul peak")
+  bandwidth = next((r.bandwidth_gbps for r in shown if r.bound != "compute" and r.bandwidth_gbps),
+                   None)
+  if bandwidth:
+    parts.append(f"% of {bandwidth:.1f} GB/s all-core copy bandwidth")
+  return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _grouped(results: Sequence[Result]) -> dict[tuple[str, str, str], list[Result]]:
@@ -110,16 +140,11 @@ def render_compare(results: Sequence[Result], memory: str | None = None) -> str:
       for field, label in STAGES:
         if getattr(r, field) is not None:
           cold[size][label] = format_seconds(getattr(r, field))
-    bandwidth = next((r.bandwidth_gbps for r in group if r.bandwidth_gbps), None)
     devices = max(r.n_devices for r in group)
     title = f"{workload} on {backend}{f' x{devices} devices' if devices > 1 else ''} ({dtype})"
     steps = next((r.steps_per_call for r in group if r.steps_per_call), None)
     what = f"median per call of {steps} steps" if steps else "median per call"
-    roofline = f" (% of {bandwidth:.1f} GB/s all-core copy bandwidth)" if bandwidth else ""
-    peak = next((r.peak_gflops for r in group if r.peak_gflops), None)
-    if any(r.bound == "compute" for r in group):
-      roofline = f" (% of the {peak:.0f} GFLOP/s float32 matmul peak)" if peak else ""
-    out.append(f"[ {title}, {memory}{_isolation(group)}: {what} ±IQR{roofline} ]")
+    out.append(f"[ {title}, {memory}{_isolation(group)}: {what} ±IQR{_roofline_caption(group)} ]")
     out.append(_block(steady, engines))
     busy = interference.note([r.to_dict() for r in group], interference.machine_cpus())
     if busy:
@@ -150,6 +175,9 @@ def _legend(results: Sequence[Result]) -> str:
     parts.append("WRONG: output disagreed with the float64 reference.")
   if any(r.status == NOT_IMPLEMENTED for r in results):
     parts.append("n/a: the engine does not implement that workload.")
+  if any(above_peak(r) for r in results):
+    parts.append("!: above 100% of the peak: the peak was measured while something else ran "
+                 "(a disturbed peak), so the share means nothing.")
   return "  ".join(parts)
 
 
@@ -166,8 +194,7 @@ def render_speedups(speedups: Sequence[Speedup], memory: str | None = None) -> s
     rows: dict[str, dict[str, str]] = {}
     for s in group:
       cell = f"{_ratio(s.ratio)} [{_ratio(s.ci_low)}, {_ratio(s.ci_high)}]"
-      if s.break_even_calls is not None and s.break_even_calls > 1:
-        cell += f" ({s.break_even_calls} calls)"
+      cell += f" ({_calls(s.break_even_calls)}/{_calls(s.break_even_calls_warm)} calls)"
       if s.resolved is False:
         cell += " ?"
       rows.setdefault(shape_label(s.shape), {})[s.engine] = cell
@@ -176,13 +203,50 @@ def render_speedups(speedups: Sequence[Speedup], memory: str | None = None) -> s
     what = "median" if estimator == "median" else "ratio of the fastest blocks"
     out.append(f"[ {workload} on {backend}, {memory}: speedup of {baseline} over each "
                f"engine, {what} "
-               f"[95% interval] over up to {rounds} rounds; (N calls) = {baseline} pays back "
-               "its first call after N calls ]")
+               f"[95% interval] over up to {rounds} rounds; (N/W calls) = {baseline} pays back "
+               "its first call after N calls against the engine's cold first call, W against it "
+               "warm ]")
     out.append(_block(rows, engines))
     if any(s.resolved is False for s in group):
       out.append("? unresolved: the interval is wider than the precision target "
                  "(--max_run_time reached first).")
     out.append("")
+  return "\n".join(out)
+
+
+def break_even_label(speedup: Speedup) -> str:
+  """'1 call', '12 calls' or 'never': when the baseline's extra first-call cost is paid back."""
+  calls = speedup.break_even_calls
+  if calls is None:
+    return "never"
+  return "1 call" if calls <= 1 else f"{calls} calls"
+
+
+def _calls(n: int | None) -> str:
+  return "never" if n is None else str(n)
+
+
+def render_fit(rows: Sequence[FitRow], caption: str) -> str:
+  """experiments.optimize's table: per loop style, the first call (the whole fit, compiling
+  included), the median per step and per fit, where the fit ended, the max relative difference
+  from the reference and the fused kernels per step; then one line per row that did not pass."""
+  table = []
+  for row in rows:
+    r = row.result
+    if not r.ok:
+      table.append([row.loop, format_seconds(r.first_call_s), status_label(r), *["-"] * 6])
+      continue
+    table.append([row.loop, format_seconds(r.first_call_s),
+                  format_seconds(row.per_step_s) + (" *" if r.noisy else ""),
+                  format_seconds(r.median_s), f"{row.final_loss:.4g}",
+                  f"{row.distance_to_optimum:.2g}", "yes" if row.reached_optimum else "NO",
+                  f"{r.max_rel_err:.1g}",
+                  "-" if row.fusions_per_step is None else f"{row.fusions_per_step:.3g}"])
+  out = [caption, render_text(["loop", "first call", "per step", "total", "final loss",
+                               "to optimum", "reached", "vs reference", "fusions/step"], table)]
+  if any(row.result.noisy for row in rows):
+    out.append("* noisy: the per-step time's IQR/median > 10%.")
+  out += [f"{row.loop}: {row.result.error}" for row in rows if row.result.error is not None]
   return "\n".join(out)
 
 
@@ -202,15 +266,21 @@ def json_document(machine: dict[str, Any], results: Sequence[Result],
           "speedups": [s.to_dict() for s in speedups], **extra}
 
 
+def json_text(machine: dict[str, Any], results: Sequence[Result],
+              speedups: Sequence[Speedup] = (), **extra: Any) -> str:
+  """`json_document(...)` as strict JSON: NaN and infinities are null, and the row holding one
+  says which field was what (`"non_finite": {"median_s": "nan"}`)."""
+  return outputs.dumps(json_document(machine, results, speedups, **extra)) + "\n"
+
+
 def write_json(path: str, machine: dict[str, Any], results: Sequence[Result],
                speedups: Sequence[Speedup] = (), **extra: Any) -> None:
-  """Writes `json_document(...)` atomically."""
-  document = json_document(machine, results, speedups, **extra)
-  atomic_write(path, json.dumps(document, indent=2) + "\n")
+  """Writes `json_text(...)` atomically."""
+  atomic_write(path, json_text(machine, results, speedups, **extra))
 
 
-def write_csv(path: str, results: Sequence[Result]) -> None:
-  """Writes one CSV row per result (shape as 'NxD') atomically."""
+def csv_text(results: Sequence[Result]) -> str:
+  """One CSV row per result (shape as 'NxD', block times space-separated)."""
   buffer = io.StringIO()
   writer = csv.DictWriter(buffer, fieldnames=FIELDS)
   writer.writeheader()
@@ -219,23 +289,61 @@ def write_csv(path: str, results: Sequence[Result]) -> None:
     row["shape"] = shape_label(r.shape)
     row["block_times_s"] = " ".join(f"{t:.6g}" for t in r.block_times_s or ())
     writer.writerow(row)
-  atomic_write(path, buffer.getvalue())
+  return buffer.getvalue()
+
+
+def write_csv(path: str, results: Sequence[Result]) -> None:
+  """Writes `csv_text(results)` atomically."""
+  atomic_write(path, csv_text(results))
 
 
 class JsonlWriter:
-  """Appends one JSON line per result and flushes it to disk at once."""
+  """Appends one strict-JSON line per result, synced at once (`outputs.JsonlFile`: never through
+  a symbolic link, never glued to a partial last line, no half row on a full disk)."""
 
-  def __init__(self, path: str):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+  def __init__(self, path: str, flag: str = "--output_jsonl"):
+    self._file = outputs.JsonlFile(path, flag)
 
   def write(self, result: Result) -> None:
-    self._file.write(json.dumps(result.to_dict()) + "\n")
-    self._file.flush()
-    os.fsync(self._file.fileno())
+    self._file.write(result.to_dict())
 
   def close(self) -> None:
     self._file.close()
+
+
+def run_outputs(machine: Callable[[], dict[str, Any]], *, output_json: str | None = None,
+                output_csv: str | None = None, output_jsonl: str | None = None,
+                speedups: Callable[[Sequence[Result]], Sequence[Speedup]] = lambda rows: (),
+                extra: Callable[[Sequence[Result]], dict[str, Any]] = lambda rows: {},
+                plot_path: str | None = None) -> outputs.RunOutputs:
+  """A script's `outputs.RunOutputs` for its `--output_json`, `--output_csv`, `--output_jsonl`
+  (and `--plot`) flags: JSON `{machine, results, speedups, **extra, complete}`.
+
+  `machine`, `speedups` and `extra` are called when the files are written (at the end, or when
+  the run is interrupted) with the rows finished by then.
+  """
+  def found(rows: Sequence[Result]) -> Sequence[Speedup]:
+    try:
+      return speedups(rows)
+    except Exception:  # noqa: BLE001 - rows of an interrupted run may not pair up: no speedups
+      return ()
+
+  def render_json(rows: Sequence[Result], complete: bool) -> str:
+    try:
+      about = machine()
+    except Exception as e:  # noqa: BLE001 - the rows matter more than the machine's description
+      about = {"error": f"{type(e).__name__}: {e}"}
+    return json_text(about, rows, found(rows), **extra(rows), complete=complete)
+
+  def render_plot(rows: Sequence[Result], complete: bool) -> bytes:
+    del complete
+    return plot_bytes(rows, found(rows))
+
+  return outputs.RunOutputs(
+      {"--output_json": (output_json, render_json),
+       "--output_csv": (output_csv, lambda rows, complete: csv_text(rows)),
+       "--plot": (plot_path, render_plot)},
+      jsonl=("--output_jsonl", output_jsonl))
 
 
 def _pyplot() -> Any:
@@ -266,9 +374,14 @@ def atomic_savefig(fig: Any, path: str) -> None:
 
 
 def plot(path: str, results: Sequence[Result], speedups: Sequence[Speedup] = ()) -> None:
+  """Writes `plot_bytes(results, speedups)` atomically."""
+  outputs.atomic_write(path, plot_bytes(results, speedups))
+
+
+def plot_bytes(results: Sequence[Result], speedups: Sequence[Speedup] = ()) -> bytes:
   """Median time vs elements, log-log, one line per engine, one panel per (backend, workload),
-  a panel of jit compile and first-call times, and a panel of speedups with their 95% intervals.
-  Needs the `plot` extra (matplotlib)."""
+  a panel of jit compile and first-call times, and a panel of speedups with their 95% intervals,
+  as PNG bytes. Needs the `plot` extra (matplotlib)."""
   plt = _pyplot()
   groups = _grouped([r for r in results if r.median_s is not None])
   panels = len(groups) + 1 + bool(speedups)
@@ -278,8 +391,10 @@ def plot(path: str, results: Sequence[Result], speedups: Sequence[Speedup] = ())
   if speedups:
     _plot_speedups(axes[0][-1], speedups)
   fig.tight_layout()
-  atomic_savefig(fig, path)
+  buffer = io.BytesIO()
+  fig.savefig(buffer, dpi=110, format="png")
   plt.close(fig)
+  return buffer.getvalue()
 
 
 def _plot_times(axes: Any, groups: dict[tuple[str, str, str], list[Result]]) -> None:

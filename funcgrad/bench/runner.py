@@ -25,7 +25,7 @@ from funcgrad.bench import roofline as roofline_lib
 from funcgrad.bench.case import Case, Timing, rows
 from funcgrad.bench.engines import Engine, Prepared
 from funcgrad.bench.timing import Rounds, Timer, per_call_stats, time_rounds
-from funcgrad.bench.workloads.model import Reference, max_rel_error
+from funcgrad.bench.workloads.model import Reference, Verdict, max_rel_error
 from funcgrad.errors import UsageError
 
 # A row's status.
@@ -84,6 +84,11 @@ class Result:
   ok: bool = False
   noisy: bool | None = None
   error: str | None = None
+  peak_disturbed: bool | None = None  # above its peak even after re-measuring it
+  rtol: float | None = None  # a judged row (a user's function): allclose-style tolerances
+  atol: float | None = None
+  timed_compiles: int | None = None  # compilations JAX asked for during warm-ups and timed calls
+  compiles_per_call: float | None = None  # > 0: the steady state recompiles
   interference: dict[str, float | None] | None = None  # interference.SOURCES shares, its blocks
   stopped: str | None = None  # why its case's rounds ended (timing.Rounds.stopped)
   isolation: str | None = None  # how its engines were kept apart (timing.ISOLATIONS)
@@ -136,6 +141,8 @@ def prepare_and_check(engine: Engine, case: Case, inputs: tuple[Any, ...], refer
     result.first_call_s, result.trace_s = stages.first_call_s, stages.trace_s
     result.lower_s, result.compile_s = stages.lower_s, stages.compile_s
     result.compiles, result.executable_cache = stages.compiles, stages.executable_cache
+    if reference.judge is not None:
+      return _judged(reference.judge(prepared.first_output, engine.family), prepared, result)
     result.reference = reference.label
     result.max_rel_err = max_rel_error(prepared.first_output, reference.outputs,
                                        reference.scales)
@@ -150,6 +157,17 @@ def prepare_and_check(engine: Engine, case: Case, inputs: tuple[Any, ...], refer
                     f"{result.max_rel_err:.3g} > {result.tolerance:g}; not timed")
     return None
   return prepared
+
+
+def _judged(verdict: Verdict, prepared: Prepared, result: Result) -> Prepared | None:
+  """Fills `result` from a workload's own verdict on its first output; None unless it passed."""
+  result.reference, result.max_rel_err, result.tolerance = (verdict.label, verdict.error,
+                                                            verdict.tolerance)
+  result.rtol, result.atol = verdict.rtol, verdict.atol
+  if verdict.passed:
+    return prepared
+  result.status, result.error = WRONG, f"{verdict.message}; not timed"
+  return None
 
 
 def _fill_timing(result: Result, per_call_s: list[float], calls: int, interleaved: bool,
@@ -169,6 +187,36 @@ def _fill_timing(result: Result, per_call_s: list[float], calls: int, interleave
     if result.peak_gflops:
       result.pct_of_peak_flops = 100 * result.gflops / result.peak_gflops
   result.status, result.ok = OK, True
+
+
+def _set_peaks(result: Result, roofline: roofline_lib.Roofline) -> None:
+  result.bandwidth_gbps, result.peak_gflops = roofline.copy_bandwidth_gbps, roofline.peak_gflops
+  if result.gbps is not None and result.pct_of_bandwidth is not None:
+    result.pct_of_bandwidth = 100 * result.gbps / result.bandwidth_gbps
+  if result.gflops is not None and result.peak_gflops:
+    result.pct_of_peak_flops = 100 * result.gflops / result.peak_gflops
+
+
+def recheck_peaks(results: Sequence[Result], roofline: roofline_lib.Roofline | None,
+                  remeasure: Callable[[roofline_lib.Roofline], roofline_lib.Roofline]) -> None:
+  """A row faster than a peak allows means the peak was measured while something else ran:
+  measure it again (`remeasure`), compare every row of the case with the higher peaks, and mark
+  a row still above them `peak_disturbed` (its share is then not a result)."""
+  timed = [r for r in results if r.status == OK]
+  if roofline is None or not any(_above(roofline, r) for r in timed):
+    return
+  better = remeasure(roofline)
+  for result in timed:
+    _set_peaks(result, better)
+    result.peak_disturbed = _above(better, result)
+
+
+def _above(roofline: roofline_lib.Roofline, result: Result) -> bool:
+  """Whether the share a row is shown with (of the matmul peak if compute-bound, else of the
+  copy bandwidth, not for a cache-resident row) is above 100%."""
+  compute = result.bound == "compute"
+  gbps = result.gbps if not compute and result.pct_of_bandwidth is not None else None
+  return roofline_lib.exceeded(roofline, gbps, result.gflops if compute else None)
 
 
 Progress = Callable[[str, Result], None]  # (what is happening: 'preparing' / 'timing', row)
@@ -218,6 +266,10 @@ def run_case(case: Case, roofline: roofline_lib.Roofline | None = None,
       _fill_timing(result, rounds.per_call_s[name], calls, timing.interleave, dispatch)
       result.interference = (rounds.interference or {}).get(name)
       result.stopped, result.isolation = rounds.stopped, timing.isolation
+      if p.counts is not None:
+        result.timed_compiles, result.compiles_per_call = p.counts.compiles, p.counts.per_call()
+  recheck_peaks(results, roofline,
+                lambda old: roofline_lib.remeasured(jax.devices(case.backend)[0], old))
   return results
 
 

@@ -40,6 +40,8 @@ class Speedup:
     rounds: the rounds the ratio is over.
     break_even_calls: calls after which the baseline's extra first-call cost is paid back by its
       faster steady state (None when it never pays back).
+    break_even_calls_warm: the same against the engine already warm (its first call costing no
+      more than a steady one): what a long-running process that has run the engine before sees.
     half_width: (ci_high - ci_low) / 2 / ratio, the interval's relative half-width.
     resolved: half_width <= the precision target (None when no target was set).
     estimator: `median` (of per-round ratios) or `min` (ratio of the per-engine minima).
@@ -55,6 +57,7 @@ class Speedup:
   ci_high: float
   rounds: int
   break_even_calls: int | None
+  break_even_calls_warm: int | None = None
   half_width: float | None = None
   resolved: bool | None = None
   estimator: str = DEFAULT_ESTIMATOR
@@ -78,6 +81,17 @@ def break_even_calls(engine: Result, baseline: Result) -> int | None:
     return None
   extra = (baseline.first_call_s - baseline.median_s) - (engine.first_call_s - engine.median_s)
   return max(1, math.ceil(extra / saving)) if extra > 0 else 1
+
+
+def break_even_calls_warm(engine: Result, baseline: Result) -> int | None:
+  """`break_even_calls` against `engine` warm: all of the baseline's first-call cost beyond a
+  steady call must be paid back (None when the baseline is not faster per call)."""
+  if any(t is None for t in (engine.median_s, baseline.first_call_s, baseline.median_s)):
+    return None
+  saving = engine.median_s - baseline.median_s
+  if saving <= 0:
+    return None
+  return max(1, math.ceil((baseline.first_call_s - baseline.median_s) / saving))
 
 
 def check_baseline(baseline: str, engines: Sequence[str], names: tuple[str, str] = (
@@ -121,6 +135,6 @@ def speedups(results: Sequence[Result], baseline: str, seed: int = 0,
       half = relative_half_width(ratio, low, high)
       out.append(Speedup(backend, workload, list(shape), name, baseline, ratio, low, high,
                          min(len(row.block_times_s), len(base.block_times_s)),
-                         break_even_calls(row, base), half,
+                         break_even_calls(row, base), break_even_calls_warm(row, base), half,
                          None if precision is None else bool(half <= precision), estimator))
   return out

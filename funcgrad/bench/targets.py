@@ -1,13 +1,15 @@
 """Performance targets: each measured ratio beside its goal, PASS or MISS, as data and Markdown."""
 
 import dataclasses
-import json
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+from funcgrad import outputs
 from funcgrad._tables import render_markdown
 from funcgrad.bench.report import atomic_write
+
+DISTURBED_PEAK = "DISTURBED PEAK"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,6 +23,8 @@ class Target:
     unit: '%', 'x' (a ratio) or 'ns'.
     at_least: True when measured must be >= target, False when <=.
     detail: what was compared, with the raw numbers.
+    of_peak: `measured` is a percentage of a measured peak (copy bandwidth, matmul rate): above
+      100% the peak was measured while something else ran, and the target cannot pass.
   """
 
   name: str
@@ -29,17 +33,30 @@ class Target:
   unit: str
   at_least: bool
   detail: str = ""
+  of_peak: bool = False
+
+  @property
+  def disturbed_peak(self) -> bool:
+    """A share above 100% of its peak: the peak, not the row, is what was wrong."""
+    return self.of_peak and self.measured is not None and self.measured > 100
 
   @property
   def passed(self) -> bool:
-    if self.measured is None:
+    if self.measured is None or self.disturbed_peak:
       return False
     return self.measured >= self.target if self.at_least else self.measured <= self.target
 
+  @property
+  def result(self) -> str:
+    """'PASS', 'MISS', or 'DISTURBED PEAK' (never a pass)."""
+    if self.disturbed_peak:
+      return DISTURBED_PEAK
+    return "PASS" if self.passed else "MISS"
+
   def to_dict(self) -> dict[str, Any]:
     return {"name": self.name, "measured": self.measured, "target": self.target,
-            "unit": self.unit, "pass": self.passed, "comparison": ">=" if self.at_least else "<=",
-            "detail": self.detail}
+            "unit": self.unit, "pass": self.passed, "result": self.result,
+            "comparison": ">=" if self.at_least else "<=", "detail": self.detail}
 
 
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
@@ -56,17 +73,17 @@ def _number(value: float | None, unit: str) -> str:
 
 
 def render(targets: Sequence[Target]) -> str:
-  """A Markdown table: target, measured, goal, PASS/MISS, detail."""
+  """A Markdown table: target, measured, goal, PASS/MISS/DISTURBED PEAK, detail."""
   rows = [[t.name, _number(t.measured, t.unit),
            f"{'>=' if t.at_least else '<='} {_number(t.target, t.unit)}",
-           "PASS" if t.passed else "MISS", t.detail] for t in targets]
+           t.result, t.detail] for t in targets]
   return render_markdown(["target", "measured", "goal", "result", "detail"], rows)
 
 
 def write_json(path: str, machine: dict[str, Any], targets: Sequence[Target]) -> None:
   """Writes `{"machine": ..., "targets": [{name, measured, target, unit, pass, ...}]}`."""
   document = {"machine": machine, "targets": [t.to_dict() for t in targets]}
-  atomic_write(path, json.dumps(document, indent=2) + "\n")
+  atomic_write(path, outputs.dumps(document) + "\n")
 
 
 def exit_status(rows_ok: bool, results: Sequence[Target], strict: bool) -> int:

@@ -2,9 +2,11 @@
 
 On a terminal the bar names the row being measured and what the runner is doing with it
 (compiling and checking an engine, or timing a case), and each finished row prints above it. On
-anything else (a pipe, a file, CI) there is no bar, only one line per finished row, e.g.
-`[6/6] cpu abs_loss 12 jit: 9.8 us (0 left)`, which scripts and tests read. With --noprogress,
-neither.
+anything else (a pipe, a file, CI) there is no bar: a line says what is being done whenever that
+changes (`... timing cpu abs_loss 12`), and one line per finished row, e.g.
+`[6/6] cpu abs_loss 12 jit: 9.8 us (0 left)`, which scripts and tests read. `announce`, first
+thing in a script's main, says what the run does before its first row (imports and the copy
+bandwidth take seconds). With --noprogress, none of these.
 
 This module defines no flags itself (absl flag names are global): each sweeping script calls
 `define_progress_flag` once.
@@ -16,11 +18,24 @@ from typing import TextIO
 import tqdm
 from absl import flags
 
+from funcgrad import allocator
 from funcgrad.bench import report
 from funcgrad.bench.runner import OK, Result
 
 # What the runner says it is doing -> what the bar says.
 _DOING = {"preparing": "compiling and checking", "timing": "timing"}
+DOING_PREFIX = "... "
+
+
+def announce(what: str, enabled: bool, stream: TextIO | None = None) -> None:
+  """Says, once per command (a restarted process stays quiet), what the run is about to do.
+
+  Call it first thing in main: a piped run then says something within the first seconds, not
+  only when its first row is measured.
+  """
+  if not enabled or allocator.restarted():  # the first start already said it
+    return
+  print(f"{DOING_PREFIX}{what}", file=sys.stderr if stream is None else stream, flush=True)
 
 
 def define_progress_flag() -> flags.FlagHolder[bool]:
@@ -58,6 +73,7 @@ class Progress:
     self._stream = sys.stderr if stream is None else stream
     self._enabled = enabled
     self._bar: tqdm.tqdm | None = None
+    self._said = ""
 
   def start(self, total: int) -> None:
     """Shows the bar (on a terminal, when enabled) for `total` rows."""
@@ -67,8 +83,12 @@ class Progress:
 
   def update(self, what: str, row_label: str) -> None:
     """Names what is being done ('preparing', 'timing') and to which row, on the bar."""
+    doing = f"{_DOING.get(what, what)} {row_label}"
     if self._bar is not None:
-      self._bar.set_description_str(f"{_DOING.get(what, what)} {row_label}")
+      self._bar.set_description_str(doing)
+    elif self._enabled and doing != self._said:
+      self._said = doing
+      print(f"{DOING_PREFIX}{doing}", file=self._stream, flush=True)
 
   def done(self, result_line: str) -> None:
     """A finished row: printed above the bar, or as a line of its own without one."""
@@ -86,7 +106,7 @@ class Progress:
 
   def runner_progress(self, what: str, row: Result) -> None:
     """For `runner.run_sweep(progress=...)`: an engine is prepared, or a case is timed (every
-    engine of it, in interleaved rounds)."""
-    label = row_label(row) if what == "preparing" else (
-        f"{row.backend} {row.workload} {report.shape_label(row.shape)}")
+    engine of it, in interleaved rounds). Off a terminal, one line per case and stage."""
+    case = f"{row.backend} {row.workload} {report.shape_label(row.shape)}"
+    label = row_label(row) if what == "preparing" and self._bar is not None else case
     self.update(what, label)

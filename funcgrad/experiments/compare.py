@@ -7,6 +7,8 @@
       [--estimator=median|min] [--isolation=cooldown|none] [--save_baseline=PATH]
       [--compare_to=PATH] [--noise_threshold=0.05] [--fail_on_regression] [--allow_other_machine]
   python -m experiments.compare --function=MODULE:NAME --shapes=SHAPE[;SHAPE...] [--argnums=0,1]
+  python -m experiments.compare --function=MODULE:NAME --inputs=MODULE:NAME
+      [--peer_function=torch:MODULE:NAME]
 
 Every engine's output is checked against a float64 reference before it is timed; engines are
 timed in interleaved rounds and compared with --baseline round by round. The run exits 1 at the
@@ -14,12 +16,13 @@ end (after writing every output) if any row was wrong or failed, or, with --fail
 if any row is slower than the --compare_to baseline.
 """
 
+import contextlib
 import sys
 
 from absl import flags
 
 from funcgrad import compile_cache, sharding
-from funcgrad.bench import baselines, case, interference, plan, report, runner, speedups
+from funcgrad.bench import baselines, case, comparison, interference, plan, report, runner, speedups
 from funcgrad.bench import engines as engines_lib
 from funcgrad.bench import workloads as registry
 from funcgrad.bench.machine import machine_document
@@ -33,13 +36,19 @@ _FUNCTION = flags.DEFINE_string(
     "directory; needs --shapes. Rows carry workload=MODULE:NAME.")
 _SHAPES = flags.DEFINE_string("shapes", None, "With --function: one shape per argument, "
                               "separated by ';' (e.g. '128x64;64' or 'scalar').")
+_INPUTS = flags.DEFINE_string(
+    "inputs", None, "With --function, instead of --shapes: MODULE:NAME of a function of no "
+    "arguments returning the tuple of arguments (any pytrees: models, keys, integer labels).")
+_PEER_FUNCTION = flags.DEFINE_string(
+    "peer_function", None, "With --function: your torch version, torch:MODULE:NAME, taking the "
+    "same arguments as torch tensors (rows torch_eager and torch_compile).")
 _ARGNUMS = flags.DEFINE_string("argnums", "0", "With --function: the arguments to differentiate, "
                                "comma-separated (e.g. 0,1).")
 _VALUE_AND_GRAD = flags.DEFINE_bool("value_and_grad", True, "With --function: time value and "
                                     "gradients (false: the function itself).")
 _ENGINES = flags.DEFINE_string(
-    "engines", "all", f"Comma-separated: {', '.join(engines_lib.ENGINES)}; 'all' = every engine "
-    "whose framework is installed (the JAX engines for --function).")
+    "engines", "all", f"Comma-separated: {', '.join(engines_lib.ENGINES)}; "
+    f"{plan.ALL_ENGINES_NOTE}.")
 _BACKENDS = flags.DEFINE_list("backends", [], "cpu, gpu (default: every backend present).")
 _SKIP_UNAVAILABLE = flags.DEFINE_bool("skip_unavailable", False,
                                       "Skip requested backends that are absent instead of failing.")
@@ -67,12 +76,13 @@ _FIT_STEPS = flags.DEFINE_integer(
     f"{fits.FIT_LEARNING_RATE}), in 1..100000.", lower_bound=1, upper_bound=100_000)
 _DEVICES = flags.DEFINE_integer(
     "devices", None, "Spread the inputs of the JAX engines (eager, jit, jit_packed) over this many "
-    "devices of each backend (a 1-D mesh).", lower_bound=1)
+    "devices of each backend (a 1-D mesh), in 1..1024.", lower_bound=1,
+    upper_bound=sharding.MAX_DEVICES)
 _MESH = flags.DEFINE_string("mesh", None, "A 2-D device mesh AxB instead (rows over A, columns "
                             "over B).")
 _SIMULATE_CPU_DEVICES = flags.DEFINE_integer(
     "simulate_cpu_devices", None, "Give the CPU backend this many devices (set before JAX "
-    "starts).", lower_bound=1)
+    "starts), in 1..1024.", lower_bound=1, upper_bound=sharding.MAX_DEVICES)
 _COMPILATION_CACHE_DIR = flags.DEFINE_string(
     "compilation_cache_dir", None, "Cache compiled programs here, in two tiers: JAX's "
     "persistent compilation cache (small functions included) and, under executables/, the jit "
@@ -90,61 +100,73 @@ def _request() -> plan.Request:
       baseline=_BASELINE.value, fit_steps=_FIT_STEPS.value, devices=_DEVICES.value,
       mesh=_MESH.value, compilation_cache_dir=_COMPILATION_CACHE_DIR.value,
       function=_FUNCTION.value, shapes=_SHAPES.value, argnums=_ARGNUMS.value,
-      value_and_grad=_VALUE_AND_GRAD.value, plot=bool(_PLOT.value))
+      value_and_grad=_VALUE_AND_GRAD.value, plot=bool(_PLOT.value), inputs=_INPUTS.value,
+      peer_function=_PEER_FUNCTION.value)
 
 
 def main(argv: list[str]) -> int:
   del argv
   _cli.check_outputs({"--output_json": _OUTPUT_JSON.value, "--output_csv": _OUTPUT_CSV.value,
                      "--output_jsonl": _OUTPUT_JSONL.value, "--plot": _PLOT.value,
-                     "--save_baseline": _BASELINES.save.value},
-                    streamed="--output_jsonl")  # before any work; Ctrl-C says what was kept
+                     "--save_baseline": _BASELINES.save.value})
+  _progress.announce("compare: importing the engines and measuring the copy bandwidth, then "
+                     "each case: compile and check every engine, time them", _PROGRESS.value)
   _cli.restart_as_asked(_ALLOCATOR.value)  # first: the allocator is chosen at process start
+  if _COMPILATION_CACHE_DIR.value:  # both tiers checked before any work, one line if refused
+    compile_cache.check_cache_dir(_COMPILATION_CACHE_DIR.value, "--compilation_cache_dir")
   if _SIMULATE_CPU_DEVICES.value:
     sharding.set_cpu_device_count(_SIMULATE_CPU_DEVICES.value)  # before JAX starts its backends
   planned = plan.plan(_request())  # every bad flag fails here, before any measurement
   old = _BASELINES.load(machine_document())  # a bad --compare_to too
-  timing = planned.cases[0].timing if planned.cases else None
+  timing = planned.cases[0].timing if planned.cases else _PRECISION.timing(
+      _MIN_RUN_TIME.value, _SEED.value)
   if _COMPILATION_CACHE_DIR.value:
     compile_cache.enable_persistent_cache(_COMPILATION_CACHE_DIR.value)
-  jsonl = report.JsonlWriter(_OUTPUT_JSONL.value) if _OUTPUT_JSONL.value else None
+  rooflines: dict = {}
+
+  def machine(rows=()):
+    return machine_document(rooflines, compilation_cache_dir=_COMPILATION_CACHE_DIR.value,
+                            isolation=timing.isolation,
+                            interference=interference.run_totals(rows, timing.isolation))
+
+  def found_of(rows):
+    return speedups.speedups(rows, planned.baseline, _SEED.value, timing.estimator,
+                             timing.precision) if planned.baseline else []
+
+  def changes_of(rows):
+    return baselines.changes(rows, old, _BASELINES.noise_threshold.value, timing.estimator,
+                             _SEED.value) if old is not None else None
+
+  seen: list[runner.Result] = []
+  run = report.run_outputs(
+      lambda: machine(seen), output_json=_OUTPUT_JSON.value, output_csv=_OUTPUT_CSV.value,
+      output_jsonl=_OUTPUT_JSONL.value, plot_path=_PLOT.value, speedups=found_of,
+      extra=lambda rows: {} if old is None else
+      {"changes": [c.to_dict() for c in changes_of(rows)]})
+  _cli.on_interrupt(run.interrupted)  # Ctrl-C, SIGTERM, SIGHUP: every finished row is written
   bar = _progress.Progress(_PROGRESS.value)
 
   def on_result(result: runner.Result, index: int, total: int) -> None:
-    if jsonl:
-      jsonl.write(result)
+    seen.append(result)
+    run.add(result)
     bar.done(_progress.row_line(result, index, total))
 
   note = runner.long_run_note(planned.cases)
   if note:
     print(note, file=sys.stderr, flush=True)
-  rooflines = runner.measure_rooflines(runner.backends_of(planned.cases))
+  rooflines.update(runner.measure_rooflines(runner.backends_of(planned.cases)))
   bar.start(case.rows(planned.cases))
+  held = comparison.HeldPrints()  # a --function that prints: held back while it is timed
   try:
-    done = runner.run_sweep(planned.cases, on_result, rooflines, progress=bar.runner_progress)
+    with contextlib.redirect_stdout(held) if planned.prints() else contextlib.nullcontext():
+      done = runner.run_sweep(planned.cases, on_result, rooflines, progress=bar.runner_progress)
   finally:
     bar.close()
-    if jsonl:
-      jsonl.close()
-  estimator = timing.estimator if timing else _PRECISION.estimator.value
-  precision = timing.precision if timing else None
-  found = speedups.speedups(done, planned.baseline, _SEED.value, estimator, precision) \
-      if planned.baseline else []
-  isolation = timing.isolation if timing else _PRECISION.isolation.value
-  machine = machine_document(rooflines, compilation_cache_dir=_COMPILATION_CACHE_DIR.value,
-                             isolation=isolation,
-                             interference=interference.run_totals(done, isolation))
-  changes = baselines.changes(done, old, _BASELINES.noise_threshold.value, estimator,
-                              _SEED.value) if old is not None else None
+  run.finish()  # one failed output does not stop the others, nor the tables
   if _BASELINES.save.value:
-    baselines.save(_BASELINES.save.value, machine, done)
-  if _OUTPUT_JSON.value:
-    extra = {"changes": [c.to_dict() for c in changes]} if changes is not None else {}
-    report.write_json(_OUTPUT_JSON.value, machine, done, found, **extra)
-  if _OUTPUT_CSV.value:
-    report.write_csv(_OUTPUT_CSV.value, done)
-  if _PLOT.value:
-    report.plot(_PLOT.value, done, found)
+    baselines.save(_BASELINES.save.value, machine(done), done)
+  found = found_of(done)
+  changes = changes_of(done)
   print(report.render_compare(done))
   if found:
     print()
@@ -152,12 +174,13 @@ def main(argv: list[str]) -> int:
   if changes is not None:
     print()
     print(baselines.render(changes, _BASELINES.compare_to.value, _BASELINES.noise_threshold.value))
-  if not all(r.status in (runner.OK, runner.NOT_IMPLEMENTED) for r in done):
-    return 1
-  if _BASELINES.fail_on_regression.value and baselines.regressed(changes or []):
+  if planned.function is not None:
+    print("\n".join(comparison.user_notes(planned.function, done, held.lines)))
+  status = 0 if all(r.status in (runner.OK, runner.NOT_IMPLEMENTED) for r in done) else 1
+  if status == 0 and _BASELINES.fail_on_regression.value and baselines.regressed(changes or []):
     print("--fail_on_regression: a row is slower than the baseline.", file=sys.stderr)
-    return 1
-  return 0
+    status = 1
+  return run.report_failures(status)
 
 
 if __name__ == "__main__":

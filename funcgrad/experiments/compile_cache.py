@@ -67,6 +67,7 @@ def main(argv: list[str]) -> int:
   workload = workloads.get_workload(_WORKLOAD.value)
   shape = workload.check_size(parse_shape(_SHAPE.value, "--shape", max_rank=2))
   if _CACHE_DIR.value:  # asked for explicitly: an unusable one is an error, not a cold run
+    compile_cache.check_parent_dir(_CACHE_DIR.value, "--cache_dir")
     for tier in ("persistent", "executable"):
       compile_cache.check_cache_dir(os.path.join(_CACHE_DIR.value, tier))
   with tempfile.TemporaryDirectory(prefix="funcgrad-cache-") as tmp:

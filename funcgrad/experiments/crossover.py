@@ -51,6 +51,8 @@ _PROGRESS = _progress.define_progress_flag()
 def main(argv: list[str]) -> int:
   del argv
   _cli.check_outputs({"--output_json": _OUTPUT_JSON.value, "--plot": _PLOT.value})
+  _progress.announce("crossover: measuring the copy bandwidth, then each size: compile and check "
+                     "every engine, time them", _PROGRESS.value)
   _cli.restart_as_asked(_ALLOCATOR.value)
   names = parse_names(_ENGINES.value, engines.ENGINES, "engine", flag="--engines")
   if len(names) < 2:
@@ -65,35 +67,53 @@ def main(argv: list[str]) -> int:
       sizes=sizes, dtype=np.dtype(np.float32),
       timing=_PRECISION.timing(_MIN_RUN_TIME.value, _SEED.value, baseline=baseline))
   cases = sweep.cases()
-  checks.check_cases(cases)
+  try:
+    checks.check_cases(cases)
+  except UsageError as e:  # the sizes come from --max_elements: name it
+    raise UsageError(f"--max_elements={_MAX_ELEMENTS.value}: {e} (lower --max_elements)") \
+        from None
   if _PLOT.value:
     report.check_plot_available()
 
+  rooflines: dict = {}
+  timing = sweep.timing
+  seen: list[runner.Result] = []
+
+  def found_of(rows):
+    return speedups.speedups(rows, baseline, _SEED.value, timing.estimator, timing.precision)
+
+  def extra(rows):
+    return {"crossovers": [p.to_dict() for p in crossover.crossovers(found_of(rows), baseline)]}
+
+  def machine():
+    return machine_document(rooflines, isolation=timing.isolation,
+                            interference=interference.run_totals(seen, timing.isolation))
+
+  run = report.run_outputs(machine, output_json=_OUTPUT_JSON.value, speedups=found_of,
+                           extra=extra)
+  _cli.on_interrupt(run.interrupted)  # Ctrl-C, SIGTERM, SIGHUP: every finished row is written
   bar = _progress.Progress(_PROGRESS.value)
 
   def progress(result, index, total):
+    seen.append(result)
+    run.add(result)
     bar.done(f"[{index}/{total}] {format_shape(result.shape)} {result.engine}: "
              f"{report.format_seconds(result.median_s)}")
 
-  rooflines = runner.measure_rooflines(sweep.backends)
+  rooflines.update(runner.measure_rooflines(sweep.backends))
   bar.start(case.rows(cases))
   try:
     results = runner.run_sweep(cases, progress, rooflines, progress=bar.runner_progress)
   finally:
     bar.close()
-  timing = sweep.timing
-  found = speedups.speedups(results, baseline, _SEED.value, timing.estimator, timing.precision)
+  run.finish()
+  found = found_of(results)
   points = crossover.crossovers(found, baseline)
-  if _OUTPUT_JSON.value:
-    machine = machine_document(rooflines, isolation=timing.isolation,
-                               interference=interference.run_totals(results, timing.isolation))
-    report.write_json(_OUTPUT_JSON.value, machine, results, found,
-                      crossovers=[p.to_dict() for p in points])
   if _PLOT.value:
     crossover.plot(_PLOT.value, found, points)
   print(report.render_speedups(found))
   print(crossover.render(points, workload.name))
-  return 0 if all(r.status == runner.OK for r in results) else 1
+  return run.report_failures(0 if all(r.status == runner.OK for r in results) else 1)
 
 
 if __name__ == "__main__":

@@ -13,15 +13,12 @@ Process 0's coordinator listens only on the --coordinator address, and anyone wh
 can join the job (it has no authentication): see "Who can join a job" in docs/SCALING.md.
 """
 
-import json
-import subprocess
 import sys
-import time
 
 import numpy as np
 from absl import flags
 
-from funcgrad import distributed, limits
+from funcgrad import distributed, limits, outputs
 from funcgrad.bench import jobs, report, workloads
 from funcgrad.errors import UsageError
 from funcgrad.experiments import _cli
@@ -50,49 +47,21 @@ _OUTPUT_JSON = flags.DEFINE_string("output_json", None, "Process 0 writes its re
 
 
 def _forwarded_flags() -> list[str]:
-  return [f"--local_devices={_LOCAL_DEVICES.value}", f"--workload={_WORKLOAD.value}",
-          f"--size={_SIZE.value}", f"--seed={_SEED.value}", f"--repeats={_REPEATS.value}",
-          f"--timeout={_TIMEOUT.value}",
+  return [*_settings(), f"--timeout={_TIMEOUT.value}",
           *([f"--output_json={_OUTPUT_JSON.value}"] if _OUTPUT_JSON.value else [])]
 
 
-def _wait(children: list[subprocess.Popen], deadline: float) -> int | None:
-  """Waits until every child is done, one fails (its index) or the deadline passes."""
-  while any(c.poll() is None for c in children) and time.monotonic() < deadline:
-    failed = next((i for i, c in enumerate(children) if c.poll() not in (None, 0)), None)
-    if failed is not None:
-      return failed
-    time.sleep(0.05)
-  return None
+def _settings() -> list[str]:
+  """The flags every process of a job must agree on."""
+  return [f"--local_devices={_LOCAL_DEVICES.value}", f"--workload={_WORKLOAD.value}",
+          f"--size={_SIZE.value}", f"--seed={_SEED.value}", f"--repeats={_REPEATS.value}"]
 
 
 def _spawn(count: int) -> int:
   _check_size()  # once here, not in every child
-  coordinator = f"127.0.0.1:{distributed.free_port()}"  # loopback: no other machine can join
   _cli.on_interrupt(lambda: f"stopped the {count} local processes")
-  children: list[subprocess.Popen] = []
-  try:
-    for i in range(count):
-      children.append(subprocess.Popen(
-          [sys.executable, "-m", "funcgrad.experiments.distributed", f"--coordinator={coordinator}",
-           f"--num_processes={count}", f"--process_id={i}", *_forwarded_flags()],
-          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    failed = _wait(children, time.monotonic() + _TIMEOUT.value + 30)
-  finally:  # Ctrl-C included: no process outlives the job
-    for child in children:
-      if child.poll() is None:
-        child.kill()
-  outputs = [c.communicate() for c in children]
-  if failed is None:
-    failed = next((i for i, c in enumerate(children) if c.returncode != 0), None)
-  if failed is not None:
-    reason = [line for line in outputs[failed][1].splitlines() if line.strip()]
-    raise distributed.JobError(f"process {failed} of {count} exited with "
-                               f"{children[failed].returncode}: "
-                               f"{reason[-1] if reason else 'no message'}")
-  # gloo announces its connections on stdout; the job's report is the rest.
-  print("".join(line for line in outputs[0][0].splitlines(keepends=True)
-                if not line.startswith("[Gloo]")), end="")
+  print(distributed.run_local_job(count, "funcgrad.experiments.distributed", _forwarded_flags(),
+                                  _TIMEOUT.value + 30), end="")
   return 0
 
 
@@ -120,6 +89,7 @@ def _join() -> int:
       distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
                              _LOCAL_DEVICES.value, _TIMEOUT.value)
       print(f"process {_PROCESS_ID.value} joined", file=sys.stderr, flush=True)
+      distributed.check_same_flags(_settings(), _PROCESS_ID.value)
       result = jobs.run_sharded(workload, shape, _SEED.value, _REPEATS.value)
       distributed.shutdown()
     except UsageError as e:
@@ -140,7 +110,7 @@ def _join() -> int:
           f"per block, 5 blocks)")
     print("all processes agree with the single-process run" if result.ok else "DISAGREES")
     if _OUTPUT_JSON.value:
-      report.atomic_write(_OUTPUT_JSON.value, json.dumps(result.__dict__, indent=2) + "\n")
+      report.atomic_write(_OUTPUT_JSON.value, outputs.dumps(result.__dict__) + "\n")
   else:
     print(f"process {result.process_id}: {'agrees' if result.ok else 'DISAGREES'}")
   return 0 if result.ok else 1

@@ -9,10 +9,11 @@ Run it back with `python -m experiments.run_exported --in=PATH`.
 from absl import flags
 
 from funcgrad import exporting
-from funcgrad.bench import specs, workloads
+from funcgrad.bench import workloads
 from funcgrad.dtypes import resolve_dtype
 from funcgrad.errors import UsageError
 from funcgrad.experiments import _cli
+from funcgrad.shapes import parse_names
 
 _WORKLOAD = flags.DEFINE_enum("workload", "muladd_sum", list(workloads.TUTORIAL_WORKLOADS),
                               "Which value+grads function to export.")
@@ -34,9 +35,12 @@ def main(argv: list[str]) -> None:
     example = "3x4 or N,D" if workload.ndim == 2 else "12 or N"
     raise UsageError(f"--shape={_SHAPE.value!r} has {len(shape)} dimension(s); {workload.name} "
                      f"takes {workload.ndim} (e.g. {example}).")
-  platforms = specs.parse_names(",".join(_PLATFORMS.value), _VALID_PLATFORMS, "platform",
+  platforms = parse_names(",".join(_PLATFORMS.value), _VALID_PLATFORMS, "platform",
                                flag="--platforms")
   dtype = resolve_dtype(_DTYPE.value)
+  if dtype.kind != "f" and dtype.name != "bfloat16":
+    raise UsageError(f"--dtype={_DTYPE.value!r} is not a float dtype; value+grads needs one "
+                     "(float32, bfloat16, float16, float64).")
   exported = exporting.export_function(
       workload.jax_value_and_grads(), exporting.input_specs(shape, dtype, workload.n_inputs),
       platforms)

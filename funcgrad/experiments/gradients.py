@@ -36,6 +36,9 @@ def _muladd_sum_part(n: int, d: int, seed: int) -> bool:
   want = grads.muladd_sum_closed_form(x, y, z)
   print(f"c = sum(x*y + z) for {n}x{d} inputs (seed {seed}); closed form: dc/dx = y, dc/dy = x, "
         "dc/dz = 1")
+  print("# torch: c = torch.sum(x * y + z); c.backward(); x.grad, y.grad, z.grad\n"
+        "# jax:   jax.value_and_grad(lambda x, y, z: jnp.sum(x * y + z), argnums=(0, 1, 2))"
+        "(x, y, z)   (funcgrad: muladd_sum_grads(x, y, z))")
   print(f"  value {float(want[0]):.6f}\n  grad_x (= y)\n{want[1][0]}")
   print(f"  grad_y (= x; with seed 0, what the tutorial printed as grad_x)\n{want[1][1]}")
   results = [
@@ -51,6 +54,9 @@ def _abs_loss_part() -> bool:
   x, target = np.array([2.0, 3.0], np.float32), np.array([3.0, 4.0], np.float32)
   got = grads.intermediate_grads(x, target)
   print("loss = sum(|2x^2 + 3 - target|), x = [2, 3], target = [3, 4]")
+  print("# torch: loss = torch.sum(torch.abs(2 * x**2 + 3 - target)); loss.backward(); x.grad\n"
+        "# jax:   jax.grad(lambda x: jnp.sum(jnp.abs(2 * x**2 + 3 - target)))(x)   "
+        "(funcgrad: abs_loss_grad(x, target))")
   print(f"  loss {float(got.loss)}   x.grad {got.x}   (torch: tensor([ 8., 12.]))")
   print(f"  dloss/dy {got.y}   dloss/dz {got.z}   (torch: None None, not leaves)")
   sign = np.sign(2 * x**2 + 3 - target)

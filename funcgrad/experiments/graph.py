@@ -1,6 +1,7 @@
 """The static graph, four ways: jaxpr, StableHLO, optimised HLO, and the compiler's cost.
 
   python -m experiments.graph --workload=muladd_sum --shape=3x4 --show=jaxpr|stablehlo|hlo|cost
+      [--source_metadata]
 """
 
 import jax
@@ -17,6 +18,9 @@ _WORKLOAD = flags.DEFINE_enum("workload", "muladd_sum", list(workloads.TUTORIAL_
 _SHAPE = flags.DEFINE_string("shape", "3x4", "Input shape: NxD (or N for 1-D workloads).")
 _SHOW = flags.DEFINE_enum("show", "jaxpr", ["jaxpr", "stablehlo", "hlo", "cost"], "What to show.")
 _DTYPE = flags.DEFINE_string("dtype", "float32", "Input dtype.")
+_METADATA = flags.DEFINE_bool(
+    "source_metadata", False, "With --show=hlo: keep the Python source locations XLA records "
+    "(file, function and line of each instruction; by default only the computations print).")
 
 
 def _format_cost(cost: dict) -> str:
@@ -42,8 +46,8 @@ def main(argv: list[str]) -> None:
   elif _SHOW.value == "stablehlo":
     print(graphs.stablehlo_text(fn, *args))
   elif _SHOW.value == "hlo":
-    text = graphs.compiled_hlo_text(fn, *args)
-    print(text)
+    text = graphs.compiled_hlo_text(fn, *args, source_metadata=_METADATA.value)
+    print(text.rstrip())
     print(f"# {graphs.count_fusions(text)} fusion(s) on {jax.default_backend()}")
   else:
     print(_format_cost(graphs.cost_analysis(fn, *args)))

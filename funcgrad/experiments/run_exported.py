@@ -7,13 +7,14 @@ runner's workloads. The outputs are checked against NumPy formulas written here,
 as a consumer in another language would check them.
 """
 
+import math
 import sys
 
 import jax
 import numpy as np
 from absl import flags
 
-from funcgrad import exporting, limits
+from funcgrad import exporting, files, limits
 from funcgrad.errors import UsageError
 from funcgrad.experiments import _cli
 
@@ -35,6 +36,7 @@ def _abs_loss_reference(x, target):
 
 # Workload -> (its number of inputs, its NumPy reference).
 REFERENCES = {"muladd_sum": (3, _muladd_sum_reference), "abs_loss": (2, _abs_loss_reference)}
+OUTPUTS = {"muladd_sum": 4, "abs_loss": 2}  # the value and the gradients it has
 
 
 def _tolerance(dtype: np.dtype) -> float:
@@ -49,6 +51,12 @@ def _check_workload(exported, header) -> None:
     raise UsageError(f"{_IN.value!r} has a bad header: field 'workload' says "
                      f"{header['workload']!r} ({arity} inputs) but the graph takes "
                      f"{len(exported.in_avals)}.")
+  want = OUTPUTS.get(header["workload"])
+  if want is not None and len(exported.out_avals) != want:
+    raise UsageError(f"{_IN.value!r} holds a graph with {len(exported.out_avals)} outputs; "
+                     f"{header['workload']!r} value+grads has {want} (the value and "
+                     f"{want - 1} gradient{'s' if want > 2 else ''}).")
+  exporting.check_float_inputs(_IN.value, exported)
 
 
 def _inputs(exported, header) -> list[np.ndarray]:
@@ -57,10 +65,16 @@ def _inputs(exported, header) -> list[np.ndarray]:
   if not all(isinstance(d, int) for d in shape):
     raise UsageError(f"--shape={_SHAPE.value!r} must be concrete, e.g. 3x4.")
   dtype = np.dtype(_DTYPE.value) if _DTYPE.value else np.dtype(exported.in_avals[0].dtype)
-  # The inputs, the outputs (as many), the float64 copies and the reference's arrays.
+  # The inputs and their float64 copies, the outputs (bounded before anything is allocated:
+  # a graph can return far more than it takes) and their float64 copies and references.
   n = len(exported.in_avals)
-  limits.check_memory(limits.array_bytes(shape, dtype, 2 * n) + limits.array_bytes(
-      shape, np.float64, 2 * n), f"--shape={'x'.join(map(str, shape))}")
+  exporting.check_inputs(exported, [jax.ShapeDtypeStruct(shape, dtype)] * n)
+  out = exporting.output_specs(_IN.value, exported, [jax.ShapeDtypeStruct(shape, dtype)] * n)
+  out_bytes = sum(math.prod(o.shape) * (np.dtype(o.dtype).itemsize + 16) for o in out)
+  shapes = ", ".join("x".join(map(str, o.shape)) or "scalar" for o in out)[:200]
+  limits.check_memory(limits.array_bytes(shape, dtype, n) + limits.array_bytes(
+      shape, np.float64, n) + out_bytes, f"--shape={'x'.join(map(str, shape))} (with the "
+      f"graph's {len(out)} outputs of {shapes})")
   rng = np.random.default_rng(_SEED.value)
   arrays = [rng.standard_normal(shape).astype(dtype) for _ in exported.in_avals]
   exporting.check_inputs(exported, arrays)
@@ -76,14 +90,15 @@ def main(argv: list[str]) -> int:
     arrays = _inputs(exported, header)
   except TypeError as e:  # np.dtype('float128x') and friends
     raise UsageError(f"Invalid --dtype={_DTYPE.value!r}: {e}") from None
-  outputs = [np.asarray(o) for o in jax.tree.leaves(exported.call(*arrays))]
-  print(f"{header['workload']} value+grads from {_IN.value} on {jax.default_backend()}, inputs "
+  outputs = exporting.call(_IN.value, exported, arrays)
+  workload = files.printable(header["workload"])  # a crafted header may hold terminal escapes
+  print(f"{workload} value+grads from {_IN.value} on {jax.default_backend()}, inputs "
         f"{len(arrays)} x {arrays[0].dtype}{list(arrays[0].shape)} (seed {_SEED.value})")
   for name, out in zip(["value", *(f"grad {i}" for i in range(len(outputs) - 1))], outputs,
                        strict=True):
     print(f"{name}:\n{out}")
   if header["workload"] not in REFERENCES:
-    print(f"no NumPy reference for {header['workload']!r}: outputs not checked")
+    print(f"no NumPy reference for {workload!r}: outputs not checked")
     return 0
   _, reference = REFERENCES[header["workload"]]
   want = reference(*(a.astype(np.float64) for a in arrays))

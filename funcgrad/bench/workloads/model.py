@@ -48,6 +48,25 @@ class Reference:
   outputs: Outputs
   scales: tuple[float, ...]
   label: str
+  # Where set, how a row is judged instead: `judge(outputs, family) -> Verdict` (a user's
+  # function: allclose-style tolerances, random functions, peers that draw their own numbers).
+  judge: "Callable[[Outputs, str], Verdict] | None" = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Verdict:
+  """How one row's first output compared: against what, how far off, and whether it passes.
+
+  `error` is on the scale `tolerance` bounds (<= tolerance passes); `message` says why it failed.
+  """
+
+  label: str
+  error: float | None
+  tolerance: float | None
+  passed: bool
+  message: str | None = None
+  rtol: float | None = None
+  atol: float | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -78,6 +97,9 @@ class Workload:
       every device and replicate the others (data parallelism: a model's parameters).
     n_inputs, ndim: for the tutorial's elementwise losses, how many input arrays and of what
       rank (what the graph and export tools build their input specs from); None otherwise.
+    has_aux: kind `value_and_grad`: `fn` returns `(value, aux)` (`jax.value_and_grad`'s meaning).
+    eager_fn: what the eager engine runs instead of `fn` (a jitted function's inner one).
+    unsupported: engine name -> why this workload cannot run on it (its row: not implemented).
   """
 
   name: str
@@ -99,6 +121,9 @@ class Workload:
   ndim: int | None = None
   batch_args: tuple[int, ...] | None = None
   bound: str = "memory"
+  has_aux: bool = False
+  eager_fn: Callable[..., Any] | None = None
+  unsupported: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
     if self.kind not in KINDS:
@@ -108,10 +133,18 @@ class Workload:
 
   def jax_program(self) -> Callable[..., Any]:
     """What the JAX engines run per call, for kinds `value_and_grad` and `value`."""
+    return self._program(self.fn)
+
+  def eager_program(self) -> Callable[..., Any]:
+    """What the eager engine runs per call: `eager_fn` (the inner function of a jitted one)
+    where set, else `jax_program()`."""
+    return self._program(self.eager_fn or self.fn)
+
+  def _program(self, fn: Callable[..., Any]) -> Callable[..., Any]:
     if self.kind == "value_and_grad":
-      return jax.value_and_grad(self.fn, argnums=self.argnums)
+      return jax.value_and_grad(fn, argnums=self.argnums, has_aux=self.has_aux)
     if self.kind == "value":
-      return self.fn
+      return fn
     raise ValueError(f"Workload {self.name!r} is a training step: its engines run `fn` itself, "
                      "`steps` times per call.")
 
