@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The GPU check: environment report, the GPU-marked tests, a GPU sweep of the tutorial's
-# workloads up to 64M elements (CPU rows beside it), the model workloads, a crossover on the GPU,
-# and the benchmark's targets. At most eight files land in $OUT (what a device machine sends
-# back): the JSON of each measurement, one text summary, one plot and a tarball of every log.
+# workloads up to 64M elements (CPU rows beside it), the same sweep again against the baseline
+# the first saved (--compare_to, at --precision=0.05), the model workloads, a crossover on the GPU
+# with a precision target, and the benchmark's targets (the answers group included). At most
+# eight files land in $OUT (what a device machine sends back): the JSON of each measurement, one
+# text summary, one plot and a tarball of every log.
 # Run from the repository root on a machine with a CUDA-enabled JAX:
 #
 #   OUT=out bash scripts/gpu_check.sh
@@ -46,7 +48,13 @@ PY
 )
 "$PYTHON" -m experiments.compare --backends="$BACKENDS" --engines="$available" \
   --sizes="$SIZES" --min_run_time="$MIN_RUN_TIME" --output_json="$OUT/gpu_compare.json" \
+  --save_baseline="$LOGS/gpu_baseline.json" \
   --plot="$OUT/gpu_compare.png" > "$LOGS/gpu_compare.txt" 2> "$LOGS/gpu_compare.log" || status=1
+# The same sweep against the baseline it just saved: on a quiet device most rows say no change.
+"$PYTHON" -m experiments.compare --backends="$BACKENDS" --engines="$available" \
+  --sizes="$SIZES" --min_run_time="$MIN_RUN_TIME" --compare_to="$LOGS/gpu_baseline.json" \
+  --precision=0.05 --output_json="$LOGS/gpu_compare_again.json" > "$LOGS/gpu_changes.txt" \
+  2> "$LOGS/gpu_changes.log" || status=1
 
 # The models, each at its own sizes (an attention DIM is a multiple of 64).
 for case in "mlp,mlp_train:$MODEL_SIZES" "attention:$ATTENTION_SIZES"; do
@@ -66,7 +74,7 @@ PY
 [ $? -eq 0 ] || status=1
 
 "$PYTHON" -m experiments.crossover --backend="$crossover_backend" --engines=numpy,eager,jit \
-  --max_elements="$MAX_ELEMENTS" --min_run_time="$MIN_RUN_TIME" \
+  --max_elements="$MAX_ELEMENTS" --min_run_time="$MIN_RUN_TIME" --precision=0.05 \
   --output_json="$OUT/crossover.json" > "$LOGS/crossover.txt" 2> "$LOGS/crossover.log" \
   || status=1
 
@@ -74,7 +82,8 @@ PY
   --min_run_time="$MIN_RUN_TIME" --output_json="$OUT/benchmark.json" \
   > "$LOGS/benchmark.md" 2> "$LOGS/benchmark.log" || status=1
 
-cat "$LOGS/gpu_compare.txt" "$LOGS/gpu_models.txt" "$LOGS/crossover.txt" "$LOGS/benchmark.md" \
+cat "$LOGS/gpu_compare.txt" "$LOGS/gpu_changes.txt" "$LOGS/gpu_models.txt" "$LOGS/crossover.txt" \
+  "$LOGS/benchmark.md" \
   > "$OUT/summary.txt"
 tar -czf "$OUT/logs.tar.gz" -C "$LOGS" .
 rm -rf "$LOGS"

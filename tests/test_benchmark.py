@@ -7,7 +7,6 @@ import pytest
 from funcgrad.bench import targets
 from funcgrad.bench.headline import (
   large_targets,
-  ratio_agreement_target,
   small_targets,
   timer_overhead_target,
 )
@@ -75,14 +74,17 @@ def test_ratio_agreement_compares_speedups_of_two_runs():
     return [_row("jit", 20e-6, blocks=[20e-6] * 4), _row("eager", eager, blocks=[eager] * 4),
             _row("numpy", numpy, blocks=[numpy] * 4)]
 
-  (target,) = ratio_agreement_target(rows(2e-3, 5e-6), rows(2.2e-3, 9e-6))
+  from funcgrad.bench import stability
+
+  target = stability.agreement_target([rows(2e-3, 5e-6), rows(2.2e-3, 9e-6)], "jit", None,
+                                      "median")
   # eager: 100x then 110x, 10% apart; numpy's rows are under 10 us and left out.
   assert target.measured == pytest.approx(10.0) and "eager" in target.detail
   assert "over 1 speedups" in target.detail
 
 
 @pytest.mark.parametrize("args, fragments", [
-    (["--targets=bogus"], ["'bogus'", "large, small, adam, cache, models, harness"]),
+    (["--targets=bogus"], ["'bogus'", "large, small, adam, cache, models, harness, answers"]),
     (["--large_size=4000"], ["4000", "NxD"]),
     (["--large_size=0x4"], ["'0x4'"]),
     (["--steps=0"], ["--steps=0"]),

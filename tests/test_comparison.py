@@ -33,7 +33,8 @@ def test_compare_checks_then_times_eager_and_jit(tmp_path):
   assert {s["engine"] for s in document["speedups"]} == {"eager"}
   assert set(document["speedups"][0]) == {"backend", "workload", "shape", "engine", "baseline",
                                           "ratio", "ci_low", "ci_high", "rounds",
-                                          "break_even_calls", "break_even_calls_warm"}
+                                          "break_even_calls", "break_even_calls_warm",
+                                          "half_width", "resolved", "estimator"}
   assert len(document["results"][1]["block_times_s"]) == document["results"][1]["blocks"]
 
 

@@ -59,8 +59,8 @@ QUICK_SIZES = {"experiments.compare": "--sizes=3x4,64x64"}
 
 # Flags whose value is a file or directory the command writes; and flags that read one.
 OUTPUT_FLAGS = ("--output_json", "--output_csv", "--output_jsonl", "--output_markdown", "--plot",
-                "--out", "--compilation_cache_dir")
-INPUT_FLAGS = ("--in",)
+                "--out", "--compilation_cache_dir", "--save_baseline")
+INPUT_FLAGS = ("--in", "--compare_to")
 
 # Seconds measured on 2 cores with every peer installed; at or above ~5 s a command is `slow`.
 SLOW_SCRIPTS = ("experiments.compare", "experiments.benchmark", "experiments.distributed",

@@ -75,7 +75,8 @@ def test_plots_show_speedup_intervals_and_the_crossover(tmp_path):
   assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   points = crossover.crossovers(found, "jit")
   assert [p.to_dict() for p in points] == [
-      {"engine": "numpy", "baseline": "jit", "crossover_elements": 12}]
+      {"engine": "numpy", "baseline": "jit", "crossover_elements": 12, "band_low_elements": None,
+       "band_high_elements": 12, "unresolved": []}]
   crossover.plot(str(tmp_path / "x.png"), found, points)
   assert (tmp_path / "x.png").stat().st_size > 1000
 
@@ -96,3 +97,68 @@ def test_crossover_is_the_smallest_size_whose_interval_lies_above_one():
   assert crossover.geometric_sizes(200, ABS_LOSS) == [(12,), (48,), (192,)]
   with pytest.raises(UsageError, match="--max_elements=11: expected at least 12"):
     crossover.geometric_sizes(11, MULADD_SUM)
+
+
+def test_min_estimator_is_the_ratio_of_minima_with_a_paired_interval():
+  engine, base = [3.0, 3.6, 3.3, 9.0], [1.0, 1.5, 1.1, 1.2]
+  ratio, low, high = speedups.ratio_interval(engine, base, "min")
+  assert ratio == 3.0 and low <= ratio <= high
+  median = speedups.ratio_interval(engine, base, "median")
+  assert median[0] == pytest.approx(np.median([3.0, 2.4, 3.0, 7.5]))
+  assert speedups.ratio_interval([2.0] * 5, [1.0] * 5, "min") == (2.0, 2.0, 2.0)
+  with pytest.raises(ValueError, match="Unknown estimator 'mean'"):
+    speedups.ratio_interval(engine, base, "mean")
+
+
+def test_min_estimator_ignores_positive_delays_that_the_median_sees():
+  # Half the baseline's rounds are delayed by 50%: the minimum still finds the true ratio of 2.
+  base = [1.0, 1.5] * 10
+  engine = [2.0] * 20
+  assert speedups.ratio_interval(engine, base, "min")[0] == 2.0
+  assert speedups.ratio_interval(engine, base, "median")[0] < 2.0
+
+
+def test_half_width_and_resolved():
+  rows = [_row("jit", [1.0, 1.1, 0.9, 1.0] * 3), _row("eager", [3.0, 3.9, 2.1, 3.3] * 3)]
+  (s,) = speedups.speedups(rows, "jit", precision=0.5)
+  assert s.half_width == pytest.approx((s.ci_high - s.ci_low) / 2 / s.ratio)
+  assert s.resolved is True and s.estimator == "median"
+  (s,) = speedups.speedups(rows, "jit", precision=1e-6)
+  assert s.resolved is False
+  assert speedups.relative_half_width(0.0, 1.0, 2.0) == float("inf")
+
+
+@pytest.mark.parametrize("precision, max_run_time, match", [
+    (0.0, None, "--precision=0.0"), (1.0, None, "--precision=1.0"),
+    (float("nan"), None, "--precision=nan"), (-0.1, None, "--precision=-0.1"),
+    (0.05, 0.1, "--max_run_time=0.1: it must be at least --min_run_time=0.2")])
+def test_bad_precision_is_one_line(precision, max_run_time, match):
+  with pytest.raises(UsageError, match=match.replace("+", r"\+")):
+    speedups.check_precision(precision, 0.2, max_run_time)
+  speedups.check_precision(0.05, 0.2, 0.2)
+  speedups.check_precision(None, 0.2, None)
+
+
+def test_unknown_estimator_is_one_line():
+  with pytest.raises(UsageError, match="--estimator='mean': valid: median, min"):
+    speedups.check_estimator("mean")
+
+
+def test_crossover_band_from_surely_slower_to_surely_faster():
+  from funcgrad.bench import crossover
+
+  def s(n, low, high, resolved=None):
+    return speedups.Speedup("cpu", "w", [n], "numpy", "jit", (low + high) / 2, low, high, 5,
+                            None, resolved=resolved)
+
+  found = [s(12, 0.3, 0.5), s(48, 0.6, 0.9), s(192, 0.8, 1.2, False), s(768, 0.95, 1.3),
+           s(3072, 1.2, 1.5, True)]
+  (point,) = crossover.crossovers(found, "jit")
+  assert (point.band_low_elements, point.band_high_elements) == (48, 3072)
+  assert point.crossover_elements == 3072 and point.unresolved == [192]
+  text = crossover.render([point], "w")
+  assert "band: numpy surely faster up to 48, jit surely faster from 3,072" in text
+  assert "unresolved (missed the precision target): 192 elements" in text
+  (never,) = crossover.crossovers(found[:3], "jit")
+  assert (never.band_low_elements, never.band_high_elements) == (48, None)
+  assert "nowhere in the range swept" in crossover.render([never], "w")

@@ -168,3 +168,73 @@ def test_rewarm_runs_before_each_interleaved_block_untimed():
   rewarm = int(calls * REWARM_FRACTION)
   timed = len(rounds.per_call_s["a"]) * calls
   assert clock.log.count("a") >= timed + len(rounds.order) * rewarm
+
+
+class NoisyClock(DriftingClock):
+  """Every call costs its engine's cost times a seeded positive delay factor (1 + |noise|)."""
+
+  def __init__(self, costs, noise, seed=0):
+    super().__init__(costs, drift=0.0)
+    self.noise, self.rng = noise, np.random.default_rng(seed)
+
+  def fn_for(self, name):
+    def fn():
+      self.now += self.costs[name] * (1.0 + abs(self.rng.normal(0.0, self.noise)))
+      return name
+
+    return fn
+
+
+def _precision_rounds(noise, precision, max_run_time, min_run_time=0.05):
+  from funcgrad.bench import speedups
+  from funcgrad.bench.timing import time_rounds
+
+  clock = NoisyClock({"jit": 1e-3, "eager": 3e-3}, noise)
+  rule = speedups.precision_rule("jit", precision)
+  return time_rounds(_timers(clock, ["jit", "eager"]), min_run_time, seed=0, stop=rule,
+                     max_run_time=max_run_time, clock=clock), rule
+
+
+def test_precision_rule_stops_once_the_half_width_is_reached():
+  from funcgrad.bench import speedups
+
+  rounds, rule = _precision_rounds(noise=0.3, precision=0.05, max_run_time=100.0)
+  assert rounds.stopped == "precision" and rule(rounds.per_call_s)
+  n = len(rounds.order)
+  ratio, low, high = speedups.ratio_interval(rounds.per_call_s["eager"][:n - 1],
+                                             rounds.per_call_s["jit"][:n - 1])
+  assert speedups.relative_half_width(ratio, low, high) > 0.05  # one round fewer was not enough
+  floor, _ = _precision_rounds(noise=0.3, precision=0.999, max_run_time=100.0)
+  assert len(floor.order) < n  # the floor alone takes fewer rounds
+  from funcgrad.bench.runner import Result
+
+  rows = [Result("w", name, "cpu", [1], "float32", 1, block_times_s=blocks)
+          for name, blocks in rounds.per_call_s.items()]
+  (s,) = speedups.speedups(rows, "jit", precision=0.05)
+  assert s.resolved and s.half_width <= 0.05  # the report agrees with the stopping rule
+
+
+def test_precision_rule_stops_at_max_run_time_and_the_speedup_is_unresolved():
+  from funcgrad.bench import speedups
+  from funcgrad.bench.runner import Result
+
+  rounds, _ = _precision_rounds(noise=1.0, precision=0.001, max_run_time=0.2)
+  assert rounds.stopped == "max_run_time"
+  spent = sum(len(v) * rounds.calls_per_block[k] * np.mean(v)
+              for k, v in rounds.per_call_s.items())
+  assert 0.2 <= spent < 0.2 + 0.05  # the cap, plus at most one round past it
+  rows = [Result("w", name, "cpu", [1], "float32", 1, block_times_s=blocks)
+          for name, blocks in rounds.per_call_s.items()]
+  (s,) = speedups.speedups(rows, "jit", precision=0.001)
+  assert s.resolved is False and s.half_width > 0.001
+  (s,) = speedups.speedups(rows, "jit")
+  assert s.resolved is None  # no target, no verdict
+
+
+def test_without_a_stop_rule_rounds_end_at_the_floor():
+  from funcgrad.bench.timing import time_rounds
+
+  clock = NoisyClock({"a": 1e-3, "b": 1e-3}, 0.5)
+  rounds = time_rounds(_timers(clock, "ab"), 0.05, seed=0, max_run_time=10.0, clock=clock)
+  assert rounds.stopped == "min_run_time" and rounds.interference is None
+  assert sum(rounds.per_call_s["a"]) * rounds.calls_per_block["a"] < 0.05 + 0.02

@@ -16,11 +16,16 @@ import numpy as np
 from jax.sharding import Mesh
 
 from funcgrad import sharding
+from funcgrad.bench import intervals
+from funcgrad.bench import timing as timing_lib
 from funcgrad.shapes import Shape
 
 if TYPE_CHECKING:
   from funcgrad.bench.engines import Engine
   from funcgrad.bench.workloads.model import Workload
+
+
+DEFAULT_MAX_RUN_TIME_FACTOR = 30  # with a precision target and no cap: 30 x min_run_time
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,11 +37,34 @@ class Timing:
     seed: seeds the inputs (the same numbers for every engine), the round order and the
       bootstrap of the speedups.
     interleave: one block of each engine per round (False: each engine's blocks back to back).
+    precision: rounds go on past min_run_time until every speedup against `baseline` has a 95%
+      interval of at most this relative half-width (None: stop at min_run_time).
+    max_run_time: with a precision target, the most seconds of rounds per case.
+    estimator: `median` or `min` (`intervals.ESTIMATORS`): the speedup the stopping rule asks of.
+    isolation: `cooldown` (before each block, wait until the other engines' threads sleep) or
+      `none` (`timing.ISOLATIONS`).
+    baseline: the engine speedups are against (None: jit when timed, else the first).
   """
 
   min_run_time: float = 0.2
   seed: int = 0
   interleave: bool = True
+  precision: float | None = None
+  max_run_time: float | None = None
+  estimator: str = intervals.DEFAULT_ESTIMATOR
+  isolation: str = timing_lib.DEFAULT_ISOLATION
+  baseline: str | None = None
+
+  def check(self, prefix: str = "--") -> None:
+    """Refuses a bad precision target, time cap, estimator or isolation (one line each;
+    `prefix` "--" names the CLI's flags, "" the Python API's parameters).
+
+    Raises:
+      UsageError: naming the flag, its value and what is allowed.
+    """
+    intervals.check_precision(self.precision, self.min_run_time, self.max_run_time, prefix)
+    intervals.check_estimator(self.estimator, prefix)
+    timing_lib.check_isolation(self.isolation, prefix)
 
 
 @dataclasses.dataclass(frozen=True)

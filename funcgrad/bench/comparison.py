@@ -20,8 +20,19 @@ from typing import Any
 import jax
 
 from funcgrad import compile_cache
+from funcgrad.bench import (
+  baselines,
+  interference,
+  intervals,
+  notebook_display,
+  report,
+  runner,
+  speedups,
+  user_torch,
+)
+from funcgrad.bench import case as case_lib
 from funcgrad.bench import engines as engines_lib
-from funcgrad.bench import notebook_display, report, runner, speedups, user_torch
+from funcgrad.bench import timing as timing_lib
 from funcgrad.bench.case import Case, Timing, placement
 from funcgrad.bench.machine import machine_document
 from funcgrad.bench.workloads import user
@@ -46,6 +57,9 @@ class Comparison:
   speedups: list[speedups.Speedup]
   baseline: str
   machine: dict[str, Any]
+  changes: list[baselines.Change] | None = None  # against compared_to, when given
+  compared_to: str | None = None
+  noise_threshold: float = baselines.NOISE_THRESHOLD
   notes: list[str] = dataclasses.field(default_factory=list)
 
   def speedup(self, engine: str) -> tuple[float, float, float]:
@@ -63,11 +77,18 @@ class Comparison:
   def table(self) -> str:
     """The tables `experiments.compare` prints."""
     text = report.render_compare(self.results) + "\n\n" + report.render_speedups(self.speedups)
+    if self.changes is not None:
+      text += "\n\n" + baselines.render(self.changes, self.compared_to, self.noise_threshold)
     return "\n".join([text.rstrip("\n"), *self.notes])
 
   def to_json(self, path: str) -> None:
     """Writes the same JSON as `experiments.compare --output_json`."""
-    report.write_json(path, self.machine, self.results, self.speedups)
+    extra = {} if self.changes is None else {"changes": [c.to_dict() for c in self.changes]}
+    report.write_json(path, self.machine, self.results, self.speedups, **extra)
+
+  def save(self, path: str) -> None:
+    """Writes a baseline (rows with raw block times, the machine) for a later `compare_to`."""
+    baselines.save(path, self.machine, self.results)
 
   def _repr_html_(self) -> str:
     """The comparison as an HTML table: Jupyter shows this for a `Comparison` cell's value."""
@@ -79,18 +100,28 @@ class Comparison:
 
 
 def compare_case(case: Case, baseline: str | None = None,
-                 compilation_cache_dir: str | None = None) -> Comparison:
-  """Runs one case through `runner.run_sweep` (its checks included) and derives its speedups.
+                 compilation_cache_dir: str | None = None, compare_to: str | None = None,
+                 allow_other_machine: bool = False,
+                 noise_threshold: float = baselines.NOISE_THRESHOLD) -> Comparison:
+  """Runs one case through `runner.run_sweep` (its checks included) and derives its speedups
+  (and, with `compare_to`, its changes against that saved baseline).
 
   Raises:
-    UsageError: a baseline that is not among the case's engines, or a case the runner's checks
-      refuse.
+    UsageError: a baseline that is not among the case's engines, bad timing settings, a
+      `compare_to` that cannot be read or comes from another machine, or a case the runner's
+      checks refuse.
   """
   names = [e.name for e in case.engines]
   baseline = baseline or speedups.default_baseline(names)
   speedups.check_baseline(baseline, names, ("baseline", "engines"))
   if compilation_cache_dir:  # both tiers refused before any work if others could write them
     compile_cache.check_cache_dir(compilation_cache_dir, "compilation_cache_dir")
+  case.timing.check("")
+  baselines.check_threshold(noise_threshold, "")
+  old = baselines.load(compare_to) if compare_to else None  # a bad file: before any timing
+  if old is not None:
+    baselines.check_machine(old, machine_document(), allow_other_machine)
+  case = dataclasses.replace(case, timing=dataclasses.replace(case.timing, baseline=baseline))
   # A user's function has no byte count to compare with the copy bandwidth: no roofline then.
   rooflines = runner.measure_rooflines([case.backend]) if case.workload.bytes_moved else {}
   caching = contextlib.nullcontext()
@@ -98,9 +129,15 @@ def compare_case(case: Case, baseline: str | None = None,
     caching = compile_cache.persistent_cache(compilation_cache_dir)
   with caching:
     results = runner.run_sweep([case], rooflines=rooflines)
-  machine = machine_document(rooflines, compilation_cache_dir=compilation_cache_dir)
-  return Comparison(results, speedups.speedups(results, baseline, case.timing.seed), baseline,
-                    machine)
+  timing = case.timing
+  machine = machine_document(rooflines, compilation_cache_dir=compilation_cache_dir,
+                             isolation=timing.isolation,
+                             interference=interference.run_totals(results, timing.isolation))
+  found = speedups.speedups(results, baseline, timing.seed, timing.estimator, timing.precision)
+  changes = None
+  if old is not None:
+    changes = baselines.changes(results, old, noise_threshold, timing.estimator, timing.seed)
+  return Comparison(results, found, baseline, machine, changes, compare_to, noise_threshold)
 
 
 def _check_min_run_time(min_run_time: float) -> None:
@@ -147,7 +184,11 @@ def compare(fn: Callable[..., Any], *example_args: Any, argnums: int | Sequence[
             engines: str | Sequence[str] = ("eager", "jit"), backend: str | None = None,
             min_run_time: float = 0.2, seed: int = 0, value_and_grad: bool = True,
             baseline: str | None = None, interleave: bool = True,
-            compilation_cache_dir: str | None = None) -> Comparison:
+            compilation_cache_dir: str | None = None, precision: float | None = None,
+            max_run_time: float | None = None, estimator: str = intervals.DEFAULT_ESTIMATOR,
+            isolation: str = timing_lib.DEFAULT_ISOLATION, compare_to: str | None = None,
+            allow_other_machine: bool = False,
+            noise_threshold: float = baselines.NOISE_THRESHOLD) -> Comparison:
   """Times `fn` eagerly and under `jax.jit` (value and gradients by default), checked first.
 
   Args:
@@ -176,9 +217,20 @@ def compare(fn: Callable[..., Any], *example_args: Any, argnums: int | Sequence[
     compilation_cache_dir: cache compiled programs here (JAX's persistent cache, and the jit
       engines' executables under `executables/`); a later process loads them. Loading one
       trusts whoever can write the directory.
+    precision: go on past `min_run_time` until every speedup's 95% interval has at most this
+      relative half-width (e.g. 0.05), or until `max_run_time` seconds of rounds.
+    max_run_time: the time cap with a precision target (default: 30 x min_run_time).
+    estimator: `median` (of per-round ratios; the default, measured to agree better back to
+      back) or `min` (ratio of the fastest blocks).
+    isolation: `cooldown` (each block waits until the other engines' threads sleep; the
+      default) or `none`.
+    compare_to: a baseline written by `Comparison.save`: adds `changes` (new/old time per row,
+      with a 95% interval and a verdict).
+    allow_other_machine: compare with a baseline from another machine, JAX or allocator.
+    noise_threshold: a change smaller than this is `no change`.
 
   Returns:
-    A `Comparison`: rows, speedups, notes, `table()` and `to_json(path)`.
+    A `Comparison`: rows, speedups, notes, `table()`, `to_json(path)` and `save(path)`.
 
   Raises:
     UsageError: one line naming the parameter: a function that cannot be compared, bad
@@ -196,12 +248,17 @@ def compare(fn: Callable[..., Any], *example_args: Any, argnums: int | Sequence[
   # Eager prepared last: every JAX engine's first call starts from `jax.clear_caches()`, and a
   # compiled engine prepared after eager would make eager compile each primitive again in its
   # warm-up (seconds for a model). The rows come back in the order asked for.
+  if precision is not None and max_run_time is None:
+    max_run_time = case_lib.DEFAULT_MAX_RUN_TIME_FACTOR * min_run_time
+  timing = Timing(min_run_time, seed, interleave, precision, max_run_time, estimator, isolation)
+  timing.check("")
   order = sorted(chosen, key=lambda e: e.name == "eager")
   case = Case(backend, workload, workload.check_size(()), tuple(order), uf.dtype,
-              Timing(min_run_time, seed, interleave), placement(backend, cache_dir=cache_dir))
+              timing, placement(backend, cache_dir=cache_dir))
   held = HeldPrints()
   with contextlib.redirect_stdout(held) if uf.prints else contextlib.nullcontext():
-    comparison = compare_case(case, baseline, compilation_cache_dir)
+    comparison = compare_case(case, baseline, compilation_cache_dir, compare_to,
+                              allow_other_machine, noise_threshold)
   rank = {e.name: i for i, e in enumerate(chosen)}
   comparison.results.sort(key=lambda r: rank[r.engine])
   comparison.notes.extend(user_notes(uf, comparison.results, held.lines))

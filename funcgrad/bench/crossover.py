@@ -12,16 +12,31 @@ from funcgrad.shapes import Shape
 
 MIN_ELEMENTS = 12  # the tutorial's 3x4
 GRID_FACTOR = 4  # each size has four times the elements of the one before
+DEFAULT_PRECISION = 0.05  # experiments.crossover's --precision: each size's interval +-5% ...
+DEFAULT_MAX_RUN_TIME = 2.0  # ... or 2 s of rounds per size
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Crossover:
-  """The smallest swept size (in elements) at which `baseline`'s 95% interval over `engine` lies
-  wholly above 1; None when it never does in range."""
+  """Where `baseline` starts to beat `engine`, and how sure that is.
+
+  Attributes:
+    crossover_elements: the smallest swept size (in elements) at which the baseline's 95%
+      interval over `engine` lies wholly above 1; None when it never does in range.
+    band_low_elements: the largest size below that at which the interval lies wholly below 1
+      (`engine` surely faster); None when there is none.
+    band_high_elements: the first size at which the baseline is surely faster (the crossover).
+      Between the two the interval straddles 1: the crossover is somewhere in that band, and two
+      runs give bands that overlap where one-size answers need not agree.
+    unresolved: sizes whose speedup missed the precision target (none without a target).
+  """
 
   engine: str
   baseline: str
   crossover_elements: int | None
+  band_low_elements: int | None = None
+  band_high_elements: int | None = None
+  unresolved: list[int] = dataclasses.field(default_factory=list)
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
@@ -51,8 +66,21 @@ def crossovers(speedups: Sequence[Speedup], baseline: str) -> list[Crossover]:
   out = []
   for engine, rows in by_engine.items():
     winning = [math.prod(s.shape) for s in rows if s.ci_low > 1]
-    out.append(Crossover(engine, baseline, min(winning) if winning else None))
+    high = min(winning) if winning else None
+    losing = [math.prod(s.shape) for s in rows
+              if s.ci_high < 1 and (high is None or math.prod(s.shape) < high)]
+    unresolved = sorted(math.prod(s.shape) for s in rows if s.resolved is False)
+    out.append(Crossover(engine, baseline, high, max(losing) if losing else None, high,
+                         unresolved))
   return out
+
+
+def _band(p: Crossover) -> str:
+  low = (f"up to {p.band_low_elements:,}" if p.band_low_elements is not None
+         else "at no size swept")
+  high = (f"from {p.band_high_elements:,}" if p.band_high_elements is not None
+          else "at no size swept")
+  return f"band: {p.engine} surely faster {low}, {p.baseline} surely faster {high}"
 
 
 def render(points: Sequence[Crossover], workload: str) -> str:
@@ -62,7 +90,10 @@ def render(points: Sequence[Crossover], workload: str) -> str:
     where = (f"from {p.crossover_elements:,} elements on" if p.crossover_elements is not None
              else "nowhere in the range swept")
     lines.append(f"{workload}: {p.baseline} is faster than {p.engine} (95% interval above 1) "
-                 f"{where}")
+                 f"{where}; {_band(p)}")
+    if p.unresolved:
+      lines.append(f"  unresolved (missed the precision target): "
+                   f"{', '.join(f'{n:,}' for n in p.unresolved)} elements")
   return "\n".join(lines)
 
 

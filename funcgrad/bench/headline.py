@@ -5,6 +5,7 @@ is timed), the fits too (`funcgrad.bench.fitting`: checked against the float64 N
 """
 
 import dataclasses
+import functools
 import tempfile
 from collections.abc import Callable, Sequence
 
@@ -12,13 +13,13 @@ import jax
 import numpy as np
 
 from funcgrad import optimize
+from funcgrad.bench import comparison, fitting, runner, stability, workloads
 from funcgrad.bench import engines as engines_lib
-from funcgrad.bench import fitting, runner, workloads
-from funcgrad.bench import speedups as speedups_lib
 from funcgrad.bench.case import Sweep, Timing
 from funcgrad.bench.first_call import first_call_in_fresh_process
+from funcgrad.bench.intervals import DEFAULT_ESTIMATOR
 from funcgrad.bench.targets import Target, ratio
-from funcgrad.bench.timing import Timer, autorange
+from funcgrad.bench.timing import DEFAULT_ISOLATION, Timer, autorange
 from funcgrad.bench.workloads.fits import fit_problem_workload
 from funcgrad.bench.workloads.tutorial import ABS_LOSS, MULADD_SUM
 from funcgrad.peers import import_peer, peer_available
@@ -37,7 +38,6 @@ GOAL_PCT_OF_PEAK_FLOPS = 50  # at least, jit on the large MLP
 GOAL_EAGER_OVER_JIT_MODEL = 3.0  # at least, on the small model cases
 GOAL_PCT_WARM_CACHE = 35  # at most, warm persistent cache / cold first call
 GOAL_PCT_WARM_EXECUTABLE = 15  # at most, warm executable cache / cold first call
-GOAL_PCT_RATIO_AGREEMENT = 10  # at most, the worst spread of two back-to-back runs
 GOAL_PCT_HARNESS_TRUTH = 10  # at most, Timer against torch.utils.benchmark
 GOAL_PCT_TIMER_OVERHEAD = 1.0  # at most, the timer's own cost per 3x4 jit call
 LARGE_PEERS = ("numpy", "torch_eager", "torch_compile", "tf_xla")
@@ -49,16 +49,17 @@ def _engines(names) -> list[engines_lib.Engine]:
 
 
 def one_case(workload: workloads.Workload, size: tuple[int, ...], engine_names,
-             min_run_time: float) -> list[runner.Result]:
+             min_run_time: float, timing: Timing | None = None) -> list[runner.Result]:
   """One workload at one size on the CPU in float32, the named engines that are installed."""
   sweep = Sweep([workload], _engines(engine_names), ["cpu"], [size], np.dtype(np.float32),
-                Timing(min_run_time))
+                timing or Timing(min_run_time))
   return runner.run_sweep(sweep.cases())
 
 
-def sweep(size: tuple[int, int], engine_names, min_run_time: float) -> list[runner.Result]:
+def sweep(size: tuple[int, int], engine_names, min_run_time: float,
+          timing: Timing | None = None) -> list[runner.Result]:
   """muladd_sum value+grads at one size on the CPU, the named engines that are installed."""
-  return one_case(MULADD_SUM, size, engine_names, min_run_time)
+  return one_case(MULADD_SUM, size, engine_names, min_run_time, timing)
 
 
 def _median(rows, engine):
@@ -152,9 +153,10 @@ MODEL_PEERS = ("numpy", "torch_eager", "torch_compile", "tf_eager", "tf_function
 
 
 def model_rows(workload_name: str, size: tuple[int, int], engine_names,
-               min_run_time: float) -> list[runner.Result]:
+               min_run_time: float, timing: Timing | None = None) -> list[runner.Result]:
   """One model workload at one size on the CPU, the named engines that are installed."""
-  return one_case(workloads.get_workload(workload_name), size, engine_names, min_run_time)
+  return one_case(workloads.get_workload(workload_name), size, engine_names, min_run_time,
+                  timing)
 
 
 def model_targets(rows_by_case: dict[str, list[runner.Result]]) -> list[Target]:
@@ -210,42 +212,15 @@ def cache_target(repeats: int = 5) -> list[Target]:
                  f"{loaded_s * 1e3:.1f} ms vs cold {cold_s * 1e3:.1f} ms")]
 
 
-def default_compare_rows(min_run_time: float) -> list[runner.Result]:
+def default_compare_rows(min_run_time: float,
+                         timing: Timing | None = None) -> list[runner.Result]:
   """The default `experiments.compare` sweep (muladd_sum and abs_loss at 3x4 and 1000x1000,
   every installed engine), timed in interleaved rounds."""
   # Engines that cannot run these value-and-grad workloads are left out, not shown as n/a rows.
   names = [n for n, e in engines_lib.ENGINES.items() if "value_and_grad" in e.kinds]
   sweep = Sweep([MULADD_SUM, ABS_LOSS], _engines(names), ["cpu"], [(3, 4), (1000, 1000)],
-                np.dtype(np.float32), Timing(min_run_time))
+                np.dtype(np.float32), timing or Timing(min_run_time))
   return runner.run_sweep(sweep.cases())
-
-
-AGREEMENT_FLOOR_S = 10e-6  # ratios of rows faster than this are left out of the agreement target
-
-
-def ratio_agreement_target(first: list[runner.Result], second: list[runner.Result],
-                           baseline: str = "jit") -> list[Target]:
-  """Target 5: every speedup of two back-to-back runs agrees within 10% (rows >= 10 us)."""
-  medians = {(r.workload, tuple(r.shape), r.engine): r.median_s for r in first + second
-             if r.median_s is not None}
-
-  def slow_enough(s):
-    key = (s.workload, tuple(s.shape))
-    return all((medians.get((*key, e)) or 0) >= AGREEMENT_FLOOR_S for e in (s.engine, baseline))
-
-  again = {(s.workload, tuple(s.shape), s.engine): s
-           for s in speedups_lib.speedups(second, baseline)}
-  spreads = []
-  for a in speedups_lib.speedups(first, baseline):
-    b = again.get((a.workload, tuple(a.shape), a.engine))
-    if b is not None and slow_enough(a):
-      spreads.append((abs(a.ratio - b.ratio) / min(a.ratio, b.ratio), a, b))
-  worst = max(spreads, key=lambda s: s[0], default=None)
-  return [Target("ratio agreement, back to back", worst and 100 * worst[0],
-                 GOAL_PCT_RATIO_AGREEMENT, "%", False,
-                 f"over {len(spreads)} speedups of {baseline}; worst: {worst[1].workload} "
-                 f"{format_shape(worst[1].shape)} {worst[1].engine} {worst[1].ratio:.3g}x vs "
-                 f"{worst[2].ratio:.3g}x" if worst else "no speedups")]
 
 
 def harness_truth_target(min_run_time: float, repeats: int = 5) -> list[Target]:
@@ -294,6 +269,16 @@ class Settings:
   repeats: int = 5
   min_run_time: float = 0.3
   model_cases: tuple[tuple[str, tuple[int, ...], tuple[str, ...]], ...] = ()
+  isolation: str = DEFAULT_ISOLATION  # every row's
+  estimator: str = DEFAULT_ESTIMATOR
+  precision: float = stability.ANSWER_PRECISION  # the answers group's back-to-back runs
+  max_run_time: float | None = None  # ... capped at this per case (None: 10 x min_run_time)
+
+  def timing(self, precision: float | None = None) -> Timing:
+    """Every row's timing; with `precision`, rounds go on to that target (or the cap)."""
+    cap = self.max_run_time or 10 * self.min_run_time
+    return Timing(self.min_run_time, estimator=self.estimator, isolation=self.isolation,
+                  precision=precision, max_run_time=cap if precision else None)
 
 
 LARGE_ENGINES = (*JIT_ENGINES, *LARGE_PEERS)
@@ -317,7 +302,7 @@ class Session:
       size = self.settings.large if key == "large" else (3, 4)
       names = LARGE_ENGINES if key == "large" else SMALL_ENGINES
       self.log(f"muladd_sum {format_shape(size)}: {', '.join(names)}")
-      self.sweeps[key] = sweep(size, names, self.settings.min_run_time)
+      self.sweeps[key] = sweep(size, names, self.settings.min_run_time, self.settings.timing())
       self.rows += self.sweeps[key]
     return self.sweeps[key]
 
@@ -355,21 +340,50 @@ def _models(session: Session) -> list[Target]:
   for name, size, engine_names in session.settings.model_cases:
     label = f"{'peak ' if engine_names == ('jit',) else ''}{name} {format_shape(size)}"
     session.log(f"{label}: {', '.join(engine_names)}")
-    by_case[label] = model_rows(name, size, engine_names, session.settings.min_run_time)
+    by_case[label] = model_rows(name, size, engine_names, session.settings.min_run_time,
+                                session.settings.timing())
     session.rows += by_case[label]
   return model_targets(by_case)
 
 
 def _harness(session: Session) -> list[Target]:
   out = timer_overhead_target(session.rows)
-  session.log("the default experiments.compare sweep, twice back to back")
-  first = default_compare_rows(session.settings.min_run_time)
-  session.again = default_compare_rows(session.settings.min_run_time)
-  session.rows += first
-  out += ratio_agreement_target(first, session.again)
   if peer_available("torch"):
     session.log("Timer vs torch.utils.benchmark on the same callable")
     out += harness_truth_target(session.settings.min_run_time, session.settings.repeats)
+  return out
+
+
+def _answers(session: Session) -> list[Target]:
+  """Back-to-back agreement and coverage at the precision target, isolation, change detection,
+  the time to a 5% answer, and the other engines' share of every row measured before."""
+  settings = session.settings
+  runs = max(2, settings.repeats)
+  session.log(f"the default experiments.compare sweep at --precision={settings.precision:g}, "
+              f"{runs} times back to back")
+  timed = [default_compare_rows(settings.min_run_time, settings.timing(settings.precision))
+           for _ in range(runs)]
+  session.rows += timed[0]
+  session.again += [r for run in timed[1:] for r in run]
+  out = [stability.agreement_target(timed, "jit", settings.precision, settings.estimator),
+         stability.coverage_target(timed, "jit", settings.precision, settings.estimator),
+         stability.estimator_target(timed, "jit", settings.estimator)]
+  size = next((s for n, s, _ in settings.model_cases if n == "attention"), (256, 256))
+  session.log(f"attention {format_shape(size)}: jit beside numpy, then jit alone")
+  beside = model_rows("attention", size, ("numpy", "jit"), settings.min_run_time,
+                      settings.timing())
+  alone = model_rows("attention", size, ("jit",), settings.min_run_time, settings.timing())
+  session.rows += beside + alone
+  out.append(stability.isolation_target(beside, alone, f"attention {format_shape(size)}"))
+  compare = functools.partial(comparison.compare, isolation=settings.isolation,
+                              estimator=settings.estimator)
+  session.log(f"change detection: a saved baseline, {settings.repeats} runs against it, then "
+              "twice the work")
+  out += stability.change_detection_targets(compare, settings.repeats, settings.min_run_time)
+  session.log("time to a 5% answer: funcgrad.compare on the README's tanh layer")
+  # compare's own default (0.2 s), or less for a quick run
+  out.append(stability.time_to_answer_target(compare, min_run_time=min(0.2, settings.min_run_time)))
+  out.append(stability.other_engines_target(session.rows + session.again))
   return out
 
 
@@ -381,8 +395,11 @@ GROUPS: dict[str, Group] = {
     "cache": Group("first call with warm caches against cold, fresh processes", _cache),
     "models": Group("the MLP and attention: jit against eager and the peers; matmul peak",
                     _models),
-    "harness": Group("timer overhead, back-to-back agreement, Timer vs torch.utils.benchmark",
-                     _harness, ("large", "small")),
+    "harness": Group("timer overhead, Timer vs torch.utils.benchmark", _harness,
+                     ("large", "small")),
+    "answers": Group("answers that hold: back-to-back agreement and interval coverage at a "
+                     "precision target, isolation, change detection, time to a 5% answer, "
+                     "other engines' share of every row", _answers),
 }
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from funcgrad import allocator, outputs, thread_pools
 from funcgrad._tables import render_text
+from funcgrad.bench import interference
 from funcgrad.bench.fitting import FitRow
 from funcgrad.bench.runner import NOT_IMPLEMENTED, OK, WRONG, Result
 from funcgrad.bench.speedups import Speedup
@@ -143,8 +144,11 @@ def render_compare(results: Sequence[Result], memory: str | None = None) -> str:
     title = f"{workload} on {backend}{f' x{devices} devices' if devices > 1 else ''} ({dtype})"
     steps = next((r.steps_per_call for r in group if r.steps_per_call), None)
     what = f"median per call of {steps} steps" if steps else "median per call"
-    out.append(f"[ {title}, {memory}: {what} ±IQR{_roofline_caption(group)} ]")
+    out.append(f"[ {title}, {memory}{_isolation(group)}: {what} ±IQR{_roofline_caption(group)} ]")
     out.append(_block(steady, engines))
+    busy = interference.note([r.to_dict() for r in group], interference.machine_cpus())
+    if busy:
+      out.append(busy)
     cold_columns = list(dict.fromkeys(c for cells in cold.values() for c in cells))
     out.append(f"\n[ {title}, {memory}: first call (cold) and jit stages ]")
     out.append(_block(cold, cold_columns))
@@ -155,6 +159,12 @@ def render_compare(results: Sequence[Result], memory: str | None = None) -> str:
       out.append(f"{status_label(r)}: {r.workload} {shape_label(r.shape)} {r.engine} on "
                  f"{r.backend}: {r.error}")
   return "\n".join(out)
+
+
+def _isolation(rows: Sequence[Any]) -> str:
+  """`, isolation MODE` for the caption of rows timed under an isolation mode."""
+  modes = [m for m in dict.fromkeys(getattr(r, "isolation", None) for r in rows) if m]
+  return f", isolation {'/'.join(modes)}" if modes else ""
 
 
 def _legend(results: Sequence[Result]) -> str:
@@ -185,14 +195,21 @@ def render_speedups(speedups: Sequence[Speedup], memory: str | None = None) -> s
     for s in group:
       cell = f"{_ratio(s.ratio)} [{_ratio(s.ci_low)}, {_ratio(s.ci_high)}]"
       cell += f" ({_calls(s.break_even_calls)}/{_calls(s.break_even_calls_warm)} calls)"
+      if s.resolved is False:
+        cell += " ?"
       rows.setdefault(shape_label(s.shape), {})[s.engine] = cell
     rounds = max(s.rounds for s in group)
+    estimator = group[0].estimator
+    what = "median" if estimator == "median" else "ratio of the fastest blocks"
     out.append(f"[ {workload} on {backend}, {memory}: speedup of {baseline} over each "
-               "engine, median "
+               f"engine, {what} "
                f"[95% interval] over up to {rounds} rounds; (N/W calls) = {baseline} pays back "
                "its first call after N calls against the engine's cold first call, W against it "
                "warm ]")
     out.append(_block(rows, engines))
+    if any(s.resolved is False for s in group):
+      out.append("? unresolved: the interval is wider than the precision target "
+                 "(--max_run_time reached first).")
     out.append("")
   return "\n".join(out)
 

@@ -19,11 +19,12 @@ from typing import Any
 import jax
 import numpy as np
 
-from funcgrad.bench import checks
+from funcgrad.bench import checks, intervals
+from funcgrad.bench import interference as interference_lib
 from funcgrad.bench import roofline as roofline_lib
-from funcgrad.bench.case import Case, rows
+from funcgrad.bench.case import Case, Timing, rows
 from funcgrad.bench.engines import Engine, Prepared
-from funcgrad.bench.timing import Timer, per_call_stats, time_rounds
+from funcgrad.bench.timing import Rounds, Timer, per_call_stats, time_rounds
 from funcgrad.bench.workloads.model import Reference, Verdict, max_rel_error
 from funcgrad.errors import UsageError
 
@@ -88,6 +89,9 @@ class Result:
   atol: float | None = None
   timed_compiles: int | None = None  # compilations JAX asked for during warm-ups and timed calls
   compiles_per_call: float | None = None  # > 0: the steady state recompiles
+  interference: dict[str, float | None] | None = None  # interference.SOURCES shares, its blocks
+  stopped: str | None = None  # why its case's rounds ended (timing.Rounds.stopped)
+  isolation: str | None = None  # how its engines were kept apart (timing.ISOLATIONS)
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
@@ -218,6 +222,18 @@ def _above(roofline: roofline_lib.Roofline, result: Result) -> bool:
 Progress = Callable[[str, Result], None]  # (what is happening: 'preparing' / 'timing', row)
 
 
+def time_engines(timers: dict[str, Timer], timing: Timing) -> Rounds:
+  """`time_rounds` under `timing`: the interference meter on every block, the isolation mode,
+  and the precision target's stopping rule against `timing.baseline`."""
+  stop = None
+  if timing.precision is not None and timing.interleave and len(timers) > 1:
+    baseline = timing.baseline or ("jit" if "jit" in timers else next(iter(timers)))
+    stop = intervals.precision_rule(baseline, timing.precision, timing.estimator, timing.seed)
+  return time_rounds(timers, timing.min_run_time, timing.seed, timing.interleave, stop=stop,
+                     max_run_time=timing.max_run_time, meter=interference_lib.Meter(),
+                     cool_down=timing.isolation == "cooldown")
+
+
 def run_case(case: Case, roofline: roofline_lib.Roofline | None = None,
              progress: Progress = lambda what, row: None) -> list[Result]:
   """Every engine of one case: prepared and checked, then timed in rounds.
@@ -243,11 +259,13 @@ def run_case(case: Case, roofline: roofline_lib.Roofline | None = None,
   if prepared:
     progress("timing", next(iter(prepared.values()))[1])
     timers = {name: Timer(p.call, p.sync) for name, (p, _) in prepared.items()}
-    rounds = time_rounds(timers, timing.min_run_time, timing.seed, timing.interleave)
+    rounds = time_engines(timers, timing)
     for name, (p, result) in prepared.items():
       calls = rounds.calls_per_block[name]
       dispatch = timers[name].dispatch_time(calls) if p.measure_dispatch else None
       _fill_timing(result, rounds.per_call_s[name], calls, timing.interleave, dispatch)
+      result.interference = (rounds.interference or {}).get(name)
+      result.stopped, result.isolation = rounds.stopped, timing.isolation
       if p.counts is not None:
         result.timed_compiles, result.compiles_per_call = p.counts.compiles, p.counts.per_call()
   recheck_peaks(results, roofline,

@@ -11,13 +11,22 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
+from funcgrad.bench.intervals import (  # noqa: F401 - re-exported: speedups' own vocabulary
+  BOOTSTRAP_RESAMPLES,
+  CONFIDENCE,
+  DEFAULT_ESTIMATOR,
+  ESTIMATORS,
+  bootstrap_median_interval,
+  check_estimator,
+  check_precision,
+  per_round_ratios,
+  precision_rule,
+  ratio_interval,
+  relative_half_width,
+)
 from funcgrad.bench.runner import Result
 from funcgrad.errors import UsageError
 
-BOOTSTRAP_RESAMPLES = 2000
-CONFIDENCE = 0.95
 DEFAULT_BASELINE = "jit"
 
 
@@ -33,6 +42,9 @@ class Speedup:
       faster steady state (None when it never pays back).
     break_even_calls_warm: the same against the engine already warm (its first call costing no
       more than a steady one): what a long-running process that has run the engine before sees.
+    half_width: (ci_high - ci_low) / 2 / ratio, the interval's relative half-width.
+    resolved: half_width <= the precision target (None when no target was set).
+    estimator: `median` (of per-round ratios) or `min` (ratio of the per-engine minima).
   """
 
   backend: str
@@ -46,35 +58,12 @@ class Speedup:
   rounds: int
   break_even_calls: int | None
   break_even_calls_warm: int | None = None
+  half_width: float | None = None
+  resolved: bool | None = None
+  estimator: str = DEFAULT_ESTIMATOR
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
-
-
-def per_round_ratios(engine_blocks: Sequence[float],
-                     baseline_blocks: Sequence[float]) -> np.ndarray:
-  """engine / baseline block time, round by round (over the rounds both have)."""
-  n = min(len(engine_blocks), len(baseline_blocks))
-  return np.asarray(engine_blocks[:n], np.float64) / np.asarray(baseline_blocks[:n], np.float64)
-
-
-def bootstrap_median_interval(values: Sequence[float], seed: int = 0,
-                              resamples: int = BOOTSTRAP_RESAMPLES,
-                              confidence: float = CONFIDENCE) -> tuple[float, float, float]:
-  """(median, low, high): the median of `values` and its percentile bootstrap interval.
-
-  Raises:
-    ValueError: for no values.
-  """
-  values = np.asarray(values, np.float64)
-  if values.size == 0:
-    raise ValueError("No values to bootstrap.")
-  rng = np.random.default_rng(seed)
-  samples = rng.choice(values, size=(resamples, values.size), replace=True)
-  medians = np.median(samples, axis=1)
-  tail = 100 * (1 - confidence) / 2
-  low, high = np.percentile(medians, [tail, 100 - tail])
-  return float(np.median(values)), float(low), float(high)
 
 
 def break_even_calls(engine: Result, baseline: Result) -> int | None:
@@ -127,7 +116,9 @@ def default_baseline(engines: Sequence[str]) -> str | None:
   return DEFAULT_BASELINE if DEFAULT_BASELINE in engines else next(iter(engines), None)
 
 
-def speedups(results: Sequence[Result], baseline: str, seed: int = 0) -> list[Speedup]:
+def speedups(results: Sequence[Result], baseline: str, seed: int = 0,
+             estimator: str = DEFAULT_ESTIMATOR,
+             precision: float | None = None) -> list[Speedup]:
   """The baseline's speedup over every other timed engine, per (backend, workload, shape)."""
   cases: dict[tuple[str, str, tuple[int, ...]], dict[str, Result]] = {}
   for r in results:
@@ -140,9 +131,10 @@ def speedups(results: Sequence[Result], baseline: str, seed: int = 0) -> list[Sp
     for name, row in rows.items():
       if name == baseline or not row.block_times_s:
         continue
-      ratios = per_round_ratios(row.block_times_s, base.block_times_s)
-      ratio, low, high = bootstrap_median_interval(ratios, seed)
+      ratio, low, high = ratio_interval(row.block_times_s, base.block_times_s, estimator, seed)
+      half = relative_half_width(ratio, low, high)
       out.append(Speedup(backend, workload, list(shape), name, baseline, ratio, low, high,
-                         len(ratios), break_even_calls(row, base),
-                         break_even_calls_warm(row, base)))
+                         min(len(row.block_times_s), len(base.block_times_s)),
+                         break_even_calls(row, base), break_even_calls_warm(row, base), half,
+                         None if precision is None else bool(half <= precision), estimator))
   return out

@@ -12,10 +12,12 @@ import itertools
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import jax
 import numpy as np
+
+from funcgrad.errors import UsageError
 
 Clock = Callable[[], float]
 Sync = Callable[[Any], Any]
@@ -27,6 +29,8 @@ WARMUP_FRACTION = 0.1  # untimed warm-up before sizing blocks, as a share of min
 REWARM_FRACTION = 0.2  # an untimed re-warm of this share of a block before each interleaved block
 MIN_ROUNDS = 3
 MAX_ROUNDS = 1000
+QUIET_POLLS = 2  # a cool-down ends when no other thread ran at this many polls in a row
+LEARN_COOL_DOWN_S = 0.15  # before a warm-up (learning an engine's threads), wait at most this
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,17 +151,52 @@ class Rounds:
     calls_per_block: per name.
     order: the order the names ran in, per round.
     interleaved: whether each round ran one block of every name (else each name ran alone).
+    stopped: why the rounds ended: `min_run_time` (the floor was reached and nothing asked for
+      more), `precision` (the stopping rule was met), `max_run_time` or `max_rounds`.
+    interference: per name, the shares of the machine's CPU time that ran beside its blocks
+      (`interference.SOURCES`; None without a meter or without /proc).
+    cool_down_s: seconds spent waiting for other engines' threads to go quiet.
   """
 
   per_call_s: dict[str, list[float]]
   calls_per_block: dict[str, int]
   order: list[list[str]]
   interleaved: bool
+  stopped: str = "min_run_time"
+  interference: dict[str, dict[str, float | None]] | None = None
+  cool_down_s: float = 0.0
+
+
+StopRule = Callable[[Mapping[str, Sequence[float]]], bool]  # per-call times so far -> enough?
+
+ISOLATIONS = ("cooldown", "none")
+DEFAULT_ISOLATION = "cooldown"  # chosen from measurements: docs/PERFORMANCE.md, Isolation
+
+
+def check_isolation(isolation: str, prefix: str = "--") -> None:
+  """Raises UsageError for an isolation mode not in ISOLATIONS."""
+  if isolation not in ISOLATIONS:
+    raise UsageError(f"Invalid {prefix}isolation={isolation!r}: valid: {', '.join(ISOLATIONS)} "
+                     "(cooldown: before each block, wait until the other engines' threads "
+                     "sleep; none: blocks back to back, as before).")
+
+
+class _Meter(Protocol):
+  """What `time_rounds` needs of an `interference.Meter`."""
+
+  def read(self) -> Any: ...
+  def learn(self, name: str, before: Any, after: Any) -> None: ...
+  def record(self, name: str, before: Any, after: Any, wall_s: float) -> Any: ...
+  def shares(self, name: str) -> dict[str, float | None]: ...
+  def cool_down(self, name: str | None = None, quiet_polls: int = 2,
+                max_s: float = ...) -> float: ...
 
 
 def time_rounds(timers: Mapping[str, Timer], min_run_time: float, seed: int = 0,
                 interleave: bool = True, min_rounds: int = MIN_ROUNDS,
-                max_rounds: int = MAX_ROUNDS) -> Rounds:
+                max_rounds: int = MAX_ROUNDS, stop: StopRule | None = None,
+                max_run_time: float | None = None, meter: _Meter | None = None,
+                cool_down: bool = False, clock: Clock = time.perf_counter) -> Rounds:
   """Times every timer in blocks until each has `min_run_time` of blocks (and `min_rounds`).
 
   Interleaved (the idea of Google Benchmark's random interleaving): each round runs one block of
@@ -165,39 +204,80 @@ def time_rounds(timers: Mapping[str, Timer], min_run_time: float, seed: int = 0,
   of REWARM_FRACTION of it, so a drift that lasts seconds lands on every timer alike and the
   ratio of two timers' blocks within one round cancels it. Not interleaved: each timer's blocks
   run back to back, one timer after the other (the contiguous mode, for comparison).
+
+  Args:
+    stop: with interleaving, once the floor is reached, rounds go on until `stop(per_call_s)` is
+      true (a precision target) or `max_run_time` seconds of rounds have passed.
+    max_run_time: the most seconds of rounds (warm-up and sizing excluded) when `stop` is given.
+    meter: reads what ran beside each block (`interference.Meter`); it learns each timer's
+      threads during its warm-up, after every other thread has gone quiet.
+    cool_down: before each block (and its re-warm), wait until the other timers' threads are
+      quiet (`meter.cool_down`): their spinning pools do not run during this one's block.
+    clock: measures `max_run_time`.
   """
   names = list(timers)
   for name in names:
+    if meter is not None:
+      meter.cool_down(None, QUIET_POLLS, max_s=LEARN_COOL_DOWN_S)
+      before = meter.read()
     warm_up(timers[name], WARMUP_FRACTION * min_run_time)
+    if meter is not None:
+      meter.learn(name, before, meter.read())
   calls = {n: calls_for_block(timers[n], min_run_time / TARGET_ROUNDS) for n in names}
   per_call: dict[str, list[float]] = {n: [] for n in names}
   totals = dict.fromkeys(names, 0.0)
   order: list[list[str]] = []
   rng = np.random.default_rng(seed)
+  waited = [0.0]
 
   def block(name: str, rewarm: bool) -> None:
+    if cool_down and meter is not None:
+      waited[0] += meter.cool_down(name, QUIET_POLLS)
     rewarm_calls = int(calls[name] * REWARM_FRACTION) if rewarm else 0
     if rewarm_calls:
       timers[name].timeit(rewarm_calls)
+    before = meter.read() if meter is not None else None
     elapsed = timers[name].timeit(calls[name])
+    if meter is not None:
+      meter.record(name, before, meter.read(), elapsed)
     per_call[name].append(elapsed / calls[name])
     totals[name] += elapsed
 
-  def done(name: str) -> bool:
-    return (totals[name] >= min_run_time and len(per_call[name]) >= min_rounds) or \
-        len(per_call[name]) >= max_rounds
+  def floor_reached(name: str) -> bool:
+    return totals[name] >= min_run_time and len(per_call[name]) >= min_rounds
 
+  def capped(name: str) -> bool:
+    return len(per_call[name]) >= max_rounds
+
+  stopped = "min_run_time"
+  start = clock()
   if interleave:
-    while not all(done(n) for n in names):
+    while True:
+      if all(floor_reached(n) or capped(n) for n in names):
+        if not all(floor_reached(n) for n in names):
+          stopped = "max_rounds"
+          break
+        if stop is None:
+          break
+        if stop(per_call):
+          stopped = "precision"
+          break
+        if max_run_time is not None and clock() - start >= max_run_time:
+          stopped = "max_run_time"
+          break
+        if any(capped(n) for n in names):
+          stopped = "max_rounds"
+          break
       order.append([names[i] for i in rng.permutation(len(names))])
       for name in order[-1]:
         block(name, rewarm=True)
   else:
     for name in names:
-      while not done(name):
+      while not (floor_reached(name) or capped(name)):
         block(name, rewarm=False)
       order.append([name] * len(per_call[name]))
-  return Rounds(per_call, calls, order, interleave)
+  shares = {n: meter.shares(n) for n in names} if meter is not None else None
+  return Rounds(per_call, calls, order, interleave, stopped, shares, waited[0])
 
 
 def time_once(fn: Callable[[], Any], sync: Sync = jax.block_until_ready,

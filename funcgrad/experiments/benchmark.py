@@ -15,7 +15,7 @@ import numpy as np
 from absl import flags
 
 from funcgrad import limits
-from funcgrad.bench import headline, report, runner, targets, workloads
+from funcgrad.bench import headline, interference, report, runner, stability, targets, workloads
 from funcgrad.bench.machine import machine_document
 from funcgrad.errors import UsageError
 from funcgrad.experiments import _cli, _flags
@@ -38,6 +38,7 @@ _ATTENTION_SIZE = flags.DEFINE_string("attention_size", "256x256",
                                       "SEQxDIM of the attention speed targets.")
 _MLP_PEAK_SIZE = flags.DEFINE_string("mlp_peak_size", "1024x2048",
                                      "BATCHxWIDTH of the mlp matmul-peak target.")
+_PRECISION = _flags.define_precision_flags(stability.ANSWER_PRECISION)
 _STRICT = flags.DEFINE_bool("strict", False, "Exit 1 when any target misses (default: a MISS is "
                             "a result, and only a wrong or failed row exits non-zero).")
 
@@ -63,7 +64,17 @@ def _summary(machine: dict) -> str:
   return (f"Machine: {machine['machine']['cpu_model']}, {machine['machine']['cpu_count']} cores; "
           f"Python {machine['python']}, jax {machine['packages']['jax']}, "
           f"numpy {machine['packages']['numpy']}, {peers}; allocator {machine['allocator']}; "
-          f"{machine['thread_pools']} thread pools.")
+          f"{machine['thread_pools']} thread pools; isolation {machine['isolation']}."
+          f"{_busy(machine['interference'])}")
+
+
+def _busy(totals: dict) -> str:
+  """What else ran during the timed blocks, over the whole run."""
+  if totals.get("other_processes") is None:
+    return ""
+  return (f" During the timed blocks, of the machine's {totals['cpus']} CPUs: other processes "
+          f"{100 * totals['other_processes']:.0f}%, this run's other engines "
+          f"{100 * totals['other_engines']:.1f}%, steal {100 * totals['steal']:.0f}%.")
 
 
 def main(argv: list[str]) -> int:
@@ -80,11 +91,15 @@ def main(argv: list[str]) -> int:
     limits.check_memory(limits.array_bytes(large, np.float32, 7 * len(headline.LARGE_ENGINES))
                         + limits.array_bytes(large, np.float64, 7),
                         f"--large_size={_LARGE_SIZE.value}")
+  timing = _PRECISION.timing(_MIN_RUN_TIME.value, 0)  # checks the flags, one line each
   settings = headline.Settings(large, _STEPS.value, _REPEATS.value, _MIN_RUN_TIME.value,
-                               _model_cases() if "models" in groups else ())
+                               _model_cases() if set(groups) & {"models", "answers"} else (),
+                               timing.isolation, timing.estimator, timing.precision,
+                               _PRECISION.max_run_time.value)
   session = headline.Session(settings, log=_log)
   results = headline.measure(groups, session)
-  machine = machine_document()
+  machine = machine_document(isolation=settings.isolation, interference=interference.run_totals(
+      session.rows + session.again, settings.isolation))
   markdown = f"{_summary(machine)}\n\n{targets.render(results)}\n"
   if session.rows:
     table = report.render_compare(session.rows)

@@ -3,14 +3,17 @@
   python -m experiments.compare [--workloads=muladd_sum,abs_loss] [--engines=...]
       [--backends=cpu,gpu] [--sizes=3x4,1000x1000] [--dtype=float32] [--min_run_time=0.2]
       [--baseline=jit] [--interleave=true] [--output_json=PATH] [--output_csv=PATH]
-      [--output_jsonl=PATH] [--plot=PATH.png]
+      [--output_jsonl=PATH] [--plot=PATH.png] [--precision=P] [--max_run_time=S]
+      [--estimator=median|min] [--isolation=cooldown|none] [--save_baseline=PATH]
+      [--compare_to=PATH] [--noise_threshold=0.05] [--fail_on_regression] [--allow_other_machine]
   python -m experiments.compare --function=MODULE:NAME --shapes=SHAPE[;SHAPE...] [--argnums=0,1]
   python -m experiments.compare --function=MODULE:NAME --inputs=MODULE:NAME
       [--peer_function=torch:MODULE:NAME]
 
 Every engine's output is checked against a float64 reference before it is timed; engines are
 timed in interleaved rounds and compared with --baseline round by round. The run exits 1 at the
-end (after writing every output) if any row was wrong or failed.
+end (after writing every output) if any row was wrong or failed, or, with --fail_on_regression,
+if any row is slower than the --compare_to baseline.
 """
 
 import contextlib
@@ -19,7 +22,7 @@ import sys
 from absl import flags
 
 from funcgrad import compile_cache, sharding
-from funcgrad.bench import case, comparison, plan, report, runner, speedups
+from funcgrad.bench import baselines, case, comparison, interference, plan, report, runner, speedups
 from funcgrad.bench import engines as engines_lib
 from funcgrad.bench import workloads as registry
 from funcgrad.bench.machine import machine_document
@@ -65,6 +68,8 @@ _OUTPUT_CSV = flags.DEFINE_string("output_csv", None, "Write one CSV row per res
 _OUTPUT_JSONL = flags.DEFINE_string("output_jsonl", None, "Append each row here as it finishes.")
 _PLOT = flags.DEFINE_string("plot", None, "Write a log-log plot here (PNG; needs matplotlib).")
 _ALLOCATOR = _flags.define_allocator()
+_PRECISION = _flags.define_precision_flags()
+_BASELINES = _flags.define_baseline_flags()
 _PROGRESS = _progress.define_progress_flag()
 _FIT_STEPS = flags.DEFINE_integer(
     "fit_steps", fits.FIT_STEPS, "Adam steps per call of the fit_* workloads (learning rate "
@@ -90,7 +95,8 @@ def _request() -> plan.Request:
       workloads=_WORKLOADS.value, engines=_ENGINES.value, backends=_BACKENDS.value,
       skip_unavailable=_SKIP_UNAVAILABLE.value,
       sizes=_SIZES.value if flags.FLAGS["sizes"].present else None, dtype=_DTYPE.value,
-      timing=case.Timing(_MIN_RUN_TIME.value, _SEED.value, _INTERLEAVE.value),
+      timing=_PRECISION.timing(_MIN_RUN_TIME.value, _SEED.value, _INTERLEAVE.value,
+                               _BASELINE.value),
       baseline=_BASELINE.value, fit_steps=_FIT_STEPS.value, devices=_DEVICES.value,
       mesh=_MESH.value, compilation_cache_dir=_COMPILATION_CACHE_DIR.value,
       function=_FUNCTION.value, shapes=_SHAPES.value, argnums=_ARGNUMS.value,
@@ -101,7 +107,8 @@ def _request() -> plan.Request:
 def main(argv: list[str]) -> int:
   del argv
   _cli.check_outputs({"--output_json": _OUTPUT_JSON.value, "--output_csv": _OUTPUT_CSV.value,
-                     "--output_jsonl": _OUTPUT_JSONL.value, "--plot": _PLOT.value})
+                     "--output_jsonl": _OUTPUT_JSONL.value, "--plot": _PLOT.value,
+                     "--save_baseline": _BASELINES.save.value})
   _progress.announce("compare: importing the engines and measuring the copy bandwidth, then "
                      "each case: compile and check every engine, time them", _PROGRESS.value)
   _cli.restart_as_asked(_ALLOCATOR.value)  # first: the allocator is chosen at process start
@@ -110,19 +117,37 @@ def main(argv: list[str]) -> int:
   if _SIMULATE_CPU_DEVICES.value:
     sharding.set_cpu_device_count(_SIMULATE_CPU_DEVICES.value)  # before JAX starts its backends
   planned = plan.plan(_request())  # every bad flag fails here, before any measurement
+  old = _BASELINES.load(machine_document())  # a bad --compare_to too
+  timing = planned.cases[0].timing if planned.cases else _PRECISION.timing(
+      _MIN_RUN_TIME.value, _SEED.value)
   if _COMPILATION_CACHE_DIR.value:
     compile_cache.enable_persistent_cache(_COMPILATION_CACHE_DIR.value)
   rooflines: dict = {}
+
+  def machine(rows=()):
+    return machine_document(rooflines, compilation_cache_dir=_COMPILATION_CACHE_DIR.value,
+                            isolation=timing.isolation,
+                            interference=interference.run_totals(rows, timing.isolation))
+
+  def found_of(rows):
+    return speedups.speedups(rows, planned.baseline, _SEED.value, timing.estimator,
+                             timing.precision) if planned.baseline else []
+
+  def changes_of(rows):
+    return baselines.changes(rows, old, _BASELINES.noise_threshold.value, timing.estimator,
+                             _SEED.value) if old is not None else None
+
+  seen: list[runner.Result] = []
   run = report.run_outputs(
-      lambda: machine_document(rooflines, compilation_cache_dir=_COMPILATION_CACHE_DIR.value),
-      output_json=_OUTPUT_JSON.value, output_csv=_OUTPUT_CSV.value,
-      output_jsonl=_OUTPUT_JSONL.value, plot_path=_PLOT.value,
-      speedups=lambda rows: speedups.speedups(rows, planned.baseline, _SEED.value)
-      if planned.baseline else [])
+      lambda: machine(seen), output_json=_OUTPUT_JSON.value, output_csv=_OUTPUT_CSV.value,
+      output_jsonl=_OUTPUT_JSONL.value, plot_path=_PLOT.value, speedups=found_of,
+      extra=lambda rows: {} if old is None else
+      {"changes": [c.to_dict() for c in changes_of(rows)]})
   _cli.on_interrupt(run.interrupted)  # Ctrl-C, SIGTERM, SIGHUP: every finished row is written
   bar = _progress.Progress(_PROGRESS.value)
 
   def on_result(result: runner.Result, index: int, total: int) -> None:
+    seen.append(result)
     run.add(result)
     bar.done(_progress.row_line(result, index, total))
 
@@ -138,15 +163,24 @@ def main(argv: list[str]) -> int:
   finally:
     bar.close()
   run.finish()  # one failed output does not stop the others, nor the tables
-  found = speedups.speedups(done, planned.baseline, _SEED.value) if planned.baseline else []
+  if _BASELINES.save.value:
+    baselines.save(_BASELINES.save.value, machine(done), done)
+  found = found_of(done)
+  changes = changes_of(done)
   print(report.render_compare(done))
   if found:
     print()
     print(report.render_speedups(found))
+  if changes is not None:
+    print()
+    print(baselines.render(changes, _BASELINES.compare_to.value, _BASELINES.noise_threshold.value))
   if planned.function is not None:
     print("\n".join(comparison.user_notes(planned.function, done, held.lines)))
-  return run.report_failures(
-      0 if all(r.status in (runner.OK, runner.NOT_IMPLEMENTED) for r in done) else 1)
+  status = 0 if all(r.status in (runner.OK, runner.NOT_IMPLEMENTED) for r in done) else 1
+  if status == 0 and _BASELINES.fail_on_regression.value and baselines.regressed(changes or []):
+    print("--fail_on_regression: a row is slower than the baseline.", file=sys.stderr)
+    status = 1
+  return run.report_failures(status)
 
 
 if __name__ == "__main__":

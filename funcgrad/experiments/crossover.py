@@ -2,16 +2,29 @@
 
   python -m experiments.crossover [--workload=muladd_sum] [--engines=numpy,jit] [--baseline=jit]
       [--backend=cpu] [--max_elements=16000000] [--output_json=PATH] [--plot=PATH.png]
+      [--precision=0.05] [--max_run_time=2] [--estimator=median|min] [--isolation=cooldown|none]
 
-Every size is a case of the runner (checked, then timed in interleaved rounds); the crossover
-against an engine is the smallest size at which the baseline's 95% speedup interval lies wholly
-above 1 (null when it never does in range).
+Every size is a case of the runner (checked, then timed in interleaved rounds until its interval
+is within --precision, or --max_run_time seconds); the crossover against an engine is the
+smallest size at which the baseline's 95% speedup interval lies wholly above 1 (null when it
+never does in range), and the band runs from the last size where the engine is surely faster
+(interval below 1) to that crossover: between them the interval straddles 1.
 """
 
 import numpy as np
 from absl import flags
 
-from funcgrad.bench import case, checks, crossover, engines, report, runner, speedups, workloads
+from funcgrad.bench import (
+    case,
+    checks,
+    crossover,
+    engines,
+    interference,
+    report,
+    runner,
+    speedups,
+    workloads,
+)
 from funcgrad.bench.machine import machine_document
 from funcgrad.errors import UsageError
 from funcgrad.experiments import _cli, _flags, _progress
@@ -30,6 +43,8 @@ _SEED = _flags.define_seed("the inputs, the round order and the bootstrap")
 _OUTPUT_JSON = _flags.define_output_json("{machine, results, speedups, crossovers}")
 _PLOT = flags.DEFINE_string("plot", None, "Write the speedup-vs-size plot here (PNG).")
 _ALLOCATOR = _flags.define_allocator()
+_PRECISION = _flags.define_precision_flags(crossover.DEFAULT_PRECISION,
+                                           crossover.DEFAULT_MAX_RUN_TIME)
 _PROGRESS = _progress.define_progress_flag()
 
 
@@ -49,7 +64,8 @@ def main(argv: list[str]) -> int:
   sweep = case.Sweep(
       workloads=[workload], engines=[engines.get_engine(n) for n in names],
       backends=checks.resolve_backends([_BACKEND.value], skip_unavailable=False),
-      sizes=sizes, dtype=np.dtype(np.float32), timing=case.Timing(_MIN_RUN_TIME.value, _SEED.value))
+      sizes=sizes, dtype=np.dtype(np.float32),
+      timing=_PRECISION.timing(_MIN_RUN_TIME.value, _SEED.value, baseline=baseline))
   cases = sweep.cases()
   try:
     checks.check_cases(cases)
@@ -60,18 +76,26 @@ def main(argv: list[str]) -> int:
     report.check_plot_available()
 
   rooflines: dict = {}
+  timing = sweep.timing
+  seen: list[runner.Result] = []
+
+  def found_of(rows):
+    return speedups.speedups(rows, baseline, _SEED.value, timing.estimator, timing.precision)
 
   def extra(rows):
-    return {"crossovers": [p.to_dict() for p in crossover.crossovers(
-        speedups.speedups(rows, baseline, _SEED.value), baseline)]}
+    return {"crossovers": [p.to_dict() for p in crossover.crossovers(found_of(rows), baseline)]}
 
-  run = report.run_outputs(lambda: machine_document(rooflines), output_json=_OUTPUT_JSON.value,
-                           speedups=lambda rows: speedups.speedups(rows, baseline, _SEED.value),
+  def machine():
+    return machine_document(rooflines, isolation=timing.isolation,
+                            interference=interference.run_totals(seen, timing.isolation))
+
+  run = report.run_outputs(machine, output_json=_OUTPUT_JSON.value, speedups=found_of,
                            extra=extra)
   _cli.on_interrupt(run.interrupted)  # Ctrl-C, SIGTERM, SIGHUP: every finished row is written
   bar = _progress.Progress(_PROGRESS.value)
 
   def progress(result, index, total):
+    seen.append(result)
     run.add(result)
     bar.done(f"[{index}/{total}] {format_shape(result.shape)} {result.engine}: "
              f"{report.format_seconds(result.median_s)}")
@@ -83,7 +107,7 @@ def main(argv: list[str]) -> int:
   finally:
     bar.close()
   run.finish()
-  found = speedups.speedups(results, baseline, _SEED.value)
+  found = found_of(results)
   points = crossover.crossovers(found, baseline)
   if _PLOT.value:
     crossover.plot(_PLOT.value, found, points)

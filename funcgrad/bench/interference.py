@@ -1,0 +1,337 @@
+"""What else ran beside each timed block: other processes, this run's other engines, steal.
+
+Linux keeps the counters: `/proc/stat` (every CPU's busy, idle and steal time, in clock ticks),
+`/proc/self/stat` (this process's CPU time, all threads) and `/proc/self/task/<tid>/schedstat`
+(each thread's time on a CPU, in nanoseconds; `task/<tid>/stat` in ticks where schedstat is
+missing). A `Meter` reads them before and after every block; per row it sums the differences
+into shares of the machine's CPU time during that row's blocks (seconds of wall time x CPUs):
+
+- `other_processes`: busy time of the whole machine less this run's own (this process and its
+  worker processes): another job, a test suite, a CPU hog.
+- `other_engines`: CPU time of this run's threads that do not belong to the engine being timed:
+  a peer's pool still spinning after its own block (OpenBLAS, OpenMP), JAX's pool after jit's.
+- `steal`: time the hypervisor gave another guest.
+
+Which threads belong to an engine is learned, not guessed from names (OpenBLAS and OpenMP
+workers are all called `python`): before an engine's untimed warm-up the meter waits until no
+thread but the timing thread is running or runnable (`cool_down`, from each thread's state in
+`task/<tid>/stat`: a spinning pool stays runnable even while another process holds the CPU, so
+the state says what a window of CPU time can miss), then every thread that runs during the
+warm-up is the engine's, with the rest of its named pool (XLA's `tf_XLAEigen` workers wake in
+any order). A thread two engines share (JAX's pool, for eager and jit) belongs to
+both, and the timing thread to all of them, so neither is ever counted against its own engine.
+
+Without `/proc` (not Linux), every share is None and nothing else changes.
+"""
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+Clock = Callable[[], float]
+Shares = dict[str, float | None]
+
+SOURCES = ("other_processes", "other_engines", "steal")
+NOTE_CORES = 0.10  # a table notes interference above this many cores' worth elsewhere
+ACTIVE_S = 1e-4  # a thread that ran at least this long during a warm-up belongs to the engine
+POLL_S = 0.001  # cool_down looks at the other threads' states this often ...
+MAX_COOL_DOWN_S = 0.25  # ... for at most this long (OpenBLAS spins ~0.1 s; the shares say
+# what was left when a busy machine keeps a starved pool runnable longer)
+_NULL: Shares = dict.fromkeys(SOURCES)
+
+
+@dataclasses.dataclass(frozen=True)
+class Counters:
+  """One reading of the counters, in seconds.
+
+  Attributes:
+    busy_s: every CPU's busy time (user, nice, system, irq, softirq).
+    steal_s: every CPU's steal time.
+    own_s: this process's CPU time (all its threads) and its worker processes'.
+    threads_s: per thread id of this process, its CPU time.
+    cpus: the CPUs `/proc/stat` lists.
+  """
+
+  busy_s: float
+  steal_s: float
+  own_s: float
+  threads_s: Mapping[int, float]
+  cpus: int
+
+
+def _read(path: str) -> str:
+  with open(path, encoding="ascii", errors="replace") as f:
+    return f.read(4096)
+
+
+def _stat_times(text: str) -> float:
+  """utime + stime, in ticks, from a `/proc/<pid>/stat` line (the name may hold spaces)."""
+  fields = text[text.rindex(")") + 1:].split()
+  return float(fields[11]) + float(fields[12])
+
+
+def _thread_seconds(task_dir: str, tick: float) -> float:
+  try:
+    return int(_read(os.path.join(task_dir, "schedstat")).split()[0]) * 1e-9
+  except (OSError, ValueError, IndexError):
+    return _stat_times(_read(os.path.join(task_dir, "stat"))) * tick
+
+
+def read_counters(proc: str = "/proc", pid: str = "self", workers: Iterable[int] = (),
+                  tick: float | None = None) -> Counters | None:
+  """The counters now, or None where `proc` cannot be read (no Linux, a sandbox).
+
+  Args:
+    proc: where procfs is mounted (a fake tree in tests).
+    pid: this process (`self`, or a number).
+    workers: process ids whose CPU time is this run's own too.
+    tick: seconds per clock tick (default: the system's `SC_CLK_TCK`).
+  """
+  tick = tick or 1.0 / os.sysconf("SC_CLK_TCK")
+  try:
+    lines = _read(os.path.join(proc, "stat")).splitlines()
+    total = [float(v) for v in lines[0].split()[1:9]]
+    user, nice, system, _, _, irq, softirq, steal = total + [0.0] * (8 - len(total))
+    cpus = sum(1 for line in lines[1:] if line.startswith("cpu"))
+    own = sum(_stat_times(_read(os.path.join(proc, str(p), "stat"))) for p in (pid, *workers))
+    task_root = os.path.join(proc, str(pid), "task")
+    threads = {}
+    for tid in os.listdir(task_root):
+      try:
+        threads[int(tid)] = _thread_seconds(os.path.join(task_root, tid), tick)
+      except (OSError, ValueError):
+        continue  # the thread ended between the listing and the read
+  except (OSError, ValueError, IndexError):
+    return None
+  return Counters((user + nice + system + irq + softirq) * tick, steal * tick, own * tick,
+                  threads, max(cpus, 1))
+
+
+def running_threads(proc: str = "/proc", pid: str = "self") -> set[int] | None:
+  """Threads of `pid` in state R (running or waiting for a CPU), or None without procfs."""
+  task_root = os.path.join(proc, str(pid), "task")
+  try:
+    tids = os.listdir(task_root)
+  except OSError:
+    return None
+  out = set()
+  for tid in tids:
+    try:
+      text = _read(os.path.join(task_root, tid, "stat"))
+      if text[text.rindex(")") + 1:].split()[0] == "R":
+        out.add(int(tid))
+    except (OSError, ValueError, IndexError):
+      continue  # ended between the listing and the read
+  return out
+
+
+def thread_names(proc: str = "/proc", pid: str = "self") -> dict[int, str]:
+  """Each thread's name (`task/<tid>/comm`); empty without procfs."""
+  task_root = os.path.join(proc, str(pid), "task")
+  out = {}
+  try:
+    tids = os.listdir(task_root)
+  except OSError:
+    return out
+  for tid in tids:
+    try:
+      out[int(tid)] = _read(os.path.join(task_root, tid, "comm")).strip()
+    except (OSError, ValueError):
+      continue
+  return out
+
+
+@dataclasses.dataclass
+class Tally:
+  """Summed differences over blocks: the raw material of a row's shares."""
+
+  wall_s: float = 0.0
+  cpus: int = 1
+  other_processes_s: float = 0.0
+  other_engines_s: float = 0.0
+  steal_s: float = 0.0
+  blocks: int = 0
+
+  def add(self, other: "Tally") -> None:
+    self.wall_s += other.wall_s
+    self.cpus = max(self.cpus, other.cpus)
+    self.other_processes_s += other.other_processes_s
+    self.other_engines_s += other.other_engines_s
+    self.steal_s += other.steal_s
+    self.blocks += other.blocks
+
+  def shares(self) -> Shares:
+    """Each source as a share of the machine's CPU time (None before any block)."""
+    capacity = self.wall_s * self.cpus
+    if not self.blocks or capacity <= 0:
+      return dict(_NULL)
+    raw = (self.other_processes_s, self.other_engines_s, self.steal_s)
+    return {k: min(1.0, max(0.0, v / capacity)) for k, v in zip(SOURCES, raw, strict=True)}
+
+
+def difference(before: Counters, after: Counters, wall_s: float, own_threads: Iterable[int],
+               main_thread: int | None = None) -> Tally:
+  """What ran beside one block, from the counters read at its start and its end.
+
+  Args:
+    before, after: the readings.
+    wall_s: the block's wall time.
+    own_threads: the threads of the engine being timed (not counted as other engines).
+    main_thread: the timing thread (never counted).
+  """
+  own = set(own_threads) | ({main_thread} if main_thread is not None else set())
+  others = sum(max(0.0, t - before.threads_s.get(tid, 0.0))
+               for tid, t in after.threads_s.items() if tid not in own)
+  outside = (after.busy_s - before.busy_s) - (after.own_s - before.own_s)
+  return Tally(wall_s, after.cpus, max(0.0, outside), others,
+               max(0.0, after.steal_s - before.steal_s), 1)
+
+
+def active_threads(before: Counters, after: Counters, at_least_s: float = ACTIVE_S) -> set[int]:
+  """Threads that ran at least `at_least_s` between two readings."""
+  return {tid for tid, t in after.threads_s.items()
+          if t - before.threads_s.get(tid, 0.0) >= at_least_s}
+
+
+class Meter:
+  """Reads the counters around blocks and sums, per engine, what ran beside them.
+
+  Args:
+    read: returns `Counters` or None (default: `read_counters` on this process).
+    running: returns the threads now running or runnable (default: `running_threads`).
+    names: returns each thread's name (default: `thread_names`).
+    clock: seconds, for the cool-down's windows.
+    sleep: waits, for the cool-down.
+    main_thread: the timing thread's id (default: the calling thread's).
+  """
+
+  def __init__(self, read: Callable[[], Counters | None] | None = None,
+               clock: Clock = time.perf_counter, sleep: Callable[[float], None] = time.sleep,
+               main_thread: int | None = None,
+               running: Callable[[], set[int] | None] | None = None,
+               names: Callable[[], dict[int, str]] | None = None):
+    self._read = read or read_counters
+    self._running = running or running_threads
+    self._names = names or thread_names
+    self._clock, self._sleep = clock, sleep
+    self.main_thread = threading_id() if main_thread is None else main_thread
+    self.threads: dict[str, set[int]] = {}
+    self.tallies: dict[str, Tally] = {}
+    self.available = self._read() is not None
+
+  def read(self) -> Counters | None:
+    return self._read() if self.available else None
+
+  def learn(self, name: str, before: Counters | None, after: Counters | None) -> None:
+    """The threads that ran between `before` and `after` (an engine's warm-up) are `name`'s,
+    with every thread of a named pool one of them belongs to (XLA's `tf_XLAEigen` workers wake
+    in any order: a warm-up that used some of them owns all)."""
+    if before is None or after is None:
+      return
+    active = active_threads(before, after)
+    names = self._names()
+    main_name = names.get(self.main_thread)
+    pools = {names[t] for t in active if names.get(t) and names[t] != main_name}
+    active |= {t for t, n in names.items() if n in pools}
+    self.threads.setdefault(name, set()).update(active)
+
+  def record(self, name: str, before: Counters | None, after: Counters | None,
+             wall_s: float) -> Tally | None:
+    """Adds one block of `name` to its tally; returns the block's own difference."""
+    if before is None or after is None:
+      return None
+    tally = difference(before, after, wall_s, self.threads.get(name, ()), self.main_thread)
+    self.tallies.setdefault(name, Tally()).add(tally)
+    return tally
+
+  def shares(self, name: str) -> Shares:
+    tally = self.tallies.get(name)
+    return tally.shares() if tally else dict(_NULL)
+
+  def total(self) -> Tally:
+    out = Tally()
+    for tally in self.tallies.values():
+      out.add(tally)
+    return out
+
+  def cool_down(self, name: str | None = None, quiet_polls: int = 2,
+                poll_s: float = POLL_S, max_s: float = MAX_COOL_DOWN_S) -> float:
+    """Waits until no thread outside `name`'s (all but the timing thread when None) is running
+    or runnable (a spinning pool is, even while another process holds the CPU) at `quiet_polls`
+    polls in a row, `poll_s` apart, or until `max_s` has passed; returns the seconds waited.
+    """
+    if not self.available:
+      return 0.0
+    own = set(self.threads.get(name, ())) if name else set()
+    own.add(self.main_thread)
+    start, quiet = self._clock(), 0
+    while quiet < quiet_polls and self._clock() - start < max_s:
+      running = self._running()
+      if running is None:
+        break
+      quiet = quiet + 1 if not running - own else 0
+      if quiet < quiet_polls:
+        self._sleep(poll_s)
+    return self._clock() - start
+
+
+def threading_id() -> int:
+  """The kernel's id of the calling thread (what `/proc/self/task` lists)."""
+  import threading  # noqa: PLC0415 - only for the native id
+  return threading.get_native_id()
+
+
+def machine_cpus(proc: str = "/proc") -> int | None:
+  """The CPUs `/proc/stat` lists (what the shares are of), or None without procfs."""
+  counters = read_counters(proc)
+  return counters.cpus if counters is not None else None
+
+
+def run_totals(rows: Sequence[Any], isolation: str, cpus: int | None = None) -> dict[str, Any]:
+  """The run's shares over every timed block of `rows` (each row weighted by its timed wall
+  time), for the machine document, with the CPUs and the isolation mode.
+
+  Args:
+    rows: `runner.Result`s (`interference`, `block_times_s`, `calls_per_block`).
+    isolation: the mode the rows were timed in.
+    cpus: the machine's CPUs (default: read from /proc).
+  """
+  sums, walls = dict.fromkeys(SOURCES, 0.0), 0.0
+  for row in rows:
+    shares = getattr(row, "interference", None)
+    if not shares or any(shares.get(k) is None for k in SOURCES) or not row.block_times_s:
+      continue
+    wall = sum(row.block_times_s) * (row.calls_per_block or 1)
+    walls += wall
+    for k in SOURCES:
+      sums[k] += shares[k] * wall
+  out: dict[str, Any] = {k: (sums[k] / walls if walls > 0 else None) for k in SOURCES}
+  return {**out, "cpus": cpus if cpus is not None else machine_cpus(), "isolation": isolation}
+
+
+def note(rows: Sequence[Mapping[str, Any]], cpus: int | None,
+         cores: float = NOTE_CORES) -> str | None:
+  """One line naming the worst source, when any row saw more than `cores` of a core elsewhere.
+
+  Args:
+    rows: dicts with `interference` (shares, or None) and the row's names (`engine`,
+      `workload`, `shape`).
+    cpus: the machine's CPUs (the shares are of all of them); None: no note.
+  """
+  worst = None
+  for row in rows:
+    shares = row.get("interference") or {}
+    for source in SOURCES:
+      share = shares.get(source)
+      if share is not None and share * (cpus or 0) > cores and \
+          (worst is None or share > worst[0]):
+        worst = (share, source, row)
+  if worst is None:
+    return None
+  share, source, row = worst
+  shape = "x".join(str(d) for d in row.get("shape") or ()) or "-"
+  return (f"note: busy machine: up to {share * cpus:.2f} of a core went to {source} "
+          f"({share:.0%} of the machine's CPU time) during {row.get('engine')}'s blocks of "
+          f"{row.get('workload')} {shape}; these timings may not hold on a quiet machine.")
