@@ -2,6 +2,7 @@
 many pytest-xdist workers `-n auto` starts."""
 
 import os
+import signal
 
 import jax
 import pytest
@@ -9,6 +10,15 @@ import pytest
 from funcgrad.devices import gpu_available
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+# A shell's background job (`pytest &`, nohup) starts with SIGINT/SIGHUP ignored, and an ignored
+# signal stays ignored in every child, which the scripts respect: the tests that send Ctrl-C or
+# SIGHUP to a real CLI process would then wait on a process that never ends. The tests' children
+# get the dispositions of a terminal's foreground job instead (a handler is reset by exec).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+  signal.signal(signal.SIGINT, signal.default_int_handler)
+if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+  signal.signal(signal.SIGHUP, lambda signum, frame: None)
 
 
 GIB_PER_WORKER = 4  # a worker imports JAX, torch and TensorFlow and starts CLI subprocesses

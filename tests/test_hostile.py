@@ -373,9 +373,12 @@ def test_ctrl_c_while_importing_is_one_line(tmp_path):
   job = subprocess.Popen([sys.executable, "-m", "experiments.optimize", "--loops=eager",
                           "--steps=100000", f"--output_json={tmp_path}/r.json"], cwd=ROOT,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-  time.sleep(4)
+  time.sleep(0.5)  # past the launcher's first lines (its handler is set), inside `import jax`
   job.send_signal(signal.SIGINT)
-  _, stderr = job.communicate(timeout=20)
+  try:
+    _, stderr = job.communicate(timeout=20)
+  finally:
+    job.kill()  # never left running when the assertion fails
   job.stderr = stderr
   assert_refused(job, "interrupted", code=EXIT_INTERRUPTED)
   assert_nothing_written(tmp_path)
