@@ -261,6 +261,8 @@ def compare(fn: Callable[..., Any], *example_args: Any, argnums: int | Sequence[
                               allow_other_machine, noise_threshold)
   rank = {e.name: i for i, e in enumerate(chosen)}
   comparison.results.sort(key=lambda r: rank[r.engine])
+  if comparison.changes is not None:
+    comparison.changes.sort(key=lambda c: rank[c.engine])
   comparison.notes.extend(user_notes(uf, comparison.results, held.lines))
   return comparison
 
