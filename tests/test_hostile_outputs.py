@@ -288,18 +288,21 @@ def test_a_signal_while_importing_is_one_line(tmp_path, signum, code, delay):
 
 
 @pytest.mark.slow
-def test_sigterm_during_optimize_keeps_the_finished_loops(tmp_path):
+def test_sigterm_during_optimize_writes_its_json_marked_incomplete(tmp_path):
+  # The loops of a fit are one case of the runner: their rows finish together, at its end. A
+  # SIGTERM while they are prepared or timed still writes the JSON, marked incomplete.
   path = tmp_path / "fit.json"
-  job = subprocess.Popen([sys.executable, "-m", "experiments.optimize", "--loops=scan,eager",
-                          "--steps=3000", "--min_run_time=0.05", "--allocator=system",
+  job = subprocess.Popen([sys.executable, "-m", "experiments.optimize", "--loops=scan,numpy",
+                          "--steps=300", "--min_run_time=60", "--allocator=system",
                           f"--output_json={path}"], cwd=ROOT, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
-  deadline, seen = time.monotonic() + 120, ""
-  while "[scan]" not in seen and time.monotonic() < deadline:
-    seen += job.stderr.readline()
-  job.send_signal(signal.SIGTERM)
-  _, rest = job.communicate(timeout=60)
-  assert job.returncode == 143, seen + rest
-  assert "Traceback" not in rest and "kept 1 finished row" in rest, rest
+  try:
+    time.sleep(12)  # past the imports (about 3 s on a quiet 2-core machine), inside the fit
+    job.send_signal(signal.SIGTERM)
+    _, rest = job.communicate(timeout=60)
+  finally:
+    job.kill()
+  assert job.returncode == 143, rest
+  assert "Traceback" not in rest and "kept 0 finished rows" in rest, rest
   document = _strict_load(path)
-  assert document["complete"] is False and [r["loop"] for r in document["results"]] == ["scan"]
+  assert document["complete"] is False and document["results"] == []
