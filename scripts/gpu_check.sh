@@ -59,7 +59,7 @@ PY
 # The models, each at its own sizes (an attention DIM is a multiple of 64).
 for case in "mlp,mlp_train:$MODEL_SIZES" "attention:$ATTENTION_SIZES"; do
   name=${case%%:*}; sizes=${case#*:}
-  "$PYTHON" -m experiments.compare --backends="$BACKENDS" --engines="$available,jit_scan" \
+  "$PYTHON" -m experiments.compare --backends="$BACKENDS" --engines="$available,jit_scan,jit_scan_fused" \
     --workloads="$name" --sizes="$sizes" --min_run_time="$MIN_RUN_TIME" \
     --output_json="$LOGS/models_${name%%,*}.json" \
     >> "$LOGS/gpu_models.txt" 2>> "$LOGS/gpu_models.log" || status=1
