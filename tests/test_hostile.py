@@ -23,7 +23,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from funcgrad import distributed, exporting, shapes, sharding
+from funcgrad import distributed, exporting, outputs, shapes, sharding
 from funcgrad.errors import UsageError
 from tests.cli import run_in_process
 from tests.helpers import ROOT
@@ -167,16 +167,14 @@ def test_output_paths_checked_before_work(tmp_path, case):
 
 
 def test_outputs_follow_the_umask_and_leave_no_temporary_file(tmp_path):
-  from funcgrad.bench import report  # noqa: PLC0415
-
   old = os.umask(0o027)
   try:
-    report.atomic_write(str(tmp_path / "r.json"), "{}\n")
+    outputs.atomic_write(str(tmp_path / "r.json"), "{}\n")
   finally:
     os.umask(old)
   assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o640
   with pytest.raises(UsageError, match="Cannot write"):
-    report.atomic_write(str(tmp_path), "{}\n")  # a directory: the rename fails
+    outputs.atomic_write(str(tmp_path), "{}\n")  # a directory: the rename fails
   assert_nothing_written(tmp_path, keep={"r.json"})
 
 

@@ -254,11 +254,6 @@ def _ratio(value: float) -> str:
   return f"{value:.3g}x"
 
 
-def atomic_write(path: str, text: str) -> None:
-  """Writes `text` atomically with the umask's mode; a failed write leaves no temporary file."""
-  outputs.atomic_write(path, text)
-
-
 def json_document(machine: dict[str, Any], results: Sequence[Result],
                   speedups: Sequence[Speedup] = (), **extra: Any) -> dict[str, Any]:
   """`{"machine": ..., "results": [...], "speedups": [...], **extra}`."""
@@ -276,7 +271,7 @@ def json_text(machine: dict[str, Any], results: Sequence[Result],
 def write_json(path: str, machine: dict[str, Any], results: Sequence[Result],
                speedups: Sequence[Speedup] = (), **extra: Any) -> None:
   """Writes `json_text(...)` atomically."""
-  atomic_write(path, json_text(machine, results, speedups, **extra))
+  outputs.atomic_write(path, json_text(machine, results, speedups, **extra))
 
 
 def csv_text(results: Sequence[Result]) -> str:
@@ -294,7 +289,7 @@ def csv_text(results: Sequence[Result]) -> str:
 
 def write_csv(path: str, results: Sequence[Result]) -> None:
   """Writes `csv_text(results)` atomically."""
-  atomic_write(path, csv_text(results))
+  outputs.atomic_write(path, csv_text(results))
 
 
 class JsonlWriter:

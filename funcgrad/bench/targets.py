@@ -7,7 +7,7 @@ from typing import Any
 
 from funcgrad import outputs
 from funcgrad._tables import render_markdown
-from funcgrad.bench.report import atomic_write
+from funcgrad.outputs import atomic_write
 
 DISTURBED_PEAK = "DISTURBED PEAK"
 

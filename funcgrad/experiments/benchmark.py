@@ -14,7 +14,7 @@ import sys
 import numpy as np
 from absl import flags
 
-from funcgrad import limits
+from funcgrad import limits, outputs
 from funcgrad.bench import headline, interference, report, runner, stability, targets, workloads
 from funcgrad.bench.machine import machine_document
 from funcgrad.errors import UsageError
@@ -108,7 +108,7 @@ def main(argv: list[str]) -> int:
   if _OUTPUT_JSON.value:
     targets.write_json(_OUTPUT_JSON.value, machine, results)
   if _OUTPUT_MARKDOWN.value:
-    report.atomic_write(_OUTPUT_MARKDOWN.value, markdown)
+    outputs.atomic_write(_OUTPUT_MARKDOWN.value, markdown)
   rows_ok = all(r.status in (runner.OK, runner.NOT_IMPLEMENTED)
                 for r in session.rows + session.again)
   return targets.exit_status(rows_ok, results, _STRICT.value)

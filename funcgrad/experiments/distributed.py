@@ -110,7 +110,7 @@ def _join() -> int:
           f"per block, 5 blocks)")
     print("all processes agree with the single-process run" if result.ok else "DISAGREES")
     if _OUTPUT_JSON.value:
-      report.atomic_write(_OUTPUT_JSON.value, outputs.dumps(result.__dict__) + "\n")
+      outputs.atomic_write(_OUTPUT_JSON.value, outputs.dumps(result.__dict__) + "\n")
   else:
     print(f"process {result.process_id}: {'agrees' if result.ok else 'DISAGREES'}")
   return 0 if result.ok else 1

@@ -13,8 +13,8 @@ import numpy as np
 from absl import flags
 
 from funcgrad import limits, outputs, sharding
-from funcgrad.bench import report, workloads
 from funcgrad.bench import scaling as scaling_lib
+from funcgrad.bench import workloads
 from funcgrad.bench.machine import machine_document
 from funcgrad.errors import UsageError
 from funcgrad.experiments import _cli, _flags
@@ -67,7 +67,7 @@ def main(argv: list[str]) -> int:
   if _OUTPUT_JSON.value:
     document = {"machine": machine_document(), "strong": [r.to_dict() for r in strong],
                 "weak": [r.to_dict() for r in weak]}
-    report.atomic_write(_OUTPUT_JSON.value, outputs.dumps(document) + "\n")
+    outputs.atomic_write(_OUTPUT_JSON.value, outputs.dumps(document) + "\n")
   return 0 if all(r.ok for r in strong + weak) else 1
 
 
