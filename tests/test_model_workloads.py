@@ -27,8 +27,11 @@ def _engine_or_skip(name):
 
 
 @pytest.mark.parametrize("name", SIZES)
-@pytest.mark.parametrize("engine_name", ["numpy", "eager", "jit", "jit_packed", "jit_scan",
-                                         "torch_eager", "tf_eager", "tf_function", "tf_xla"])
+# The eager rows (every op dispatched on its own: 2-5 s each on 2 cores) are `slow` (the quick
+# subset within 90 s); tests/test_engines.py checks the eager engine in the quick subset.
+@pytest.mark.parametrize("engine_name", [
+    "numpy", pytest.param("eager", marks=pytest.mark.slow), "jit", "jit_packed", "jit_scan",
+    "torch_eager", "tf_eager", "tf_function", "tf_xla"])
 def test_every_engine_agrees_with_the_float64_reference(name, engine_name):
   engine = _engine_or_skip(engine_name)
   workload = WORKLOADS[name]

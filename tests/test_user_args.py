@@ -176,7 +176,7 @@ def test_check_peers_names_the_parameter():
     user_torch.check_peers([print])
 
 
-@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("compiled", [False, pytest.param(True, marks=pytest.mark.slow)])  # compile
 def test_torch_version_gets_the_same_arguments_and_gives_the_same_outputs(compiled):
   import torch  # noqa: PLC0415
 

@@ -59,6 +59,7 @@ def _assert_caught(comparison):
     assert r.median_s is None and "not timed" in r.error
 
 
+@pytest.mark.slow  # quick subset (-m "not slow") within 90 s: seconds of a framework's model
 def test_equinox_mlp():
   mlp = eqx.nn.MLP(8, 1, 16, 2, key=jax.random.key(0))  # its activations are leaves: static
   x = jnp.linspace(-1, 1, 32 * 8).reshape(32, 8)
@@ -84,6 +85,7 @@ class _Net(nnx.Module):
     return self.out(self.drop(jax.nn.relu(self.bn(self.linear(x)))))
 
 
+@pytest.mark.slow  # quick subset (-m "not slow") within 90 s: seconds of a framework's model
 def test_nnx_model_with_dropout_and_batchnorm():
   model = _Net(nnx.Rngs(0))  # train mode: dropout draws from the module's Rngs key and counter
   x = jnp.linspace(-2, 2, 16 * 4).reshape(16, 4)
@@ -99,6 +101,7 @@ def test_nnx_model_with_dropout_and_batchnorm():
   _assert_caught(funcgrad.compare(lambda m, x: flipped(loss(m, x)), model, x, **JIT))
 
 
+@pytest.mark.slow  # quick subset (-m "not slow") within 90 s: seconds of a framework's model
 def test_linen_model_with_integer_labels():
   model = linen.Sequential([linen.Dense(8), linen.tanh, linen.Dense(3)])
   x = jnp.linspace(-1, 1, 16 * 4).reshape(16, 4)
@@ -115,6 +118,7 @@ def test_linen_model_with_integer_labels():
                                   **JIT))
 
 
+@pytest.mark.slow  # quick subset (-m "not slow") within 90 s: seconds of a framework's model
 def test_haiku_model_with_an_rng():
   with jax.numpy_rank_promotion("allow"):  # haiku's bias add broadcasts by rank
     net = hk.transform(lambda x: hk.Linear(1)(hk.dropout(hk.next_rng_key(), 0.5,
@@ -153,6 +157,7 @@ def test_optax_training_step():
                                   static_argnames="wrong", value_and_grad=False, **JIT))
 
 
+@pytest.mark.slow  # quick subset (-m "not slow") within 90 s: seconds of a framework's model
 @pytest.mark.parametrize("make_key", [jax.random.key, jax.random.PRNGKey], ids=["typed", "legacy"])
 def test_random_function_with_either_key_kind(make_key):
   def noisy(w, key):
@@ -245,6 +250,7 @@ def test_eager_scan_recompiles_and_printing_are_said():
   assert notes.count("prints (print or jax.debug.print)") == 1
 
 
+@pytest.mark.slow  # quick subset (-m "not slow") within 90 s: seconds of a framework's model
 def test_torch_version():
   import torch  # noqa: PLC0415
 
