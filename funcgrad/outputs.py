@@ -253,12 +253,15 @@ class RunOutputs:
       `render(rows, complete)` returns the file's text or bytes.
     jsonl: `(flag, path)` of the streamed output, or None.
     to_row: turns a row object into the JSONL line's dict.
+    noun: what a row is, for the interrupted line (`kept 3 finished targets in ...`).
   """
 
   def __init__(self, files: Mapping[str, tuple[str | None, Render]],
                jsonl: tuple[str, str | None] | None = None,
-               to_row: Callable[[Any], dict[str, Any]] = lambda r: r.to_dict()):
+               to_row: Callable[[Any], dict[str, Any]] = lambda r: r.to_dict(),
+               noun: str = "row"):
     self.rows: list[Any] = []
+    self._noun = noun
     self.failures: list[str] = []
     self._files = {flag: (path, render) for flag, (path, render) in files.items() if path}
     self._to_row = to_row
@@ -298,7 +301,7 @@ class RunOutputs:
   def interrupted(self) -> str:
     """Writes what finished (JSON marked incomplete); returns what to say about it."""
     written = self.finish(complete=False)
-    rows = f"{len(self.rows)} finished row{'s' if len(self.rows) != 1 else ''}"
+    rows = f"{len(self.rows)} finished {self._noun}{'s' if len(self.rows) != 1 else ''}"
     if not written:
       return f"{rows}, no output asked for" if not self._files and not self.failures else \
           f"{rows}; {'; '.join(self.failures) or 'nothing was written'}"

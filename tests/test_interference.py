@@ -195,3 +195,30 @@ def test_run_totals_weight_rows_by_their_timed_time():
   totals = interference.run_totals(rows, "cooldown", cpus=2)
   assert totals == {"other_processes": pytest.approx(0.125), "other_engines": pytest.approx(0.025),
                     "steal": 0.0, "cpus": 2, "isolation": "cooldown"}
+
+
+def test_a_thread_the_block_woke_becomes_the_engines_and_only_running_ones_count():
+  # Thread 4 (numpy's pool) is still spinning when jit's block begins: it counts. Thread 8 (one
+  # of JAX's, missed by the warm-up) was asleep and ran during the block: jit woke it, so it
+  # does not count, and it is jit's from now on.
+  readings = FakeReadings(lambda i: {1: 0.01, 4: 0.05, 8: 0.02} if i else {})
+  meter = Meter(read=readings, main_thread=1, running=lambda: {1, 4},
+                names=lambda: {1: "compare", 4: "compare", 8: "compare"})
+  meter.threads["jit"] = {1}
+  meter.begin("jit")
+  before = meter.read()
+  tally = meter.record("jit", before, meter.read(), 1.0)
+  assert tally.other_engines_s == pytest.approx(0.05)
+  assert meter.threads["jit"] == {1, 8}
+  # Without begin (no running snapshot) every foreign thread counts, as before.
+  before = meter.read()
+  assert meter.record("jit", before, meter.read(), 1.0).other_engines_s == pytest.approx(0.05)
+
+
+def test_begin_without_proc_states_counts_every_foreign_thread():
+  readings = FakeReadings(lambda i: {1: 0.01, 4: 0.05} if i else {})
+  meter = Meter(read=readings, main_thread=1, running=lambda: None, names=lambda: {})
+  meter.begin("jit")
+  before = meter.read()
+  assert meter.record("jit", before, meter.read(), 1.0).other_engines_s == pytest.approx(0.05)
+  assert meter.threads["jit"] == set()

@@ -1,5 +1,6 @@
 """The benchmark's answer-holds targets, on rows with known block times."""
 
+import jax
 import pytest
 
 from funcgrad.bench import stability
@@ -70,3 +71,12 @@ def test_estimator_target_compares_both_estimators_on_the_same_rounds():
   assert target.measured is not None and target.passed
   assert "same rounds, 2 runs: median: median gap" in target.detail and "min: median gap" in \
       target.detail
+
+
+def test_looped_loss_does_twice_the_work_for_twice_the_trips():
+  # XLA's own count of the compiled gradient's flops: the matmuls dominate and double.
+  def flops(trips):
+    grad = jax.jit(jax.grad(stability.looped_loss(trips), argnums=(0, 1)))
+    return grad.lower(stability._W, stability._X).compile().cost_analysis()["flops"]
+  assert flops(64) / flops(32) == pytest.approx(2.0, rel=0.03)
+  assert stability.looped_loss(3).__qualname__ == stability.looped_loss(5).__qualname__

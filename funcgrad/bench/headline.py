@@ -403,13 +403,22 @@ GROUPS: dict[str, Group] = {
 }
 
 
-def measure(groups: Sequence[str], session: Session) -> list[Target]:
-  """The targets of `groups`, after the shared sweeps they need (in GROUPS order)."""
+def measure(groups: Sequence[str], session: Session,
+            add: Callable[[Target], None] | None = None) -> list[Target]:
+  """The targets of `groups`, after the shared sweeps they need (in GROUPS order).
+
+  Args:
+    add: called with each target as soon as its group is measured (a script keeps them, so
+      that an interrupted run still writes what finished).
+  """
   chosen = [g for g in GROUPS if g in groups]
   for key in ("large", "small"):
     if any(key in GROUPS[g].sweeps for g in chosen):
       session.sweep(key)
   out = []
   for name in chosen:
-    out += GROUPS[name].measure(session)
+    found = GROUPS[name].measure(session)
+    out += found
+    for target in found if add is not None else ():
+      add(target)
   return out

@@ -13,13 +13,21 @@ into shares of the machine's CPU time during that row's blocks (seconds of wall 
 - `steal`: time the hypervisor gave another guest.
 
 Which threads belong to an engine is learned, not guessed from names (OpenBLAS and OpenMP
-workers are all called `python`): before an engine's untimed warm-up the meter waits until no
-thread but the timing thread is running or runnable (`cool_down`, from each thread's state in
+workers are all called `python`, and threads started after absl renames the main thread carry
+the script's name): before an engine's untimed warm-up the meter waits until no thread but the
+timing thread is running or runnable (`cool_down`, from each thread's state in
 `task/<tid>/stat`: a spinning pool stays runnable even while another process holds the CPU, so
 the state says what a window of CPU time can miss), then every thread that runs during the
 warm-up is the engine's, with the rest of its named pool (XLA's `tf_XLAEigen` workers wake in
-any order). A thread two engines share (JAX's pool, for eager and jit) belongs to
-both, and the timing thread to all of them, so neither is ever counted against its own engine.
+any order). A thread two engines share (JAX's pool, for eager and jit) belongs to both, and the
+timing thread to all of them, so neither is ever counted against its own engine.
+
+A warm-up does not wake every thread an engine uses (one of the JAX CPU client's threads runs
+only now and then), so each block goes on learning: `begin` notes which foreign threads are
+running or runnable at the block's start (after the cool-down, if any), and a foreign thread
+that was asleep then and ran during the block was woken by the block's own work: it becomes the
+engine's. `other_engines` is the CPU time of the threads that were already running when the
+block began, the ones whose spinning the block had to share the CPUs with.
 
 Without `/proc` (not Linux), every share is None and nothing else changes.
 """
@@ -172,7 +180,8 @@ class Tally:
 
 
 def difference(before: Counters, after: Counters, wall_s: float, own_threads: Iterable[int],
-               main_thread: int | None = None) -> Tally:
+               main_thread: int | None = None,
+               running_at_start: Iterable[int] | None = None) -> Tally:
   """What ran beside one block, from the counters read at its start and its end.
 
   Args:
@@ -180,10 +189,14 @@ def difference(before: Counters, after: Counters, wall_s: float, own_threads: It
     wall_s: the block's wall time.
     own_threads: the threads of the engine being timed (not counted as other engines).
     main_thread: the timing thread (never counted).
+    running_at_start: the foreign threads running or runnable when the block began; when given,
+      only they count as other engines (a thread asleep then was woken by the block).
   """
   own = set(own_threads) | ({main_thread} if main_thread is not None else set())
+  counted = None if running_at_start is None else set(running_at_start)
   others = sum(max(0.0, t - before.threads_s.get(tid, 0.0))
-               for tid, t in after.threads_s.items() if tid not in own)
+               for tid, t in after.threads_s.items()
+               if tid not in own and (counted is None or tid in counted))
   outside = (after.busy_s - before.busy_s) - (after.own_s - before.own_s)
   return Tally(wall_s, after.cpus, max(0.0, outside), others,
                max(0.0, after.steal_s - before.steal_s), 1)
@@ -219,6 +232,7 @@ class Meter:
     self.main_thread = threading_id() if main_thread is None else main_thread
     self.threads: dict[str, set[int]] = {}
     self.tallies: dict[str, Tally] = {}
+    self._running_at_start: dict[str, set[int]] = {}
     self.available = self._read() is not None
 
   def read(self) -> Counters | None:
@@ -237,12 +251,33 @@ class Meter:
     active |= {t for t, n in names.items() if n in pools}
     self.threads.setdefault(name, set()).update(active)
 
+  def begin(self, name: str) -> None:
+    """Notes the threads outside `name`'s that are running or runnable now, as a block of
+    `name` begins (after its cool-down and before its re-warm): what `record` counts."""
+    if not self.available:
+      return
+    running = self._running()
+    if running is None:
+      self._running_at_start.pop(name, None)
+      return
+    self._running_at_start[name] = running - self.threads.get(name, set()) - {self.main_thread}
+
   def record(self, name: str, before: Counters | None, after: Counters | None,
              wall_s: float) -> Tally | None:
-    """Adds one block of `name` to its tally; returns the block's own difference."""
+    """Adds one block of `name` to its tally; returns the block's own difference.
+
+    After `begin(name)`, only the foreign threads running when the block began count, and
+    the others that ran (the block woke them) become `name`'s; without it, every thread
+    outside `name`'s counts.
+    """
     if before is None or after is None:
       return None
-    tally = difference(before, after, wall_s, self.threads.get(name, ()), self.main_thread)
+    own = self.threads.setdefault(name, set())
+    at_start = self._running_at_start.pop(name, None)
+    tally = difference(before, after, wall_s, own, self.main_thread, at_start)
+    if at_start is not None:
+      own.update(t for t in active_threads(before, after)
+                 if t not in at_start and t != self.main_thread)
     self.tallies.setdefault(name, Tally()).add(tally)
     return tally
 

@@ -80,10 +80,18 @@ def render(targets: Sequence[Target]) -> str:
   return render_markdown(["target", "measured", "goal", "result", "detail"], rows)
 
 
+def json_document(machine: dict[str, Any], targets: Sequence[Target],
+                  complete: bool = True) -> str:
+  """`{"machine": ..., "targets": [{name, measured, target, unit, pass, ...}], "complete"}`
+  (`complete` is false for a run interrupted before its last target)."""
+  document = {"machine": machine, "targets": [t.to_dict() for t in targets],
+              "complete": complete}
+  return outputs.dumps(document) + "\n"
+
+
 def write_json(path: str, machine: dict[str, Any], targets: Sequence[Target]) -> None:
-  """Writes `{"machine": ..., "targets": [{name, measured, target, unit, pass, ...}]}`."""
-  document = {"machine": machine, "targets": [t.to_dict() for t in targets]}
-  atomic_write(path, outputs.dumps(document) + "\n")
+  """Writes `json_document(machine, targets)` to `path`, atomically."""
+  atomic_write(path, json_document(machine, targets))
 
 
 def exit_status(rows_ok: bool, results: Sequence[Target], strict: bool) -> int:

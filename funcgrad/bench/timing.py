@@ -186,6 +186,7 @@ class _Meter(Protocol):
 
   def read(self) -> Any: ...
   def learn(self, name: str, before: Any, after: Any) -> None: ...
+  def begin(self, name: str) -> None: ...
   def record(self, name: str, before: Any, after: Any, wall_s: float) -> Any: ...
   def shares(self, name: str) -> dict[str, float | None]: ...
   def cool_down(self, name: str | None = None, quiet_polls: int = 2,
@@ -231,8 +232,10 @@ def time_rounds(timers: Mapping[str, Timer], min_run_time: float, seed: int = 0,
   waited = [0.0]
 
   def block(name: str, rewarm: bool) -> None:
-    if cool_down and meter is not None:
-      waited[0] += meter.cool_down(name, QUIET_POLLS)
+    if meter is not None:
+      if cool_down:
+        waited[0] += meter.cool_down(name, QUIET_POLLS)
+      meter.begin(name)
     rewarm_calls = int(calls[name] * REWARM_FRACTION) if rewarm else 0
     if rewarm_calls:
       timers[name].timeit(rewarm_calls)

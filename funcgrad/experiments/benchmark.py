@@ -97,21 +97,32 @@ def main(argv: list[str]) -> int:
                                timing.isolation, timing.estimator, timing.precision,
                                _PRECISION.max_run_time.value)
   session = headline.Session(settings, log=_log)
-  results = headline.measure(groups, session)
-  machine = machine_document(isolation=settings.isolation, interference=interference.run_totals(
-      session.rows + session.again, settings.isolation))
-  markdown = f"{_summary(machine)}\n\n{targets.render(results)}\n"
-  if session.rows:
-    table = report.render_compare(session.rows)
-    markdown += f"\nThe rows behind them (first run):\n\n```text\n{table}\n```\n"
-  print(markdown)
-  if _OUTPUT_JSON.value:
-    targets.write_json(_OUTPUT_JSON.value, machine, results)
-  if _OUTPUT_MARKDOWN.value:
-    outputs.atomic_write(_OUTPUT_MARKDOWN.value, markdown)
+
+  def machine() -> dict:
+    return machine_document(isolation=settings.isolation, interference=interference.run_totals(
+        session.rows + session.again, settings.isolation))
+
+  def markdown(found: list[targets.Target], complete: bool = True) -> str:
+    text = f"{_summary(machine())}\n\n{targets.render(found)}\n"
+    if not complete:
+      text += "\nInterrupted: the targets above are those measured before the run stopped.\n"
+    if session.rows:
+      table = report.render_compare(session.rows)
+      text += f"\nThe rows behind them (first run):\n\n```text\n{table}\n```\n"
+    return text
+
+  run = outputs.RunOutputs(
+      {"--output_json": (_OUTPUT_JSON.value,
+                         lambda found, complete: targets.json_document(machine(), found,
+                                                                       complete)),
+       "--output_markdown": (_OUTPUT_MARKDOWN.value, markdown)}, noun="target")
+  _cli.on_interrupt(run.interrupted)  # Ctrl-C, SIGTERM, SIGHUP: every finished target is kept
+  results = headline.measure(groups, session, add=run.add)
+  print(markdown(results))
+  run.finish()
   rows_ok = all(r.status in (runner.OK, runner.NOT_IMPLEMENTED)
                 for r in session.rows + session.again)
-  return targets.exit_status(rows_ok, results, _STRICT.value)
+  return run.report_failures(targets.exit_status(rows_ok, results, _STRICT.value))
 
 
 if __name__ == "__main__":

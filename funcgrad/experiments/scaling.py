@@ -8,6 +8,7 @@ sharding costs there, not a speed-up. On a multi-GPU machine the same command me
 scaling.
 """
 
+from typing import Any
 
 import numpy as np
 from absl import flags
@@ -31,7 +32,7 @@ _SIZE = flags.DEFINE_string("size", "2048x512", "Strong-scaling size; weak scali
 _COUNTS = flags.DEFINE_list("device_counts", ["1", "2", "4", "8"], "Device counts to run.")
 _BACKEND = flags.DEFINE_enum("backend", "cpu", ["cpu", "gpu"], "Backend whose devices to use.")
 _MIN_RUN_TIME = _flags.define_min_run_time(0.2, "per row")
-_OUTPUT_JSON = _flags.define_output_json("{machine, strong, weak}")
+_OUTPUT_JSON = _flags.define_output_json("{machine, strong, weak, complete}")
 _ALLOCATOR = _flags.define_allocator()
 
 
@@ -59,16 +60,28 @@ def main(argv: list[str]) -> int:
                       f"--size={_SIZE.value} --device_counts={','.join(map(str, counts))}")
   if _SIMULATE.value:
     sharding.set_cpu_device_count(_SIMULATE.value)  # after the checks, before JAX starts
+  run = outputs.RunOutputs({"--output_json": (_OUTPUT_JSON.value, _document)},
+                           noun="scaling row")
+  _cli.on_interrupt(run.interrupted)  # Ctrl-C, SIGTERM, SIGHUP: the finished phase is kept
   strong = scaling_lib.scaling_rows(workload, base, counts, False, _MIN_RUN_TIME.value,
                                     _BACKEND.value)
+  for row in strong:
+    run.add(("strong", row))
   weak = scaling_lib.scaling_rows(workload, base, counts, True, _MIN_RUN_TIME.value,
                                   _BACKEND.value)
+  for row in weak:
+    run.add(("weak", row))
   print(scaling_lib.render(strong, weak))
-  if _OUTPUT_JSON.value:
-    document = {"machine": machine_document(), "strong": [r.to_dict() for r in strong],
-                "weak": [r.to_dict() for r in weak]}
-    outputs.atomic_write(_OUTPUT_JSON.value, outputs.dumps(document) + "\n")
-  return 0 if all(r.ok for r in strong + weak) else 1
+  run.finish()
+  return run.report_failures(0 if all(r.ok for r in strong + weak) else 1)
+
+
+def _document(rows: list[tuple[str, Any]], complete: bool) -> str:
+  """`{machine, strong, weak, complete}`: `complete` is false when a signal stopped the run."""
+  document = {"machine": machine_document(),
+              "strong": [r.to_dict() for kind, r in rows if kind == "strong"],
+              "weak": [r.to_dict() for kind, r in rows if kind == "weak"], "complete": complete}
+  return outputs.dumps(document) + "\n"
 
 
 if __name__ == "__main__":
