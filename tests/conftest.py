@@ -1,5 +1,5 @@
-"""Strict JAX for every test, GPU tests skipped without a GPU, a `jit` parameter helper, how
-many pytest-xdist workers `-n auto` starts, and the order they run the tests in (tests.ordering)."""
+"""Strict JAX for every test, GPU tests skipped without a GPU, a `jit` parameter helper, and how
+many pytest-xdist workers `-n auto` starts."""
 
 import os
 import signal
@@ -8,7 +8,6 @@ import jax
 import pytest
 
 from funcgrad.devices import gpu_available
-from tests import ordering
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
@@ -33,13 +32,8 @@ def pytest_xdist_auto_num_workers(config):
   return max(1, min(cores, int(memory_gib // GIB_PER_WORKER)))
 
 
-@pytest.hookimpl(trylast=True)  # after pytest's own reordering by fixture parameters
 def pytest_collection_modifyitems(config, items):
-  workerinput = getattr(config, "workerinput", None)  # set in a pytest-xdist worker only
-  if workerinput is not None:  # every worker collects, and must order, the same way
-    seconds, together = ordering.load()
-    items[:] = ordering.longest_first(items, [item.nodeid for item in items], seconds, together,
-                                      int(workerinput["workercount"]))
+  del config
   if gpu_available():
     return
   skip = pytest.mark.skip(reason="no GPU backend in this JAX (pip install -e '.[cuda13]')")
