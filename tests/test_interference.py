@@ -1,4 +1,4 @@
-"""Interference from known counters (a fake /proc tree and fake readings), one real hog and real threads."""
+"""Interference from known counters (fake /proc, fake readings), a real hog, real threads."""
 
 import os
 import subprocess
