@@ -1,10 +1,12 @@
-"""Interference from known counters (a fake /proc tree and fake readings), and one real hog."""
+"""Interference from known counters (fake /proc, fake readings), a real hog, real threads."""
 
 import os
 import subprocess
 import sys
+import threading
 import time
 
+import numpy as np
 import pytest
 
 from funcgrad.bench import interference
@@ -222,3 +224,44 @@ def test_begin_without_proc_states_counts_every_foreign_thread():
   before = meter.read()
   assert meter.record("jit", before, meter.read(), 1.0).other_engines_s == pytest.approx(0.05)
   assert meter.threads["jit"] == set()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs Linux /proc")
+def test_real_threads_a_spinning_pool_counts_and_a_thread_the_block_wakes_does_not():
+  """Real threads, real /proc: a thread already spinning when a block begins is another
+  engine's; one the block itself wakes (an Event it sets) becomes the engine's."""
+  stop, go = threading.Event(), threading.Event()
+
+  def busy():  # NumPy releases the GIL while it computes: the thread stays runnable
+    x = np.ones(1 << 20)
+    while not stop.is_set():
+      np.sin(x, out=x)
+
+  def spin():
+    busy()
+
+  def woken():
+    go.wait()
+    busy()
+
+  meter = Meter()
+  meter.threads["engine"] = set()
+  spinner = threading.Thread(target=spin, daemon=True)
+  spinner.start()
+  worker = threading.Thread(target=woken, daemon=True)
+  worker.start()
+  try:
+    time.sleep(0.05)  # the spinner is running, the worker asleep on its Event
+    meter.begin("engine")
+    before, start = meter.read(), time.perf_counter()
+    go.set()  # the block's own work wakes the worker ...
+    time.sleep(0.2)  # ... and leaves the CPUs to both threads
+    tally = meter.record("engine", before, meter.read(), time.perf_counter() - start)
+  finally:
+    stop.set()
+    go.set()
+    spinner.join()
+    worker.join()
+  assert tally.other_engines_s > 0.02, tally  # the spinner's CPU time during the block
+  assert worker.native_id in meter.threads["engine"]
+  assert spinner.native_id not in meter.threads["engine"]
