@@ -89,6 +89,8 @@ def test_ratio_agreement_compares_speedups_of_two_runs():
     (["--large_size=0x4"], ["'0x4'"]),
     (["--steps=0"], ["--steps=0"]),
     (["--repeats=0"], ["--repeats=0"]),
+    (["--targets=answers", "--answer_sizes=3x4,nan"], ["'nan'", "--answer_sizes"]),
+    (["--targets=answers", "--answer_sizes="], ["--answer_sizes=''"]),
     (["--thread_pools=bogus"], ["--thread_pools=bogus", "spin|passive"]),
     (["--allocator=bogus"], ["--allocator=bogus", "auto|system|tcmalloc|jemalloc|mimalloc"]),
 ])

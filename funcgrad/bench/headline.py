@@ -212,13 +212,17 @@ def cache_target(repeats: int = 5) -> list[Target]:
                  f"{loaded_s * 1e3:.1f} ms vs cold {cold_s * 1e3:.1f} ms")]
 
 
-def default_compare_rows(min_run_time: float,
-                         timing: Timing | None = None) -> list[runner.Result]:
-  """The default `experiments.compare` sweep (muladd_sum and abs_loss at 3x4 and 1000x1000,
-  every installed engine), timed in interleaved rounds."""
+DEFAULT_COMPARE_SIZES = ((3, 4), (1000, 1000))  # experiments.compare's default sizes
+
+
+def default_compare_rows(min_run_time: float, timing: Timing | None = None,
+                         sizes: Sequence[tuple[int, ...]] = DEFAULT_COMPARE_SIZES
+                         ) -> list[runner.Result]:
+  """The default `experiments.compare` sweep (muladd_sum and abs_loss at 3x4 and 1000x1000, or
+  `sizes`; every installed engine), timed in interleaved rounds."""
   # Engines that cannot run these value-and-grad workloads are left out, not shown as n/a rows.
   names = [n for n, e in engines_lib.ENGINES.items() if "value_and_grad" in e.kinds]
-  sweep = Sweep([MULADD_SUM, ABS_LOSS], _engines(names), ["cpu"], [(3, 4), (1000, 1000)],
+  sweep = Sweep([MULADD_SUM, ABS_LOSS], _engines(names), ["cpu"], list(sizes),
                 np.dtype(np.float32), timing or Timing(min_run_time))
   return runner.run_sweep(sweep.cases())
 
@@ -273,6 +277,7 @@ class Settings:
   estimator: str = DEFAULT_ESTIMATOR
   precision: float = stability.ANSWER_PRECISION  # the answers group's back-to-back runs
   max_run_time: float | None = None  # ... capped at this per case (None: 10 x min_run_time)
+  answer_sizes: tuple[tuple[int, ...], ...] = DEFAULT_COMPARE_SIZES  # ... of the compare sweep
 
   def timing(self, precision: float | None = None) -> Timing:
     """Every row's timing; with `precision`, rounds go on to that target (or the cap)."""
@@ -361,8 +366,8 @@ def _answers(session: Session) -> list[Target]:
   runs = max(2, settings.repeats)
   session.log(f"the default experiments.compare sweep at --precision={settings.precision:g}, "
               f"{runs} times back to back")
-  timed = [default_compare_rows(settings.min_run_time, settings.timing(settings.precision))
-           for _ in range(runs)]
+  timed = [default_compare_rows(settings.min_run_time, settings.timing(settings.precision),
+                                settings.answer_sizes) for _ in range(runs)]
   session.rows += timed[0]
   session.again += [r for run in timed[1:] for r in run]
   out = [stability.agreement_target(timed, "jit", settings.precision, settings.estimator),

@@ -19,7 +19,7 @@ from funcgrad.bench import headline, interference, report, runner, stability, ta
 from funcgrad.bench.machine import machine_document
 from funcgrad.errors import UsageError
 from funcgrad.experiments import _cli, _flags
-from funcgrad.shapes import parse_names, parse_shape
+from funcgrad.shapes import parse_names, parse_shape, parse_shapes
 
 _ALLOCATOR = _flags.define_allocator()
 _TARGETS = flags.DEFINE_string("targets", "all",
@@ -39,6 +39,9 @@ _ATTENTION_SIZE = flags.DEFINE_string("attention_size", "256x256",
 _MLP_PEAK_SIZE = flags.DEFINE_string("mlp_peak_size", "1024x2048",
                                      "BATCHxWIDTH of the mlp matmul-peak target.")
 _PRECISION = _flags.define_precision_flags(stability.ANSWER_PRECISION)
+_ANSWER_SIZES = flags.DEFINE_string(
+    "answer_sizes", "3x4,1000x1000", "Sizes of the answers group's back-to-back compare sweeps "
+    "(experiments.compare's default sizes).")
 _STRICT = flags.DEFINE_bool("strict", False, "Exit 1 when any target misses (default: a MISS is "
                             "a result, and only a wrong or failed row exits non-zero).")
 
@@ -95,7 +98,9 @@ def main(argv: list[str]) -> int:
   settings = headline.Settings(large, _STEPS.value, _REPEATS.value, _MIN_RUN_TIME.value,
                                _model_cases() if set(groups) & {"models", "answers"} else (),
                                timing.isolation, timing.estimator, timing.precision,
-                               _PRECISION.max_run_time.value)
+                               _PRECISION.max_run_time.value,
+                               tuple(parse_shapes(_ANSWER_SIZES.value, "--answer_sizes",
+                                                  max_rank=2)))
   session = headline.Session(settings, log=_log)
 
   def machine() -> dict:
