@@ -193,7 +193,7 @@ def _start(tmp_path, *outputs_flags):
   env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"}
   return subprocess.Popen(
       [sys.executable, "-m", "experiments.compare", "--workloads=muladd_sum,abs_loss",
-       "--engines=numpy,eager", "--sizes=3x4,6x8,12x16,24x32,48x64,96x128", "--min_run_time=2",
+       "--engines=numpy,eager", "--sizes=3x4,6x8,12x16,24x32,48x64,96x128", "--min_run_time=0.5",
        "--progress", "--allocator=system", *outputs_flags], cwd=ROOT, env=env,
       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
