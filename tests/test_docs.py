@@ -54,8 +54,12 @@ QUICK_FLAGS = {
                               "--mlp_peak_size=16x32", "--answer_sizes=3x4"],
 }
 # Added only when the doc gives no sizes: the default's smallest size stays (it is what a
-# divisibility mistake like 3x4 over 4 devices trips on), the large one shrinks.
-QUICK_SIZES = {"experiments.compare": "--sizes=3x4,64x64"}
+# divisibility mistake like 3x4 over 4 devices trips on), the large one goes (tests/
+# test_compare_cli.py sweeps several sizes through the same path).
+QUICK_SIZES = {"experiments.compare": "--sizes=3x4"}
+# A benchmark command without --targets runs every group; the answers group (half its time) is
+# left to the documented `--targets=answers` command, which runs it with the same quick flags.
+EVERY_GROUP_BUT_ANSWERS = "--targets=large,small,adam,cache,models,harness"
 
 # Flags whose value is a file or directory the command writes; and flags that read one.
 OUTPUT_FLAGS = ("--output_json", "--output_csv", "--output_jsonl", "--output_markdown", "--plot",
@@ -189,7 +193,15 @@ def _quick_argv(argv: list[str], tmp: pathlib.Path, written: dict[str, pathlib.P
   has_sizes = any(a.startswith(("--sizes=", "--function=")) for a in argv)
   if module in QUICK_SIZES and not has_sizes:
     argv.append(QUICK_SIZES[module])
+  if module == "experiments.benchmark" and not any(a.startswith("--targets=") for a in argv) \
+      and _answers_documented():
+    argv.append(EVERY_GROUP_BUT_ANSWERS)
   return argv + QUICK_FLAGS.get(module, [])
+
+
+def _answers_documented() -> bool:
+  return any(_module(shlex.split(c.text)) == "experiments.benchmark" and
+             "--targets=answers" in c.text for c in RUN)
 
 
 def _producer_of(path: str) -> DocCommand | None:
@@ -265,8 +277,15 @@ def test_quick_flags_come_after_the_docs_flags(tmp_path):
   argv = _quick_argv(shlex.split("python -m experiments.compare --min_run_time=5 --plot=a.png"),
                      tmp_path, {})
   assert argv[0] == sys.executable
-  assert argv[-2:] == ["--sizes=3x4,64x64", "--min_run_time=0.01"]
+  assert argv[-2:] == ["--sizes=3x4", "--min_run_time=0.01"]
   assert argv[4] == f"--plot={tmp_path}/out/0-a.png"
+
+
+def test_the_quick_benchmark_runs_every_group_in_one_of_its_commands():
+  from funcgrad.bench import headline  # noqa: PLC0415 - the benchmark's own registry
+  groups = EVERY_GROUP_BUT_ANSWERS.partition("=")[2].split(",")
+  assert set(groups) == set(headline.GROUPS) - {"answers"}
+  assert _answers_documented()
 
 
 def test_absl_keeps_the_last_value_of_a_repeated_flag():
