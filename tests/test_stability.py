@@ -80,3 +80,33 @@ def test_looped_loss_does_twice_the_work_for_twice_the_trips():
     return grad.lower(stability._W, stability._X).compile().cost_analysis()["flops"]
   assert flops(64) / flops(32) == pytest.approx(2.0, rel=0.03)
   assert stability.looped_loss(3).__qualname__ == stability.looped_loss(5).__qualname__
+
+
+def test_distance_of_an_interval_from_a_value():
+  assert stability.distance_from(2.0, 1.5, 2.5) == 0.0
+  assert stability.distance_from(2.0, 2.2, 2.6) == pytest.approx(10.0)
+  assert stability.distance_from(2.0, 1.2, 2.0 / 1.1) == pytest.approx(10.0)
+  assert stability.distance_from(2.0, 1.0, 1.25) == pytest.approx(60.0)
+
+
+def test_change_detection_targets_from_known_verdicts(tmp_path):
+  from funcgrad.bench.baselines import Change  # noqa: PLC0415
+
+  def change(engine, ratio, low, high, verdict):
+    return Change("cpu", "looped_loss", [128, 64], engine, ratio, low, high, verdict)
+
+  class Fake:
+    def __init__(self, changes):
+      self.changes, self.results = changes, []
+
+    def save(self, path):
+      del path
+
+  answers = iter([Fake([]), Fake([]), Fake([change("eager", 1.01, 0.97, 1.05, "no change"),
+                                  change("jit", 1.3, 1.2, 1.4, "slower")]),
+                  Fake([change("eager", 1.95, 1.7, 2.3, "slower"),
+                        change("jit", 1.6, 1.5, 1.7, "slower")])])
+  out = stability.change_detection_targets(lambda *a, **k: next(answers), 1, 0.01)
+  assert out[0].measured == 50.0 and not out[0].passed and "jit 1.300x slower" in out[0].detail
+  assert out[1].measured == 0.0 and out[1].passed  # [1.7, 2.3] holds 2
+  assert out[2].measured == pytest.approx(100 * (2 / 1.7 - 1)) and not out[2].passed
