@@ -102,7 +102,7 @@ def test_change_detection_targets_from_known_verdicts(tmp_path):
     def save(self, path):
       del path
 
-  answers = iter([Fake([]), Fake([]), Fake([change("eager", 1.01, 0.97, 1.05, "no change"),
+  answers = iter([Fake([]), Fake([change("eager", 1.01, 0.97, 1.05, "no change"),
                                   change("jit", 1.3, 1.2, 1.4, "slower")]),
                   Fake([change("eager", 1.95, 1.7, 2.3, "slower"),
                         change("jit", 1.6, 1.5, 1.7, "slower")])])

@@ -114,14 +114,8 @@ def change_detection_targets(compare: Callable[..., Any], repeats: int, min_run_
                              trips: int = 32) -> list[Target]:
   """`change detection`: a function compared with its own saved baseline `repeats` times gives
   `no change` on >= 95% of rows; twice the work gives `slower` with the interval within 10% of
-  2.0 (jit's row: eager's per-op cost also doubles, so both rows are reported).
-
-  One compare runs first and is thrown away: in a process that had just run the benchmark's
-  large sweeps, 7 of 10 later rows took 0.65-0.90x the first compare's time (docs/PERFORMANCE.md),
-  and a baseline saved from it measures the process warming, not the detector.
-  """
+  2.0 (jit's row: eager's per-op cost also doubles, so both rows are reported)."""
   w, x = _W, _X
-  compare(looped_loss(trips), w, x, min_run_time=min_run_time)  # warms the process, unsaved
   with tempfile.TemporaryDirectory() as tmp:
     path = os.path.join(tmp, "baseline.json")
     compare(looped_loss(trips), w, x, min_run_time=min_run_time).save(path)
