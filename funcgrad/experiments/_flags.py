@@ -100,11 +100,16 @@ class BaselineFlags:
   fail_on_regression: flags.FlagHolder
   allow_other_machine: flags.FlagHolder
 
-  def load(self, machine: dict[str, Any]) -> baselines.Baseline | None:
-    """The baseline to compare with (None without --compare_to), checked before any timing."""
+  def check(self) -> None:
+    """The checks that need no file and no import of the engines: first thing in a script."""
     from funcgrad.bench import baselines  # noqa: PLC0415 - the bench modules import JAX
     baselines.check_fail_on_regression(self.fail_on_regression.value, self.compare_to.value)
     baselines.check_threshold(self.noise_threshold.value)
+
+  def load(self, machine: dict[str, Any]) -> baselines.Baseline | None:
+    """The baseline to compare with (None without --compare_to), checked before any timing."""
+    from funcgrad.bench import baselines  # noqa: PLC0415 - the bench modules import JAX
+    self.check()
     if not self.compare_to.value:
       return None
     old = baselines.load(self.compare_to.value)
