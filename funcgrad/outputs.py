@@ -266,7 +266,6 @@ class RunOutputs:
     self._files = {flag: (path, render) for flag, (path, render) in files.items() if path}
     self._to_row = to_row
     self._jsonl = JsonlFile(jsonl[1], jsonl[0]) if jsonl and jsonl[1] else None
-    self._written: list[str] = []
 
   def add(self, row: Any) -> None:
     """Keeps `row` and appends it to the JSONL output (a failure is kept, not raised)."""
@@ -284,19 +283,19 @@ class RunOutputs:
 
   def finish(self, complete: bool = True) -> list[str]:
     """Writes every whole-file output from the rows so far; returns the paths written."""
-    self._written = []
+    written = []
     for flag, (path, render) in self._files.items():
       try:
         atomic_write(path, render(self.rows, complete))
-        self._written.append(path)
+        written.append(path)
       except UsageError as e:
         self._fail(f"{flag}: {e}")
       except Exception as e:  # noqa: BLE001 - one output's bug must not lose the others
         self._fail(f"{flag}={path!r}: not written ({type(e).__name__}: {e})")
     if self._jsonl is not None:
-      self._written.append(self._jsonl.path)
+      written.append(self._jsonl.path)
       self._jsonl.close()
-    return list(self._written)
+    return written
 
   def interrupted(self) -> str:
     """Writes what finished (JSON marked incomplete); returns what to say about it."""

@@ -42,9 +42,7 @@ def test_report_writer(tmp_path):
   assert lines[2] == "| jit % of copy bandwidth | 91.5 % | >= 85 % | PASS | detail one |"
   assert lines[3] == "| best jit / numpy | 2x | <= 1.5x | MISS | detail two |"
   assert "| not measured | not measured |" in lines[4]
-  path = tmp_path / "b.json"
-  targets.write_json(str(path), {"python": "3.11"}, results)
-  doc = json.loads(path.read_text())
+  doc = json.loads(targets.json_document({"python": "3.11"}, results))
   assert doc["machine"] == {"python": "3.11"}
   assert [t["pass"] for t in doc["targets"]] == [True, False, False]
   for t in doc["targets"]:
@@ -125,9 +123,8 @@ def test_a_share_above_its_peak_is_a_disturbed_peak_never_a_pass(tmp_path):
   assert above.disturbed_peak and not above.passed and above.result == "DISTURBED PEAK"
   assert within.passed and within.result == "PASS"
   assert "| 157 % | >= 50 % | DISTURBED PEAK |" in targets.render([above])
-  path = tmp_path / "t.json"
-  targets.write_json(str(path), {}, [above, within])
-  assert [(t["pass"], t["result"]) for t in json.loads(path.read_text())["targets"]] == [
+  assert [(t["pass"], t["result"]) for t in json.loads(targets.json_document(
+      {}, [above, within]))["targets"]] == [
       (False, "DISTURBED PEAK"), (True, "PASS")]
   assert targets.exit_status(True, [above], strict=True) == 1
   # A ratio that is not a share of a peak may exceed 100.

@@ -7,7 +7,6 @@ from typing import Any
 
 from funcgrad import outputs
 from funcgrad._tables import render_markdown
-from funcgrad.outputs import atomic_write
 
 DISTURBED_PEAK = "DISTURBED PEAK"
 
@@ -88,10 +87,6 @@ def json_document(machine: dict[str, Any], targets: Sequence[Target],
               "complete": complete}
   return outputs.dumps(document) + "\n"
 
-
-def write_json(path: str, machine: dict[str, Any], targets: Sequence[Target]) -> None:
-  """Writes `json_document(machine, targets)` to `path`, atomically."""
-  atomic_write(path, json_document(machine, targets))
 
 
 def exit_status(rows_ok: bool, results: Sequence[Target], strict: bool) -> int:
