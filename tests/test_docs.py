@@ -1,4 +1,4 @@
-"""Every command the documentation shows runs, as written, in a real subprocess.
+"""Every command the documentation shows runs, as written, from the folder the docs say.
 
 Commands are read from README.md and docs/*.md: each line of a fenced `bash` block, each `$ `
 line of another block, and each inline `python -m experiments...` or `funcgrad ...` span that is
@@ -12,8 +12,16 @@ Where each runs is where the docs say: `python -m experiments.X` from the reposi
 the reader to write), with only the `funcgrad` package importable, as the README's install
 leaves it. The outputs that a `$ ` block shows for a deterministic tutorial script are checked
 line for line against a fresh run.
+
+How each runs: a `python -m experiments.X` command runs in this process (`tests.cli`: the same
+flag parsing and `_cli.run` path, without a second start-up of JAX, torch and TensorFlow), except
+what needs a process of its own (`_why_a_process`): an environment variable set before the
+command, a device count JAX fixes when it starts, a process-wide compilation cache, processes a
+command starts itself, an allocator preloaded by a re-exec, and `funcgrad X` from the user's
+folder, which must find only what the install provides.
 """
 
+import contextlib
 import dataclasses
 import os
 import pathlib
@@ -47,7 +55,7 @@ KNOWN_FAILURES: dict[str, str] = {}
 QUICK_FLAGS = {
     "experiments.compare": ["--min_run_time=0.01"],
     "experiments.crossover": ["--min_run_time=0.01", "--max_elements=4096"],
-    "experiments.optimize": ["--min_run_time=0.01", "--steps=200"],
+    "experiments.optimize": ["--min_run_time=0.01", "--steps=20"],
     "experiments.scaling": ["--min_run_time=0.01", "--size=64x32"],
     "experiments.benchmark": ["--min_run_time=0.01", "--repeats=1", "--large_size=256x256",
                               "--steps=100", "--mlp_size=16x32", "--attention_size=16x64",
@@ -235,29 +243,56 @@ def _where_it_runs(argv: list[str], env: dict[str, str], workspace) -> pathlib.P
   return tmp if users else ROOT
 
 
-def _run(command: DocCommand, workspace) -> subprocess.CompletedProcess:
+# Scripts that need a process of their own whatever their flags, each with why.
+OWN_PROCESS_SCRIPTS = {
+    "experiments.scaling": "sets JAX's device count (--simulate_cpu_devices, default 8)",
+    "experiments.compile_cache": "sets the process-wide persistent compilation cache",
+    "experiments.distributed": "starts and joins processes of its own",
+    "experiments.run_exported": "checks that the workload code was never imported",
+}
+OWN_PROCESS_FLAGS = ("--simulate_cpu_devices", "--compilation_cache_dir", "--allocator")
+
+
+def _why_a_process(argv: list[str], env: dict[str, str]) -> str | None:
+  """Why the command needs a real subprocess, or None when it can run in this process."""
+  if env:
+    return f"sets {', '.join(env)} before it starts"
+  if _from_users_folder(argv):
+    return "the console script, from the user's folder, finds only the installed funcgrad"
+  if _module(argv) in OWN_PROCESS_SCRIPTS:
+    return OWN_PROCESS_SCRIPTS[_module(argv)]
+  flag = next((a for a in argv if a.partition("=")[0] in OWN_PROCESS_FLAGS), None)
+  return None if flag is None else f"{flag} acts when the process starts"
+
+
+def _run(command: DocCommand, workspace) -> None:
   tmp, written, done, installed = workspace
   argv = shlex.split(command.text)
   for _, _, value in _flag_value(argv, INPUT_FLAGS):
     producer = _producer_of(value)
     if producer is not None and producer.text not in done:
       _run(producer, workspace)  # this command reads what an earlier one wrote
-  env = dict(os.environ)
+  assignments = {}
   while argv and re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", argv[0]):
     name, _, value = argv.pop(0).partition("=")
-    env[name] = value
+    assignments[name] = value
   assert _module(argv).startswith("experiments."), (
       f"{command.where}: not a `python -m experiments...` or `funcgrad ...` command, and not in "
       f"SKIPS: {command.text}")
-  cwd = _where_it_runs(argv, env, workspace)
+  quick = _quick_argv(argv, tmp, written)
   start = time.perf_counter()
-  result = subprocess.run(_quick_argv(argv, tmp, written), cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=TIMEOUT_S, check=False)
+  if _why_a_process(argv, assignments) is None:
+    with contextlib.chdir(ROOT):  # where `python -m experiments.X` runs
+      result = run_in_process(_module(argv), *quick[3:])
+  else:
+    env = {**os.environ, **assignments}
+    cwd = _where_it_runs(argv, env, workspace)
+    result = subprocess.run(quick, cwd=cwd, env=env, capture_output=True, text=True,
+                            timeout=TIMEOUT_S, check=False)
   done.add(command.text)
   assert result.returncode == 0, (
       f"{command.where}: `{command.text}` exited {result.returncode} after "
       f"{time.perf_counter() - start:.1f} s\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
-  return result
 
 
 def _param(command: DocCommand):

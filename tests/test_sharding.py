@@ -46,7 +46,9 @@ def test_cpu_device_count_cannot_change_after_start():
 
 SHARDED = [(1, None), (2, None), (4, None), (8, None), (4, "2x2"), (8, "4x2")]
 # Eager over simulated devices costs seconds per sweep (every op dispatched to each device): it
-# runs on the widest 1-D and 2-D meshes, the compiled engines on every one.
+# runs on the widest 1-D and 2-D meshes, the compiled engines on every one. One size (16x8
+# divides over every mesh here): tests/test_compare_cli.py sweeps several sizes through the same
+# path.
 EAGER_TOO = {(8, None), (8, "4x2")}
 
 
@@ -54,37 +56,31 @@ def _engines(devices, mesh):
   return ("jit", "eager", "jit_packed") if (devices, mesh) in EAGER_TOO else ("jit", "jit_packed")
 
 
-@pytest.fixture(scope="module")
-def sharded_runs(tmp_path_factory):
-  """Every sharded sweep, each through compare's CLI path, in ONE fresh process: simulated
-  devices must be set before JAX starts, but JAX need not start once per sweep."""
-  folder = tmp_path_factory.mktemp("sharded")
+@pytest.mark.slow
+def test_sharded_rows_equal_single_device(tmp_path):
+  """Every sharded sweep, each through compare's CLI path, in ONE fresh process (simulated
+  devices must be set before JAX starts, but JAX need not start once per sweep), and in one test:
+  parametrised, pytest-xdist's workers would each start that process."""
   runs = []
   for devices, mesh in SHARDED:
     args = ["--simulate_cpu_devices=8", f"--devices={devices}",
             f"--engines={','.join(_engines(devices, mesh))}",
-            "--sizes=16x8,64x32", "--min_run_time=0.01",
-            f"--output_json={folder / f'{devices}-{mesh}.json'}"]
+            "--sizes=16x8", "--min_run_time=0.01",
+            f"--output_json={tmp_path / f'{devices}-{mesh}.json'}"]
     runs.append(("experiments.compare", args + ([f"--mesh={mesh}"] if mesh else [])))
   outcomes = run_in_fresh_process(runs)
-  return {case: (outcome, folder / f"{case[0]}-{case[1]}.json")
-          for case, outcome in zip(SHARDED, outcomes, strict=True)}
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("devices, mesh", SHARDED)
-def test_sharded_rows_equal_single_device(sharded_runs, devices, mesh):
-  result, path = sharded_runs[devices, mesh]
-  assert result.returncode == 0, result.stderr[-2000:]
-  rows = json.loads(path.read_text())["results"]
-  assert len(rows) == 2 * 2 * len(_engines(devices, mesh))
-  assert {r["engine"] for r in rows} == set(_engines(devices, mesh))
-  for r in rows:
-    assert r["ok"] and r["max_rel_err"] <= 1e-5
-    assert r["n_devices"] == devices
-    assert f"over {devices} devices" in r["sharding"]
-    if mesh:
-      assert "model=" in r["sharding"]
+  for (devices, mesh), result in zip(SHARDED, outcomes, strict=True):
+    case = f"{devices} devices, mesh {mesh}"
+    assert result.returncode == 0, (case, result.stderr[-2000:])
+    rows = json.loads((tmp_path / f"{devices}-{mesh}.json").read_text())["results"]
+    assert len(rows) == 2 * len(_engines(devices, mesh)), case  # two workloads, one size
+    assert {r["engine"] for r in rows} == set(_engines(devices, mesh)), case
+    for r in rows:
+      assert r["ok"] and r["max_rel_err"] <= 1e-5, (case, r)
+      assert r["n_devices"] == devices, (case, r)
+      assert f"over {devices} devices" in r["sharding"], (case, r)
+      if mesh:
+        assert "model=" in r["sharding"], (case, r)
 
 
 @pytest.mark.slow
