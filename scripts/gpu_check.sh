@@ -35,9 +35,13 @@ crossover_backend=${BACKENDS%%,*}
 "$PYTHON" -m experiments.device_placement --require_gpu > "$LOGS/device_placement.txt" 2>&1 \
   || { [ "$BACKENDS" != "cpu" ] && status=1; }
 
-# The GPU-marked tests (skipped, not failed, where JAX sees no GPU).
+# The GPU-marked tests (skipped, not failed, where JAX sees no GPU), from the files that mark any
+# (collecting every file would import every framework first).
 # In this process (no -n: pytest-xdist may be absent where this runs).
-"$PYTHON" -m pytest -q -m gpu -p no:cacheprovider -o addopts="-ra --strict-markers" tests > "$LOGS/gpu_tests.txt" 2>&1 || status=1
+gpu_test_files=$(grep -l "mark\.gpu" tests/test_*.py || echo tests)
+# shellcheck disable=SC2086 # one word per file
+"$PYTHON" -m pytest -q -m gpu -p no:cacheprovider -o addopts="-ra --strict-markers" $gpu_test_files \
+  > "$LOGS/gpu_tests.txt" 2>&1 || status=1
 
 # Engines whose framework is missing there are dropped rather than failing the sweep.
 available=$("$PYTHON" - "$ENGINES" <<'PY'

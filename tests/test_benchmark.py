@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from funcgrad.bench import targets
+from funcgrad.bench import headline, targets
 from funcgrad.bench.headline import (
   large_targets,
   small_targets,
@@ -89,11 +89,22 @@ def test_ratio_agreement_compares_speedups_of_two_runs():
     (["--repeats=0"], ["--repeats=0"]),
     (["--targets=answers", "--answer_sizes=3x4,nan"], ["'nan'", "--answer_sizes"]),
     (["--targets=answers", "--answer_sizes="], ["--answer_sizes=''"]),
+    (["--targets=answers", "--answer_engines=numpy,bogus"], ["'bogus'", "--answer_engines"]),
+    (["--targets=answers", "--answer_engines=numpy,eager"], ["--answer_engines='numpy,eager'",
+                                                            "must include jit"]),
     (["--thread_pools=bogus"], ["--thread_pools=bogus", "spin|passive"]),
     (["--allocator=bogus"], ["--allocator=bogus", "auto|system|tcmalloc|jemalloc|mimalloc"]),
 ])
 def test_benchmark_bad_flags(args, fragments):
   assert_one_line_error(run_in_process("experiments.benchmark", *args), *fragments)
+
+
+def test_the_answers_sweep_runs_the_engines_asked_for():
+  rows = headline.default_compare_rows(0.01, sizes=[(3, 4)], engine_names=("numpy", "jit"))
+  assert sorted((r.workload, r.engine) for r in rows) == [
+      ("abs_loss", "jit"), ("abs_loss", "numpy"), ("muladd_sum", "jit"), ("muladd_sum", "numpy")]
+  assert all(r.ok for r in rows)
+  assert "jit" in headline.COMPARE_ENGINES and "jit_scan" not in headline.COMPARE_ENGINES
 
 
 @pytest.mark.slow

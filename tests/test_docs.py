@@ -59,7 +59,8 @@ QUICK_FLAGS = {
     "experiments.scaling": ["--min_run_time=0.01", "--size=64x32"],
     "experiments.benchmark": ["--min_run_time=0.01", "--repeats=1", "--large_size=256x256",
                               "--steps=100", "--mlp_size=16x32", "--attention_size=16x64",
-                              "--mlp_peak_size=16x32", "--answer_sizes=3x4"],
+                              "--mlp_peak_size=16x32", "--answer_sizes=3x4",
+                              "--answer_engines=numpy,eager,jit"],
 }
 # Added only when the doc gives no sizes: the default's smallest size stays (it is what a
 # divisibility mistake like 3x4 over 4 devices trips on), the large one goes (tests/

@@ -297,11 +297,15 @@ def test_sigterm_during_optimize_writes_its_json_marked_incomplete(tmp_path):
                           f"--output_json={path}"], cwd=ROOT, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
   try:
-    time.sleep(12)  # past the imports (about 3 s on a quiet 2-core machine), inside the fit
+    said = []  # what the run says it is doing, up to its timing (60 s of rounds)
+    while not said or not (said[-1].startswith("... timing") or job.poll() is not None):
+      said.append(job.stderr.readline())
     job.send_signal(signal.SIGTERM)
     _, rest = job.communicate(timeout=60)
   finally:
     job.kill()
+  assert said[0].startswith("... optimize: ") and said[-1].startswith("... timing every loop")
+  assert "... compiling and checking the scan loop's fit\n" in said, said
   assert job.returncode == 143, rest
   assert "Traceback" not in rest and "kept 0 finished rows" in rest, rest
   document = _strict_load(path)

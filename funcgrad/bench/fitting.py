@@ -65,8 +65,15 @@ def _recording(engine: engines_lib.Engine, first: dict[str, Any]) -> engines_lib
 
 def run_fit(problem_name: str, shape: Shape, fit: optimize.Fit, loops: Sequence[str],
             timing: Timing | None = None,
-            on_row: Callable[[FitRow], None] = lambda row: None) -> list[FitRow]:
+            on_row: Callable[[FitRow], None] = lambda row: None,
+            on_stage: Callable[[str, str], None] = lambda what, loop: None) -> list[FitRow]:
   """Every loop style of one fit, through `runner.run_sweep`, in `loops` order.
+
+  Args:
+    on_row: called with each loop's row once the fit's case is timed.
+    on_stage: called as the runner begins each stage: ("preparing", loop) before a loop's first
+      call (the whole fit, then its check), ("timing", loop) once, as the rounds of every loop
+      begin (naming the first).
 
   Raises:
     UsageError: an unknown problem or loop, or a fit the runner refuses before running.
@@ -101,5 +108,6 @@ def run_fit(problem_name: str, shape: Shape, fit: optimize.Fit, loops: Sequence[
           fusions_per_step=engines_lib.fusions_per_step(engine, workload, inputs)))
     on_row(rows[-1])
 
-  runner.run_sweep([case], finish, rooflines={})
+  runner.run_sweep([case], finish, rooflines={},
+                   progress=lambda what, row: on_stage(what, loop_of[row.engine]))
   return rows

@@ -215,14 +215,17 @@ def cache_target(repeats: int = 5) -> list[Target]:
 DEFAULT_COMPARE_SIZES = ((3, 4), (1000, 1000))  # experiments.compare's default sizes
 
 
+# `experiments.compare`'s default engines: those that run value-and-grad workloads (the others
+# are left out, not shown as n/a rows).
+COMPARE_ENGINES = tuple(n for n, e in engines_lib.ENGINES.items() if "value_and_grad" in e.kinds)
+
+
 def default_compare_rows(min_run_time: float, timing: Timing | None = None,
-                         sizes: Sequence[tuple[int, ...]] = DEFAULT_COMPARE_SIZES
-                         ) -> list[runner.Result]:
+                         sizes: Sequence[tuple[int, ...]] = DEFAULT_COMPARE_SIZES,
+                         engine_names: Sequence[str] = COMPARE_ENGINES) -> list[runner.Result]:
   """The default `experiments.compare` sweep (muladd_sum and abs_loss at 3x4 and 1000x1000, or
-  `sizes`; every installed engine), timed in interleaved rounds."""
-  # Engines that cannot run these value-and-grad workloads are left out, not shown as n/a rows.
-  names = [n for n, e in engines_lib.ENGINES.items() if "value_and_grad" in e.kinds]
-  sweep = Sweep([MULADD_SUM, ABS_LOSS], _engines(names), ["cpu"], list(sizes),
+  `sizes`; every installed engine, or those of `engine_names`), timed in interleaved rounds."""
+  sweep = Sweep([MULADD_SUM, ABS_LOSS], _engines(engine_names), ["cpu"], list(sizes),
                 np.dtype(np.float32), timing or Timing(min_run_time))
   return runner.run_sweep(sweep.cases())
 
@@ -278,6 +281,7 @@ class Settings:
   precision: float = stability.ANSWER_PRECISION  # the answers group's back-to-back runs
   max_run_time: float | None = None  # ... capped at this per case (None: 10 x min_run_time)
   answer_sizes: tuple[tuple[int, ...], ...] = DEFAULT_COMPARE_SIZES  # ... of the compare sweep
+  answer_engines: tuple[str, ...] = COMPARE_ENGINES  # ... and its engines (jit among them)
 
   def timing(self, precision: float | None = None) -> Timing:
     """Every row's timing; with `precision`, rounds go on to that target (or the cap)."""
@@ -367,7 +371,8 @@ def _answers(session: Session) -> list[Target]:
   session.log(f"the default experiments.compare sweep at --precision={settings.precision:g}, "
               f"{runs} times back to back")
   timed = [default_compare_rows(settings.min_run_time, settings.timing(settings.precision),
-                                settings.answer_sizes) for _ in range(runs)]
+                                settings.answer_sizes, settings.answer_engines)
+           for _ in range(runs)]
   session.rows += timed[0]
   session.again += [r for run in timed[1:] for r in run]
   out = [stability.agreement_target(timed, "jit", settings.precision, settings.estimator),

@@ -42,6 +42,10 @@ _PRECISION = _flags.define_precision_flags(stability.ANSWER_PRECISION)
 _ANSWER_SIZES = flags.DEFINE_string(
     "answer_sizes", "3x4,1000x1000", "Sizes of the answers group's back-to-back compare sweeps "
     "(experiments.compare's default sizes).")
+_ANSWER_ENGINES = flags.DEFINE_string(
+    "answer_engines", "all", "Engines of the answers group's back-to-back compare sweeps, jit "
+    "among them (all: experiments.compare's default engines: "
+    f"{', '.join(headline.COMPARE_ENGINES)}).")
 _STRICT = flags.DEFINE_bool("strict", False, "Exit 1 when any target misses (default: a MISS is "
                             "a result, and only a wrong or failed row exits non-zero).")
 
@@ -95,12 +99,17 @@ def main(argv: list[str]) -> int:
                         + limits.array_bytes(large, np.float64, 7),
                         f"--large_size={_LARGE_SIZE.value}")
   timing = _PRECISION.timing(_MIN_RUN_TIME.value, 0)  # checks the flags, one line each
+  answer_engines = tuple(parse_names(_ANSWER_ENGINES.value, headline.COMPARE_ENGINES, "engine",
+                                     flag="--answer_engines"))
+  if "jit" not in answer_engines:
+    raise UsageError(f"--answer_engines={_ANSWER_ENGINES.value!r} must include jit: the answers "
+                     "group's targets are speedups of jit over the other engines.")
   settings = headline.Settings(large, _STEPS.value, _REPEATS.value, _MIN_RUN_TIME.value,
                                _model_cases() if set(groups) & {"models", "answers"} else (),
                                timing.isolation, timing.estimator, timing.precision,
                                _PRECISION.max_run_time.value,
                                tuple(parse_shapes(_ANSWER_SIZES.value, "--answer_sizes",
-                                                  max_rank=2)))
+                                                  max_rank=2)), answer_engines)
   session = headline.Session(settings, log=_log)
 
   def machine() -> dict:

@@ -19,7 +19,7 @@ from funcgrad import limits, optimize, outputs, peers, problems
 from funcgrad.bench import fitting, report
 from funcgrad.bench.case import Timing
 from funcgrad.bench.machine import machine_document
-from funcgrad.experiments import _cli, _flags
+from funcgrad.experiments import _cli, _flags, _progress
 from funcgrad.shapes import parse_names, parse_shape
 
 _WORKLOAD = flags.DEFINE_enum("workload", "abs_loss", list(problems.PROBLEMS),
@@ -67,8 +67,16 @@ def main(argv: list[str]) -> int:
         row.result.error
     print(f"[{row.loop}] {outcome}", file=sys.stderr, flush=True)
 
+  def stage(what: str, loop: str) -> None:  # a piped run says what it is doing, as it begins
+    said = (f"compiling and checking the {loop} loop's fit" if what == "preparing" else
+            f"timing every loop, in calls of {fit.steps} steps")
+    print(f"{_progress.DOING_PREFIX}{said}", file=sys.stderr, flush=True)
+
+  _progress.announce(f"optimize: {fit.describe()} on {_WORKLOAD.value}, {', '.join(loops)}: "
+                     "each loop's first call is the whole fit, checked against a reference fit, "
+                     "then its calls are timed", True)
   rows = fitting.run_fit(_WORKLOAD.value, (n, d), fit, loops,
-                         Timing(_MIN_RUN_TIME.value, _SEED.value), progress)
+                         Timing(_MIN_RUN_TIME.value, _SEED.value), progress, stage)
   run.rows[:] = rows
   run.finish()
   problem = problems.get_problem(_WORKLOAD.value, (n, d), _SEED.value)
