@@ -115,11 +115,6 @@ def _is_allocator(path: str) -> bool:
              for libs in _LIBRARIES.values() for lib in libs)
 
 
-def restarted() -> bool:
-  """Whether this process is the one `reexec_with` restarted (the command's second start)."""
-  return bool(os.environ.get(_REEXEC_MARK))
-
-
 def reexec_with(name: str, argv: Sequence[str] | None = None,
                 search_dirs: Sequence[str] = SEARCH_DIRS,
                 wheels: Mapping[str, tuple[str, str]] = WHEELS,

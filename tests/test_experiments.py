@@ -2,6 +2,7 @@
 smoke run per script, the other runs through the same parse and main in-process (`tests.cli`)."""
 
 import json
+import pathlib
 
 import pytest
 
@@ -147,6 +148,52 @@ def test_the_launcher_knows_every_script():
   for name in experiments.SCRIPTS:
     assert importlib.util.find_spec(f"funcgrad.experiments.{name}") is not None, name
     assert name in experiments.USAGE
+
+
+@pytest.mark.parametrize("name, args, restart", [
+    ("compare", [], ("auto", {})),
+    ("compare", ["--sizes=3x4", "--allocator=system", "--allocator=mimalloc"], ("mimalloc", {})),
+    ("optimize", ["--thread_pools=passive"], ("auto", "passive")),
+    ("benchmark", ["--allocator=system", "--", "--allocator=jemalloc"], ("system", {})),
+    ("tensors", ["--allocator=system"], None),  # not a timing script: no --allocator
+    ("compare", ["--allocator", "system"], None),  # absl's parse tells what this means
+    ("compare", ["-allocator=system"], None),
+    ("compare", ["--flagfile=f.txt"], None),
+    ("compare", ["--help"], None),
+])
+def test_the_launchers_restart_before_the_scripts_imports(name, args, restart, monkeypatch):
+  from funcgrad import allocator, experiments, thread_pools  # noqa: PLC0415
+
+  calls = []
+  monkeypatch.setattr(allocator, "reexec_with", lambda n, environ: calls.append((n, environ)))
+  experiments.restart_early(name, args)
+  if restart is None:
+    assert calls == []
+  else:
+    pools = thread_pools.environment(restart[1]) if isinstance(restart[1], str) else restart[1]
+    assert calls == [(restart[0], pools)]
+
+
+def test_an_early_restart_that_cannot_be_done_is_left_to_main(monkeypatch):
+  from funcgrad import allocator, experiments  # noqa: PLC0415
+  from funcgrad.errors import UsageError  # noqa: PLC0415
+
+  def refuse(name, environ):
+    raise UsageError(f"no {name}")
+
+  monkeypatch.setattr(allocator, "reexec_with", refuse)
+  experiments.restart_early("compare", ["--allocator=jemalloc"])  # main says why, in one line
+  experiments.restart_early("compare", ["--allocator=bogus"])
+
+
+def test_the_early_restart_knows_every_script_that_restarts():
+  import importlib.util  # noqa: PLC0415
+
+  from funcgrad import experiments  # noqa: PLC0415
+
+  restarting = [name for name in experiments.SCRIPTS if "define_allocator()" in pathlib.Path(
+      importlib.util.find_spec(f"funcgrad.experiments.{name}").origin).read_text()]
+  assert restarting == list(experiments.RESTARTING)
 
 
 @pytest.mark.parametrize("argv, code, stream, fragment", [

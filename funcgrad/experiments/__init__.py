@@ -8,6 +8,11 @@ Ctrl-C, SIGTERM and SIGHUP are handled from the first moment: the launchers (`fu
 -m funcgrad`, the repository's shims) and `python -m funcgrad.experiments.<name>` (through this
 package's import) install a handler that prints one line and exits with 128+N before JAX is
 even imported; `_cli` replaces it with one that writes what finished once a script's main runs.
+
+The scripts that time things run under `--allocator` and `--thread_pools`, which take effect only
+when the process starts: the launchers restart the process for them before the script imports
+JAX and the frameworks (`restart_early`), rather than after (`_cli.restart_as_asked`, first thing
+in a script's main, does it for the other ways in), which costs a second or two a run.
 """
 
 import os
@@ -53,6 +58,56 @@ def die_with_parent() -> None:
     os._exit(1)
 
 
+# The scripts that time things, which run under --allocator and --thread_pools; the flags'
+# defaults (`_cli.define_allocator_flag` defines them).
+RESTARTING = ("compare", "crossover", "optimize", "scaling", "benchmark")
+DEFAULT_ALLOCATOR = "auto"
+DEFAULT_THREAD_POOLS = "spin"
+
+
+def _restart_settings(args: list[str]) -> dict[str, str] | None:
+  """--allocator and --thread_pools as `args` give them, or None where only absl's parse can
+  tell for sure (another spelling than --NAME=VALUE, a flag file, a request for help)."""
+  settings = {"allocator": DEFAULT_ALLOCATOR, "thread_pools": DEFAULT_THREAD_POOLS}
+  for arg in args:
+    if arg == "--":
+      break
+    key = arg.lstrip("-").partition("=")[0]
+    if key in ("flagfile", "help", "helpfull", "helpshort", "helpxml", "h", "?"):
+      return None
+    if key in settings:
+      if not arg.startswith(f"--{key}="):
+        return None
+      settings[key] = arg.partition("=")[2]  # absl keeps the last of a repeated flag
+  return settings
+
+
+def restart_early(name: str, args: list[str]) -> None:
+  """For a script that times things: the restart under `--allocator` and `--thread_pools` that
+  its main would do first thing, done now, before its imports. Returns when none is needed or
+  when the flags are not certain or not valid (main parses them and says what is wrong);
+  otherwise does not return (the process is restarted with the same command line)."""
+  settings = _restart_settings(args) if name in RESTARTING else None
+  if settings is None:
+    return
+  from funcgrad import allocator, thread_pools  # noqa: PLC0415 - standard library only
+  from funcgrad.errors import UsageError  # noqa: PLC0415
+
+  try:
+    allocator.reexec_with(settings["allocator"],
+                          environ=thread_pools.environment(settings["thread_pools"]))
+  except (UsageError, OSError):  # main's restart_as_asked meets it again and says why
+    return
+
+
+def launch(name: str) -> None:
+  """Runs the script `funcgrad.experiments.<name>` as `__main__` (the repository's shims): the
+  signal handlers first, then the restart it asks for, then the script's imports."""
+  install_early_signal_handlers()  # before the script's imports: Ctrl-C there is one line
+  restart_early(name, sys.argv[1:])
+  runpy.run_module(f"funcgrad.experiments.{name}", run_name="__main__", alter_sys=True)
+
+
 if sys.argv[:1] == ["-m"]:  # `python -m funcgrad.experiments.X`: this runs before X's imports
   install_early_signal_handlers()
   die_with_parent()
@@ -90,5 +145,6 @@ def main(argv: list[str] | None = None) -> None:
   if name not in SCRIPTS:
     print(f"error: unknown experiment {name!r}. Valid: {', '.join(SCRIPTS)}.", file=sys.stderr)
     sys.exit(2)
+  restart_early(name, argv[2:])  # restarts this very command line (sys.argv), if it must
   sys.argv = [f"funcgrad {name}", *argv[2:]]
   runpy.run_module(f"funcgrad.experiments.{name}", run_name="__main__", alter_sys=True)

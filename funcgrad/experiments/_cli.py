@@ -25,7 +25,13 @@ from absl import app, flags, logging
 
 from funcgrad import devices, files, outputs, peers
 from funcgrad.errors import UsageError
-from funcgrad.experiments import SIGNAL_NAMES, early_exit, install_early_signal_handlers
+from funcgrad.experiments import (
+    DEFAULT_ALLOCATOR,
+    DEFAULT_THREAD_POOLS,
+    SIGNAL_NAMES,
+    early_exit,
+    install_early_signal_handlers,
+)
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a process ended by Ctrl-C
@@ -99,14 +105,16 @@ def define_allocator_flag() -> flags.FlagHolder[str]:
   from funcgrad import allocator, thread_pools  # noqa: PLC0415 - only the timing scripts need it
 
   flags.DEFINE_enum(
-      "thread_pools", "spin", list(thread_pools.POLICIES), "How the peers' worker threads wait "
-      "(restarts the process): spin = each library's default; passive = OMP_WAIT_POLICY=PASSIVE "
-      "and OPENBLAS_THREAD_TIMEOUT=4, so that idle NumPy and torch workers do not take the cores "
-      "from the next engine in interleaved rounds (docs/PERFORMANCE.md).",
+      "thread_pools", DEFAULT_THREAD_POOLS, list(thread_pools.POLICIES),
+      "How the peers' worker threads wait (restarts the process): spin = each library's "
+      "default; passive = OMP_WAIT_POLICY=PASSIVE and OPENBLAS_THREAD_TIMEOUT=4, so that idle "
+      "NumPy and torch workers do not take the cores from the next engine in interleaved rounds "
+      "(docs/PERFORMANCE.md).",
       module_name=sys.argv[0])
   return flags.DEFINE_enum(
-      "allocator", "auto", list(allocator.ALLOCATORS), "Memory allocator for this run (restarts "
-      f"the process with LD_PRELOAD): auto = the first installed of "
+      "allocator", DEFAULT_ALLOCATOR, list(allocator.ALLOCATORS),
+      "Memory allocator for this run (restarts the process with LD_PRELOAD): auto = the first "
+      "installed of "
       f"{', '.join(allocator.AUTO_ORDER)} (fastest first, measured: see BUILD.md), else the "
       "system's; mimalloc comes with pip install -e '.[fast]'.",
       module_name=sys.argv[0])  # listed by --help as the calling script's own flag

@@ -18,7 +18,6 @@ from typing import TextIO
 import tqdm
 from absl import flags
 
-from funcgrad import allocator
 from funcgrad.bench import report
 from funcgrad.bench.runner import OK, Result
 
@@ -28,12 +27,13 @@ DOING_PREFIX = "... "
 
 
 def announce(what: str, enabled: bool, stream: TextIO | None = None) -> None:
-  """Says, once per command (a restarted process stays quiet), what the run is about to do.
+  """Says what the run is about to do.
 
-  Call it first thing in main: a piped run then says something within the first seconds, not
+  Call it first thing in main, after the restart under --allocator (the launchers do that one
+  before the script's imports): a piped run then says something within the first seconds, not
   only when its first row is measured.
   """
-  if not enabled or allocator.restarted():  # the first start already said it
+  if not enabled:
     return
   print(f"{DOING_PREFIX}{what}", file=sys.stderr if stream is None else stream, flush=True)
 

@@ -110,9 +110,9 @@ def main(argv: list[str]) -> int:
                      "--output_jsonl": _OUTPUT_JSONL.value, "--plot": _PLOT.value,
                      "--save_baseline": _BASELINES.save.value})
   _BASELINES.check()  # --fail_on_regression without --compare_to, a bad --noise_threshold
+  _cli.restart_as_asked(_ALLOCATOR.value)  # first: the allocator is chosen at process start
   _progress.announce("compare: importing the engines and measuring the copy bandwidth, then "
                      "each case: compile and check every engine, time them", _PROGRESS.value)
-  _cli.restart_as_asked(_ALLOCATOR.value)  # first: the allocator is chosen at process start
   if _COMPILATION_CACHE_DIR.value:  # both tiers checked before any work, one line if refused
     compile_cache.check_cache_dir(_COMPILATION_CACHE_DIR.value, "--compilation_cache_dir")
   if _SIMULATE_CPU_DEVICES.value:

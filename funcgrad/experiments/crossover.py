@@ -51,9 +51,9 @@ _PROGRESS = _progress.define_progress_flag()
 def main(argv: list[str]) -> int:
   del argv
   _cli.check_outputs({"--output_json": _OUTPUT_JSON.value, "--plot": _PLOT.value})
+  _cli.restart_as_asked(_ALLOCATOR.value)
   _progress.announce("crossover: measuring the copy bandwidth, then each size: compile and check "
                      "every engine, time them", _PROGRESS.value)
-  _cli.restart_as_asked(_ALLOCATOR.value)
   names = parse_names(_ENGINES.value, engines.ENGINES, "engine", flag="--engines")
   if len(names) < 2:
     raise UsageError(f"--engines={_ENGINES.value!r} names one engine: a crossover needs two.")
