@@ -61,7 +61,7 @@ def test_the_repository_shims_only_run_the_packaged_scripts():
   assert shims == sorted(SCRIPTS)
   for name in shims:
     text = (ROOT / "experiments" / f"{name}.py").read_text()
-    assert f'runpy.run_module("funcgrad.experiments.{name}", run_name="__main__"' in text
+    assert f'  launch("{name}")' in text and "import launch" in text, name
 
 
 def test_private_jax_and_torch_apis_live_in_compat():
