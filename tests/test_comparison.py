@@ -22,9 +22,9 @@ def test_compare_checks_then_times_eager_and_jit(tmp_path):
     assert row.ok and row.reference.startswith("jax float64 re-run")
     assert row.workload == "mlp_loss(w 64x8, x 32x64)"  # the caption: function and arguments
     assert row.max_rel_err <= row.tolerance and row.median_s > 0
-  # The stages are inside the first call; JAX times them with its own clock (in a busy pytest
-  # worker their sum was seen 3% above the first call, as in tests/test_runner.py).
-  assert jit.first_call_s >= 0.9 * (jit.trace_s + jit.lower_s + jit.compile_s)
+  # The stages are inside the first call; JAX times them with the wall clock (in a busy pytest
+  # worker their sum was seen 3% and 15% above the first call, see tests/test_runner.py).
+  assert jit.first_call_s >= 0.75 * (jit.trace_s + jit.lower_s + jit.compile_s)
   ratio, low, high = comparison.speedup("eager")
   assert low <= ratio <= high and ratio > 1  # jit beats op-by-op eager on a 3-op function
   text = comparison.table()

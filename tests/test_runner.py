@@ -61,9 +61,11 @@ def test_sweep_rows_in_order_with_every_field():
     assert r.backend == "cpu" and r.dtype == "float32" and r.reference == "numpy float64"
   jit = results[1]
   assert jit.trace_s > 0 and jit.lower_s > 0 and jit.compile_s > 0 and jit.dispatch_s > 0
-  # One compilation: the stages are inside the first call they split. JAX times them with its own
-  # clock; in a busy pytest worker their sum was seen up to 3% above the first call.
-  assert jit.first_call_s >= 0.9 * (jit.trace_s + jit.lower_s + jit.compile_s)
+  # One compilation: the stages are inside the first call they split. JAX times them with the
+  # wall clock (time.time), the first call is timed with perf_counter: in a busy pytest worker
+  # (both cores taken by other processes) their sum was seen 3% and 15% above the first call.
+  # A stage counted from outside the call would be about twice it.
+  assert jit.first_call_s >= 0.75 * (jit.trace_s + jit.lower_s + jit.compile_s)
   assert jit.compiles == 1
   assert jit.device_kind == jax.devices("cpu")[0].device_kind
   numpy_row = results[0]
