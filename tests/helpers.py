@@ -5,6 +5,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -27,3 +29,11 @@ def assert_one_line_error(result, *fragments: str) -> None:
   assert len(errors) == 1, result.stderr
   for fragment in fragments:
     assert fragment in errors[0], errors[0]
+
+
+def quick_first(*values):
+  """Parameter values of which the quick subset (`-m "not slow"`) runs the first and the full
+  suite every one: the others check the same path on more inputs. A tuple is one case's values."""
+  return [v if i == 0 else pytest.param(*(v if isinstance(v, tuple) else (v,)),
+                                        marks=pytest.mark.slow)
+          for i, v in enumerate(values)]

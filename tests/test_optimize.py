@@ -20,7 +20,7 @@ from funcgrad.bench.workloads.model import REFERENCE_NUMPY, REFERENCE_X64
 from funcgrad.errors import UsageError
 from funcgrad.peers import peer_available
 from tests.cli import run_in_process
-from tests.helpers import assert_one_line_error, run_module
+from tests.helpers import assert_one_line_error, quick_first, run_module
 
 JAX_LOOPS = ["eager", "jit_step", "scan", "scan_fused"]
 LINREG = ("linear_regression", (200, 5), 1)  # problem, shape, seed
@@ -89,7 +89,7 @@ def test_tutorial_loss_goes_down_to_its_optimum(name, lr, steps):
   np.testing.assert_allclose(_run("scan", ABS, name, lr, steps)[0], params, rtol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["adam", "sgd", "rmsprop", "adamw", "lion", "adagrad"])
+@pytest.mark.parametrize("name", quick_first("adam", "sgd", "rmsprop", "adamw", "lion", "adagrad"))
 def test_fused_scan_agrees_with_the_other_loops(name):
   scan, fused, jit_step = (_run(loop, LINREG, name, 0.05, 200)
                            for loop in ("scan", "scan_fused", "jit_step"))
@@ -119,7 +119,7 @@ def test_graphs_fusions_per_step_counts_loop_bodies_times_trips():
   assert graphs.fusions_per_step(step, 1) == graphs.count_fusions(step)
 
 
-@pytest.mark.parametrize("steps", [1, 7, 10])  # fewer than, and not a multiple of, SCAN_UNROLL
+@pytest.mark.parametrize("steps", quick_first(7, 1, 10))  # vs SCAN_UNROLL: not a multiple, fewer
 def test_unrolled_scan_runs_every_step(steps):
   scan, jit_step = (_run(loop, ABS, "adam", 0.01, steps) for loop in ("scan", "jit_step"))
   np.testing.assert_allclose(scan[0], jit_step[0], rtol=1e-6)
@@ -300,7 +300,7 @@ def test_step_is_pure_and_jittable():
 
 
 @pytest.mark.filterwarnings("ignore:Specifying a key:UserWarning")  # optax's noisy_sgd
-@pytest.mark.parametrize("name", ["novograd", "optimistic_adam_v2", "noisy_sgd"])
+@pytest.mark.parametrize("name", quick_first("novograd", "optimistic_adam_v2", "noisy_sgd"))
 def test_scan_keeps_scalar_state_that_cannot_be_widened(name):
   """A count used as a predicate (novograd), state that changes shape (optimistic_adam_v2) or a
   random key (noisy_sgd) stays scalar; the scan loop still matches the jitted step."""

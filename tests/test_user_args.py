@@ -14,6 +14,7 @@ from flax import nnx
 
 from funcgrad.bench import user_args, user_torch
 from funcgrad.errors import UsageError
+from tests.helpers import quick_first
 
 
 def _grads(split, jit):
@@ -31,7 +32,8 @@ class _Net(nnx.Module):
     return self.drop(self.bn(self.linear(x)))
 
 
-@pytest.mark.parametrize("jit", [False, True])
+# The eager runs of a framework's model take seconds (`slow`); the quick subset runs them jitted.
+@pytest.mark.parametrize("jit", quick_first(True, False))
 def test_nnx_module_only_params_are_differentiated(jit):
   model = _Net(nnx.Rngs(0))
   x = jnp.linspace(-1, 1, 15).reshape(5, 3)
@@ -53,7 +55,7 @@ def test_nnx_module_only_params_are_differentiated(jit):
     np.testing.assert_allclose(got, w, rtol=1e-4, atol=1e-4 * largest)
 
 
-@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("jit", quick_first(True, False))
 def test_equinox_module_with_function_leaves_and_keyword_arguments(jit):
   mlp = eqx.nn.MLP(4, 1, 8, 2, key=jax.random.key(0))
   x = jnp.linspace(-1, 1, 12).reshape(3, 4)
@@ -71,6 +73,7 @@ def test_equinox_module_with_function_leaves_and_keyword_arguments(jit):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow  # quick subset (-m "not slow") within 90 s: seconds of two frameworks' models
 def test_linen_and_haiku_params_with_an_rng_and_integer_labels():
   model = linen.Dense(3)
   x = jnp.ones((4, 2))

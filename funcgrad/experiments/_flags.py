@@ -99,12 +99,18 @@ class BaselineFlags:
   noise_threshold: flags.FlagHolder
   fail_on_regression: flags.FlagHolder
   allow_other_machine: flags.FlagHolder
+  _read: dict[str, Any] = dataclasses.field(default_factory=dict)  # --compare_to's file, once
 
   def check(self) -> None:
-    """The checks that need no file and no import of the engines: first thing in a script."""
+    """The checks that need no import of the engines, first thing in a script: the flags, and
+    the --compare_to file read and parsed (a missing or malformed one is refused in a second,
+    not after the engines' imports and the copy-bandwidth measurement)."""
     from funcgrad.bench import baselines  # noqa: PLC0415 - the bench modules import JAX
     baselines.check_fail_on_regression(self.fail_on_regression.value, self.compare_to.value)
     baselines.check_threshold(self.noise_threshold.value)
+    path = self.compare_to.value
+    if path and path not in self._read:
+      self._read[path] = baselines.load(path)  # read once: it may be a pipe or change later
 
   def load(self, machine: dict[str, Any]) -> baselines.Baseline | None:
     """The baseline to compare with (None without --compare_to), checked before any timing."""
@@ -112,7 +118,7 @@ class BaselineFlags:
     self.check()
     if not self.compare_to.value:
       return None
-    old = baselines.load(self.compare_to.value)
+    old = self._read[self.compare_to.value]
     baselines.check_machine(old, machine, self.allow_other_machine.value)
     return old
 

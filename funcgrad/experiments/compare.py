@@ -109,7 +109,7 @@ def main(argv: list[str]) -> int:
   _cli.check_outputs({"--output_json": _OUTPUT_JSON.value, "--output_csv": _OUTPUT_CSV.value,
                      "--output_jsonl": _OUTPUT_JSONL.value, "--plot": _PLOT.value,
                      "--save_baseline": _BASELINES.save.value})
-  _BASELINES.check()  # --fail_on_regression without --compare_to, a bad --noise_threshold
+  _BASELINES.check()  # the baseline flags, and the --compare_to file read, before the engines load
   _cli.restart_as_asked(_ALLOCATOR.value)  # first: the allocator is chosen at process start
   _progress.announce("compare: importing the engines and measuring the copy bandwidth, then "
                      "each case: compile and check every engine, time them", _PROGRESS.value)
