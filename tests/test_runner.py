@@ -138,8 +138,13 @@ def test_mesh_is_refused_for_workloads_that_are_not_split():
 def test_memory_refusal_before_allocation():
   cases = _sweep(workloads=[MULADD_SUM], engines=[engines.ENGINES["numpy"]],
                  sizes=[(3, 4), (1_000_000, 1_000_000)])
-  with pytest.raises(UsageError, match=r"Size 1000000x1000000 of muladd_sum needs about .* GiB"):
+  with pytest.raises(UsageError, match=r"Size 1000000x1000000 of muladd_sum needs about .* GiB "
+                     r"on cpu for 1 engine, .* Pick a smaller size or fewer engines\."):
     checks.check_fits(cases)
+  # Before the engines are known (finding the peers imports them): a size that even one engine
+  # cannot hold is refused at once.
+  with pytest.raises(UsageError, match=r"for even one engine, .* Pick a smaller size\.$"):
+    checks.check_fits(_sweep(workloads=[MULADD_SUM], engines=[], sizes=[(1_000_000, 1_000_000)]))
   with pytest.raises(UsageError, match=r"Size 1000000x1000000 of muladd_sum"):
     runner.run_sweep(cases, rooflines={})  # refused before the first case runs
   checks.check_fits(_sweep(workloads=[MULADD_SUM], engines=[engines.ENGINES["numpy"]],

@@ -116,11 +116,14 @@ def check_fits(cases: Sequence[Case]) -> None:
     free = available[case.backend]
     need = footprint_bytes(case.workload, case.shape, case.dtype, max(1, len(case.engines)))
     if free is not None and need > limits.MEMORY_HEADROOM * free:
+      n = len(case.engines)
+      engines, fix = ((f"{n} engine{'s' if n > 1 else ''}", "a smaller size or fewer engines")
+                      if case.engines else ("even one engine", "a smaller size"))
       raise UsageError(
           f"Size {format_shape(case.shape)} of {case.workload.name} needs about "
-          f"{need / 2**30:.1f} GiB on {case.backend} for {len(case.engines)} engines, more than "
+          f"{need / 2**30:.1f} GiB on {case.backend} for {engines}, more than "
           f"{limits.MEMORY_HEADROOM:.0%} of the {free / 2**30:.1f} GiB available: refused "
-          "before allocating. Pick a smaller size or fewer engines.")
+          f"before allocating. Pick {fix}.")
 
 
 def check_cases(cases: Sequence[Case]) -> None:

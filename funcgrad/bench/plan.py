@@ -239,6 +239,7 @@ def plan(request: Request) -> Plan:
   sweep = Sweep(chosen, [], backends, sizes, dtype, request.timing, _mesh_shape(request),
                 cache_dir)
   checks.check_mesh(sweep.cases())  # every size fits every workload, and every mesh
+  checks.check_fits(sweep.cases())  # a size too large for even one engine: before the imports
   if request.plot:
     report.check_plot_available()
   peer_names = tuple(chosen[0].peers) if request.function else ()
