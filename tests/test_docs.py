@@ -13,12 +13,13 @@ the reader to write), with only the `funcgrad` package importable, as the README
 leaves it. The outputs that a `$ ` block shows for a deterministic tutorial script are checked
 line for line against a fresh run.
 
-How each runs: a `python -m experiments.X` command runs in this process (`tests.cli`: the same
-flag parsing and `_cli.run` path, without a second start-up of JAX, torch and TensorFlow), except
+How each runs: a command runs in this process, from that folder (`tests.cli`: the same flag
+parsing and `_cli.run` path, without a second start-up of JAX, torch and TensorFlow), except
 what needs a process of its own (`_why_a_process`): an environment variable set before the
 command, a device count JAX fixes when it starts, a process-wide compilation cache, processes a
-command starts itself, an allocator preloaded by a re-exec, and `funcgrad X` from the user's
-folder, which must find only what the install provides.
+command starts itself, an allocator preloaded by a re-exec, and a `funcgrad X` command that
+imports the user's module (it must find that module, and only the installed funcgrad, as the
+console script does).
 """
 
 import contextlib
@@ -252,14 +253,18 @@ OWN_PROCESS_SCRIPTS = {
     "experiments.run_exported": "checks that the workload code was never imported",
 }
 OWN_PROCESS_FLAGS = ("--simulate_cpu_devices", "--compilation_cache_dir", "--allocator")
+# Flags that import the user's own module: from the user's folder, through the console script.
+USER_MODULE_FLAGS = ("--function", "--inputs", "--peer_function")
 
 
 def _why_a_process(argv: list[str], env: dict[str, str]) -> str | None:
   """Why the command needs a real subprocess, or None when it can run in this process."""
   if env:
     return f"sets {', '.join(env)} before it starts"
-  if _from_users_folder(argv):
-    return "the console script, from the user's folder, finds only the installed funcgrad"
+  if _from_users_folder(argv) and (len(argv) < 2 or argv[1].startswith("-") or any(
+      a.partition("=")[0] in USER_MODULE_FLAGS for a in argv)):
+    return ("the console script itself, or the user's module imported from the user's folder "
+            "where only the installed funcgrad is found")
   if _module(argv) in OWN_PROCESS_SCRIPTS:
     return OWN_PROCESS_SCRIPTS[_module(argv)]
   flag = next((a for a in argv if a.partition("=")[0] in OWN_PROCESS_FLAGS), None)
@@ -283,8 +288,10 @@ def _run(command: DocCommand, workspace) -> None:
   quick = _quick_argv(argv, tmp, written)
   start = time.perf_counter()
   if _why_a_process(argv, assignments) is None:
-    with contextlib.chdir(ROOT):  # where `python -m experiments.X` runs
-      result = run_in_process(_module(argv), *quick[3:])
+    users = _from_users_folder(argv)
+    args = quick[len(_funcgrad_command()) + 1:] if users else quick[3:]
+    with contextlib.chdir(tmp if users else ROOT):  # where the docs say it runs
+      result = run_in_process(_module(argv), *args)
   else:
     env = {**os.environ, **assignments}
     cwd = _where_it_runs(argv, env, workspace)
