@@ -324,6 +324,23 @@ def test_quick_flags_come_after_the_docs_flags(tmp_path):
   assert argv[4] == f"--plot={tmp_path}/out/0-a.png"
 
 
+@pytest.mark.parametrize("command, why", [
+    ("python -m experiments.compare --sizes=3x4", None),
+    ("funcgrad compare --sizes=1000x1000", None),  # in-process, from the user's folder
+    ("funcgrad compare --function=mymodel:loss --shapes=3", "the user's module"),
+    ("funcgrad --help", "the console script itself"),
+    ("python -m experiments.compare --simulate_cpu_devices=8", "--simulate_cpu_devices=8"),
+    ("python -m experiments.compare --allocator=tcmalloc", "--allocator=tcmalloc"),
+    ("python -m experiments.scaling", "device count"),
+    ("python -m experiments.run_exported --in=g.fgx", "never imported"),
+])
+def test_what_needs_a_process_of_its_own(command, why):
+  said = _why_a_process(shlex.split(command), {})
+  assert said is None if why is None else why in said
+  assert "XLA_FLAGS" in _why_a_process(shlex.split("python -m experiments.compare"),
+                                       {"XLA_FLAGS": "--xla_foo"})
+
+
 def test_the_quick_benchmark_runs_every_group_in_one_of_its_commands():
   from funcgrad.bench import headline  # noqa: PLC0415 - the benchmark's own registry
   groups = EVERY_GROUP_BUT_ANSWERS.partition("=")[2].split(",")
