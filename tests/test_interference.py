@@ -237,16 +237,13 @@ def test_real_threads_a_spinning_pool_counts_and_a_thread_the_block_wakes_does_n
     while not stop.is_set():
       np.sin(x, out=x)
 
-  def spin():
-    busy()
-
   def woken():
     go.wait()
     busy()
 
   meter = Meter()
   meter.threads["engine"] = set()
-  spinner = threading.Thread(target=spin, daemon=True)
+  spinner = threading.Thread(target=busy, daemon=True)
   spinner.start()
   worker = threading.Thread(target=woken, daemon=True)
   worker.start()

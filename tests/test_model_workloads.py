@@ -28,14 +28,14 @@ def _engine_or_skip(name):
 
 ENGINE_NAMES = ("numpy", "eager", "jit", "jit_packed", "jit_scan", "torch_eager", "tf_eager",
                 "tf_function", "tf_xla")
-PEER_NAMES = ("torch_eager", "tf_eager", "tf_function", "tf_xla")
 
 
 def _quick(name: str, engine_name: str) -> bool:
   """In the quick subset (-m "not slow", within 90 s): JAX's own compiled engines and NumPy on
   every model, the peers on the first. The eager rows (every op dispatched on its own: 2-5 s
   each on 2 cores) are `slow`; tests/test_engines.py checks the eager engine in the quick subset."""
-  return engine_name != "eager" and (engine_name not in PEER_NAMES or name == next(iter(SIZES)))
+  peer = engines.ENGINES[engine_name].requires is not None
+  return engine_name != "eager" and (not peer or name == next(iter(SIZES)))
 
 
 @pytest.mark.parametrize("name, engine_name", [

@@ -89,7 +89,7 @@ def test_distance_of_an_interval_from_a_value():
   assert stability.distance_from(2.0, 1.0, 1.25) == pytest.approx(60.0)
 
 
-def test_change_detection_targets_from_known_verdicts(tmp_path):
+def test_change_detection_targets_from_known_verdicts():
   from funcgrad.bench.baselines import Change  # noqa: PLC0415
 
   def change(engine, ratio, low, high, verdict):

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from funcgrad import optimize
-from funcgrad.bench import comparison, fitting, runner, stability, workloads
+from funcgrad.bench import comparison, fitting, plan, runner, stability, workloads
 from funcgrad.bench import engines as engines_lib
 from funcgrad.bench.case import Sweep, Timing
 from funcgrad.bench.first_call import first_call_in_fresh_process
@@ -23,7 +23,7 @@ from funcgrad.bench.timing import DEFAULT_ISOLATION, Timer, autorange
 from funcgrad.bench.workloads.fits import fit_problem_workload
 from funcgrad.bench.workloads.tutorial import ABS_LOSS, MULADD_SUM
 from funcgrad.peers import import_peer, peer_available
-from funcgrad.shapes import format_shape
+from funcgrad.shapes import format_shape, parse_shapes
 
 JIT_ENGINES = ("jit", "jit_packed")
 
@@ -212,7 +212,8 @@ def cache_target(repeats: int = 5) -> list[Target]:
                  f"{loaded_s * 1e3:.1f} ms vs cold {cold_s * 1e3:.1f} ms")]
 
 
-DEFAULT_COMPARE_SIZES = ((3, 4), (1000, 1000))  # experiments.compare's default sizes
+# experiments.compare's default sizes.
+DEFAULT_COMPARE_SIZES = tuple(parse_shapes(plan.DEFAULT_SIZES, "--sizes", max_rank=2))
 
 
 # `experiments.compare`'s default engines: those that run value-and-grad workloads (the others
@@ -414,7 +415,7 @@ GROUPS: dict[str, Group] = {
 
 
 def measure(groups: Sequence[str], session: Session,
-            add: Callable[[Target], None] | None = None) -> list[Target]:
+            add: Callable[[Target], None] = lambda target: None) -> list[Target]:
   """The targets of `groups`, after the shared sweeps they need (in GROUPS order).
 
   Args:
@@ -429,6 +430,6 @@ def measure(groups: Sequence[str], session: Session,
   for name in chosen:
     found = GROUPS[name].measure(session)
     out += found
-    for target in found if add is not None else ():
+    for target in found:
       add(target)
   return out

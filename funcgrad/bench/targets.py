@@ -88,7 +88,6 @@ def json_document(machine: dict[str, Any], targets: Sequence[Target],
   return outputs.dumps(document) + "\n"
 
 
-
 def exit_status(rows_ok: bool, results: Sequence[Target], strict: bool) -> int:
   """1 for a wrong or failed row, or (with `strict`) a missed target; 0 otherwise."""
   if not rows_ok:

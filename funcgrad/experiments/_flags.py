@@ -110,7 +110,7 @@ class BaselineFlags:
     baselines.check_threshold(self.noise_threshold.value)
     path = self.compare_to.value
     if path and path not in self._read:
-      self._read[path] = baselines.load(path)  # read once: it may be a pipe or change later
+      self._read[path] = baselines.load(path)  # read once: what is checked is what is compared
 
   def load(self, machine: dict[str, Any]) -> baselines.Baseline | None:
     """The baseline to compare with (None without --compare_to), checked before any timing."""

@@ -15,7 +15,16 @@ import numpy as np
 from absl import flags
 
 from funcgrad import limits, outputs
-from funcgrad.bench import headline, interference, report, runner, stability, targets, workloads
+from funcgrad.bench import (
+    headline,
+    interference,
+    plan,
+    report,
+    runner,
+    stability,
+    targets,
+    workloads,
+)
 from funcgrad.bench.machine import machine_document
 from funcgrad.errors import UsageError
 from funcgrad.experiments import _cli, _flags
@@ -40,7 +49,7 @@ _MLP_PEAK_SIZE = flags.DEFINE_string("mlp_peak_size", "1024x2048",
                                      "BATCHxWIDTH of the mlp matmul-peak target.")
 _PRECISION = _flags.define_precision_flags(stability.ANSWER_PRECISION)
 _ANSWER_SIZES = flags.DEFINE_string(
-    "answer_sizes", "3x4,1000x1000", "Sizes of the answers group's back-to-back compare sweeps "
+    "answer_sizes", plan.DEFAULT_SIZES, "Sizes of the answers group's back-to-back compare sweeps "
     "(experiments.compare's default sizes).")
 _ANSWER_ENGINES = flags.DEFINE_string(
     "answer_engines", "all", "Engines of the answers group's back-to-back compare sweeps, jit "

@@ -68,9 +68,8 @@ def main(argv: list[str]) -> int:
     print(f"[{row.loop}] {outcome}", file=sys.stderr, flush=True)
 
   def stage(what: str, loop: str) -> None:  # a piped run says what it is doing, as it begins
-    said = (f"compiling and checking the {loop} loop's fit" if what == "preparing" else
-            f"timing every loop, in calls of {fit.steps} steps")
-    print(f"{_progress.DOING_PREFIX}{said}", file=sys.stderr, flush=True)
+    _progress.announce(f"compiling and checking the {loop} loop's fit" if what == "preparing"
+                       else f"timing every loop, in calls of {fit.steps} steps", True)
 
   _progress.announce(f"optimize: {fit.describe()} on {_WORKLOAD.value}, {', '.join(loops)}: "
                      "each loop's first call is the whole fit, checked against a reference fit, "
