@@ -1,10 +1,16 @@
-"""The roofline: copy bandwidth with one and every core, the last-level cache, measured once."""
+"""The roofline: copy bandwidth with one and every core, the last-level cache, measured once and
+only where a row is compared with it."""
 
 import dataclasses
 
 import jax
+import numpy as np
+import pytest
 
-from funcgrad.bench import roofline
+from funcgrad.bench import roofline, runner
+from funcgrad.bench.case import Sweep
+from funcgrad.bench.engines import ENGINES
+from funcgrad.bench.workloads import WORKLOADS
 
 
 def test_host_copy_moves_bytes_with_one_and_two_threads():
@@ -51,3 +57,54 @@ def test_remeasured_keeps_the_higher_peaks_for_later_sweeps():
     assert roofline.measured_once(device) is best
   finally:
     roofline._MEASURED[device] = before
+
+
+def test_a_peak_is_measured_only_when_asked_for():
+  device = jax.devices("cpu")[0]
+  nothing = roofline.measure(device, copy=False, matmul=False)
+  assert nothing.copy_bandwidth_gbps is None and nothing.copy_threads is None
+  assert nothing.peak_gflops is None
+  assert nothing.llc_bytes == roofline.last_level_cache_bytes()  # read, not measured
+  matmul = roofline.measure(device, elements=1 << 20, copy=False)
+  assert matmul.peak_gflops > 0 and matmul.copy_bandwidth_gbps is None
+
+
+@pytest.fixture
+def measured(monkeypatch):
+  """What `measured_once` asks `measure` for, with nothing measured yet (fake, instant peaks)."""
+  asked = []
+
+  def measure(device, copy=True, matmul=True):
+    del device
+    asked.append((copy, matmul))
+    return roofline.Roofline(20.0 if copy else None, 10.0 if copy else None,
+                             2 if copy else None, 1 << 20, 90.0 if matmul else None)
+
+  monkeypatch.setattr(roofline, "measure", measure)
+  monkeypatch.setattr(roofline, "_MEASURED", {})
+  return asked
+
+
+def test_measured_once_measures_a_missing_peak_later_and_keeps_the_known_one(measured):
+  device = jax.devices("cpu")[0]
+  first = roofline.measured_once(device, copy=False)
+  assert (first.copy_bandwidth_gbps, first.peak_gflops) == (None, 90.0)
+  assert roofline.measured_once(device, copy=False) is first  # nothing new: nothing measured
+  both = roofline.measured_once(device)
+  assert (both.copy_bandwidth_gbps, both.copy_threads, both.peak_gflops) == (20.0, 2, 90.0)
+  assert measured == [(False, True), (True, False)]
+
+
+def _cases(workload, *shapes):
+  return Sweep([WORKLOADS[workload]], [ENGINES["jit"]], ["cpu"], list(shapes), np.float32).cases()
+
+
+def test_a_sweep_gets_only_the_peaks_its_rows_are_compared_with(measured, monkeypatch):
+  monkeypatch.setattr(roofline, "last_level_cache_bytes", lambda: 1 << 20)  # a 1 MB cache
+  (cached,) = runner.measure_rooflines(_cases("muladd_sum", (3, 4))).values()
+  assert cached.copy_bandwidth_gbps is None and cached.peak_gflops is None
+  assert measured == [(False, False)]  # a 3x4 sum fits in the cache: no copy to compare with
+  runner.measure_rooflines(_cases("muladd_sum", (3, 4), (1000, 1000)))
+  assert measured[-1] == (True, False)  # 1000x1000 floats do not fit in 1 MB
+  runner.measure_rooflines(_cases("mlp", (16, 32)))
+  assert measured[-1] == (False, True)  # a compute-bound model is compared with the matmul peak

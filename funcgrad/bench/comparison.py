@@ -123,7 +123,7 @@ def compare_case(case: Case, baseline: str | None = None,
     baselines.check_machine(old, machine_document(), allow_other_machine)
   case = dataclasses.replace(case, timing=dataclasses.replace(case.timing, baseline=baseline))
   # A user's function has no byte count to compare with the copy bandwidth: no roofline then.
-  rooflines = runner.measure_rooflines([case.backend]) if case.workload.bytes_moved else {}
+  rooflines = runner.measure_rooflines([case]) if case.workload.bytes_moved else {}
   caching = contextlib.nullcontext()
   if compilation_cache_dir:  # for this comparison only: the caller's JAX settings come back
     caching = compile_cache.persistent_cache(compilation_cache_dir)

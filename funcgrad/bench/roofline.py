@@ -6,6 +6,10 @@ slices, all threads released together, best of several; XLA's CPU code uses ever
 single-threaded copy would be the wrong limit (it is recorded too). On a GPU: a device-to-device
 copy compiled by JAX. A row whose working set fits in the last-level cache is marked
 `cache_resident` rather than compared with DRAM bandwidth.
+
+Each peak is measured only where a row is compared with it (`measure(copy=..., matmul=...)`):
+a sweep whose rows all fit in the cache never needs the copy bandwidth, one without a
+compute-bound row never needs the matmul peak, and each costs about a second.
 """
 
 import concurrent.futures
@@ -33,15 +37,17 @@ class Roofline:
   """What one backend's rows are compared with.
 
   Attributes:
-    copy_bandwidth_gbps: copy bandwidth with every usable core (host) or on the device (GPU).
-    copy_bandwidth_1thread_gbps: the host's single-threaded copy bandwidth (None on a GPU).
-    copy_threads: threads of the all-core host copy (None on a GPU).
+    copy_bandwidth_gbps: copy bandwidth with every usable core (host) or on the device (GPU);
+      None when not measured (no row of the sweep is compared with it).
+    copy_bandwidth_1thread_gbps: the host's single-threaded copy bandwidth (None on a GPU or
+      when not measured).
+    copy_threads: threads of the all-core host copy (None on a GPU or when not measured).
     llc_bytes: the host's last-level cache size from sysfs (None when unknown or on a GPU).
     peak_gflops: a large float32 matmul's rate (NumPy's BLAS on the host, JAX on a GPU): the
       arithmetic roofline of matmul-bound rows (None when not measured).
   """
 
-  copy_bandwidth_gbps: float
+  copy_bandwidth_gbps: float | None = None
   copy_bandwidth_1thread_gbps: float | None = None
   copy_threads: int | None = None
   llc_bytes: int | None = None
@@ -89,9 +95,16 @@ def last_level_cache_bytes(root: str = _SYSFS_CACHE) -> int | None:
 def host_copy_gbps(elements: int = DEFAULT_ELEMENTS, threads: int = 1, repeats: int = 7) -> float:
   """Best-of-`repeats` NumPy copy bandwidth in GB/s (read + write) with `threads` threads, each
   copying its own slice (NumPy releases the GIL while it copies)."""
+  return _copy_gbps(*_copy_buffers(elements), threads, repeats)
+
+
+def _copy_buffers(elements: int) -> tuple[np.ndarray, np.ndarray]:
   src = np.ones(elements, np.float32)
-  dst = np.zeros_like(src)  # both touched now, so the timed copies never page-fault
-  bounds = np.linspace(0, elements, threads + 1).astype(int)
+  return src, np.zeros_like(src)  # both touched now, so the timed copies never page-fault
+
+
+def _copy_gbps(src: np.ndarray, dst: np.ndarray, threads: int, repeats: int) -> float:
+  bounds = np.linspace(0, src.size, threads + 1).astype(int)
   slices = [(dst[a:b], src[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
   if threads == 1:
     timer = Timer(functools.partial(np.copyto, dst, src), sync=lambda out: out)
@@ -147,35 +160,62 @@ def device_matmul_gflops(device: jax.Device, n: int = 8192, repeats: int = 5) ->
   return 2 * n**3 / best / 1e9
 
 
-def measure(device: jax.Device, elements: int = DEFAULT_ELEMENTS) -> Roofline:
-  """The roofline for rows on `device`'s backend: copy bandwidth and matmul rate."""
+def measure(device: jax.Device, elements: int = DEFAULT_ELEMENTS, copy: bool = True,
+            matmul: bool = True) -> Roofline:
+  """The roofline for rows on `device`'s backend: the copy bandwidth (if `copy`) and the matmul
+  rate (if `matmul`); the host's cache size always (it is read, not measured)."""
   if device.platform != "cpu":
-    return Roofline(device_copy_gbps(device, elements), peak_gflops=device_matmul_gflops(device))
-  threads = usable_cores()
-  one = host_copy_gbps(elements, 1)
-  every = host_copy_gbps(elements, threads) if threads > 1 else one
-  return Roofline(max(one, every), one, threads, last_level_cache_bytes(), host_matmul_gflops())
+    return Roofline(device_copy_gbps(device, elements) if copy else None,
+                    peak_gflops=device_matmul_gflops(device) if matmul else None)
+  measured = Roofline(llc_bytes=last_level_cache_bytes())
+  if copy:
+    threads = usable_cores()
+    buffers = _copy_buffers(elements)  # one allocation for both copies (its page faults: ~0.4 s)
+    one = _copy_gbps(*buffers, 1, 7)
+    every = _copy_gbps(*buffers, threads, 7) if threads > 1 else one
+    del buffers  # 512 MB, freed before the matmul
+    measured = dataclasses.replace(measured, copy_bandwidth_gbps=max(one, every),
+                                   copy_bandwidth_1thread_gbps=one, copy_threads=threads)
+  return dataclasses.replace(measured, peak_gflops=host_matmul_gflops() if matmul else None)
 
 
 _MEASURED: dict[jax.Device, Roofline] = {}
 
 
-def measured_once(device: jax.Device) -> Roofline:
-  """`measure(device)`, once per process: every later sweep on the device compares with it
-  (or with what `remeasured` found since).
+def measured_once(device: jax.Device, copy: bool = True, matmul: bool = True) -> Roofline:
+  """`measure(device)`'s peaks, each measured once per process and only when asked for: every
+  later sweep on the device compares with them (or with what `remeasured` found since).
 
-  Measuring takes about a second (copies of two 256 MB buffers, a 2048 matmul), which a process
-  that runs many sweeps (the benchmark, a notebook, the tests) would otherwise pay per sweep.
+  Measuring takes about a second per peak (copies of two 256 MB buffers, a 2048 matmul), which a
+  process that runs many sweeps (the benchmark, a notebook, the tests) would otherwise pay per
+  sweep.
   """
-  if device not in _MEASURED:
-    _MEASURED[device] = measure(device)
-  return _MEASURED[device]
+  known = _MEASURED.get(device)
+  copy = copy and (known is None or known.copy_bandwidth_gbps is None)
+  matmul = matmul and (known is None or known.peak_gflops is None)
+  if known is None or copy or matmul:
+    fresh = measure(device, copy=copy, matmul=matmul)
+    known = fresh if known is None else _with_measured(known, fresh)
+    _MEASURED[device] = known
+  return known
+
+
+_COPY_FIELDS = ("copy_bandwidth_gbps", "copy_bandwidth_1thread_gbps", "copy_threads")
+
+
+def _with_measured(known: Roofline, fresh: Roofline) -> Roofline:
+  """`known` with the peaks `fresh` measured (its None fields were not measured)."""
+  update = {f: getattr(fresh, f) for f in _COPY_FIELDS if fresh.copy_bandwidth_gbps is not None}
+  if fresh.peak_gflops is not None:
+    update["peak_gflops"] = fresh.peak_gflops
+  return dataclasses.replace(known, **update)
 
 
 def exceeded(roofline: Roofline, gbps: float | None, gflops: float | None) -> bool:
   """Whether a row ran faster than a peak allows: the peak was measured while something else
   ran (a row can never copy faster than the copy bandwidth, or multiply faster than the peak)."""
-  over_copy = gbps is not None and gbps > roofline.copy_bandwidth_gbps
+  over_copy = gbps is not None and roofline.copy_bandwidth_gbps is not None and \
+      gbps > roofline.copy_bandwidth_gbps
   over_flops = gflops is not None and roofline.peak_gflops is not None and \
       gflops > roofline.peak_gflops
   return over_copy or over_flops
@@ -191,7 +231,8 @@ def remeasured(device: jax.Device, previous: Roofline,
   fresh = measure_fn(device)
   known = [previous, fresh, *([_MEASURED[device]] if device in _MEASURED else [])]
   best = dataclasses.replace(
-      previous, copy_bandwidth_gbps=max(r.copy_bandwidth_gbps for r in known),
+      previous,
+      copy_bandwidth_gbps=max(filter(None, (r.copy_bandwidth_gbps for r in known)), default=None),
       peak_gflops=max(filter(None, (r.peak_gflops for r in known)), default=None))
   _MEASURED[device] = best
   return best

@@ -106,11 +106,17 @@ def _error_text(e: BaseException) -> str:
   return text
 
 
+def bytes_moved(case: Case) -> int | None:
+  """The bytes a case's rows read and write per call (None: the workload does not say)."""
+  if not case.workload.bytes_moved:
+    return None
+  return case.workload.bytes_moved(case.shape, np.dtype(case.dtype).itemsize)
+
+
 def new_result(case: Case, engine: Engine, roofline: roofline_lib.Roofline | None) -> Result:
   """A row before anything ran: what it is, the bytes and FLOPs it must move and compute."""
   workload, shape, dtype = case.workload, case.shape, case.dtype
-  itemsize = np.dtype(dtype).itemsize
-  moved = workload.bytes_moved(shape, itemsize) if workload.bytes_moved else None
+  moved = bytes_moved(case)
   result = Result(workload=workload.name, engine=engine.name, backend=case.backend,
                   shape=list(shape),
                   dtype=np.dtype(dtype).name, n_elements=math.prod(shape), bytes=moved,
@@ -292,9 +298,21 @@ def long_run_note(cases: Sequence[Case]) -> str | None:
           "--output_jsonl if given.")
 
 
-def measure_rooflines(backends: Sequence[str]) -> dict[str, roofline_lib.Roofline]:
-  """Each backend's roofline, measured once per process (`roofline.measured_once`)."""
-  return {b: roofline_lib.measured_once(jax.devices(b)[0]) for b in backends}
+def measure_rooflines(cases: Sequence[Case]) -> dict[str, roofline_lib.Roofline]:
+  """Each backend's roofline, with only the peaks its cases' rows are compared with, each
+  measured once per process (`roofline.measured_once`): the copy bandwidth where a working set
+  does not fit in the host's last-level cache (always on a GPU), the matmul peak where a case is
+  compute-bound. Measured before any engine runs, so no engine's work is in it."""
+  out = {}
+  for backend in backends_of(cases):
+    device = jax.devices(backend)[0]
+    llc = roofline_lib.last_level_cache_bytes() if device.platform == "cpu" else None
+    mine = [c for c in cases if c.backend == backend]
+    moved = [m for m in map(bytes_moved, mine) if m is not None]
+    copy = any(llc is None or m > llc for m in moved)
+    matmul = any(c.workload.bound == "compute" and c.workload.flops for c in mine)
+    out[backend] = roofline_lib.measured_once(device, copy=copy, matmul=matmul)
+  return out
 
 
 def backends_of(cases: Sequence[Case]) -> list[str]:
@@ -321,7 +339,7 @@ def run_sweep(cases: Sequence[Case],
     UsageError: a case refused before anything ran (its mesh, its memory footprint).
   """
   checks.check_cases(cases)
-  rooflines = measure_rooflines(backends_of(cases)) if rooflines is None else rooflines
+  rooflines = measure_rooflines(cases) if rooflines is None else rooflines
   results: list[Result] = []
   total = rows(cases)
   for case in cases:

@@ -155,7 +155,7 @@ def main(argv: list[str]) -> int:
   note = runner.long_run_note(planned.cases)
   if note:
     print(note, file=sys.stderr, flush=True)
-  rooflines.update(runner.measure_rooflines(runner.backends_of(planned.cases)))
+  rooflines.update(runner.measure_rooflines(planned.cases))
   bar.start(case.rows(planned.cases))
   held = comparison.HeldPrints()  # a --function that prints: held back while it is timed
   try:

@@ -100,7 +100,7 @@ def main(argv: list[str]) -> int:
     bar.done(f"[{index}/{total}] {format_shape(result.shape)} {result.engine}: "
              f"{report.format_seconds(result.median_s)}")
 
-  rooflines.update(runner.measure_rooflines(sweep.backends))
+  rooflines.update(runner.measure_rooflines(cases))
   bar.start(case.rows(cases))
   try:
     results = runner.run_sweep(cases, progress, rooflines, progress=bar.runner_progress)
