@@ -92,6 +92,9 @@ def test_ratio_agreement_compares_speedups_of_two_runs():
     (["--targets=answers", "--answer_engines=numpy,bogus"], ["'bogus'", "--answer_engines"]),
     (["--targets=answers", "--answer_engines=numpy,eager"], ["--answer_engines='numpy,eager'",
                                                             "must include jit"]),
+    (["--targets=small", "--model_engines=jit,torch"], ["'torch'", "--model_engines"]),
+    (["--targets=models", "--model_engines=numpy,jit"], ["--model_engines='numpy,jit'",
+                                                          "must include jit and eager"]),
     (["--thread_pools=bogus"], ["--thread_pools=bogus", "spin|passive"]),
     (["--allocator=bogus"], ["--allocator=bogus", "auto|system|tcmalloc|jemalloc|mimalloc"]),
 ])

@@ -61,7 +61,9 @@ QUICK_FLAGS = {
     "experiments.benchmark": ["--min_run_time=0.01", "--repeats=1", "--large_size=256x256",
                               "--steps=100", "--mlp_size=16x32", "--attention_size=16x64",
                               "--mlp_peak_size=16x32", "--answer_sizes=3x4",
-                              "--answer_engines=numpy,eager,jit"],
+                              "--answer_engines=numpy,eager,jit",
+                              # every engine on every model: tests/test_model_workloads.py
+                              "--model_engines=numpy,eager,jit"],
 }
 # Added only when the doc gives no sizes: the default's smallest size stays (it is what a
 # divisibility mistake like 3x4 over 4 devices trips on), the large one goes (tests/

@@ -55,14 +55,27 @@ _ANSWER_ENGINES = flags.DEFINE_string(
     "answer_engines", "all", "Engines of the answers group's back-to-back compare sweeps, jit "
     "among them (all: experiments.compare's default engines: "
     f"{', '.join(headline.COMPARE_ENGINES)}).")
+_MODEL_ENGINES = flags.DEFINE_string(
+    "model_engines", "all", "Engines of the model speed targets, jit and eager among them (all: "
+    f"{', '.join(headline.MODEL_ENGINES)}; the matmul-peak target times jit alone).")
 _STRICT = flags.DEFINE_bool("strict", False, "Exit 1 when any target misses (default: a MISS is "
                             "a result, and only a wrong or failed row exits non-zero).")
 
 
-def _model_cases() -> tuple[tuple[str, tuple[int, ...], tuple[str, ...]], ...]:
+def _model_engines() -> tuple[str, ...]:
+  names = tuple(parse_names(_MODEL_ENGINES.value, headline.MODEL_ENGINES, "engine",
+                            flag="--model_engines"))
+  if not {"jit", "eager"} <= set(names):
+    raise UsageError(f"--model_engines={_MODEL_ENGINES.value!r} must include jit and eager: the "
+                     "model targets are eager / jit and the fastest other engine / jit.")
+  return names
+
+
+def _model_cases(engine_names: tuple[str, ...]
+                 ) -> tuple[tuple[str, tuple[int, ...], tuple[str, ...]], ...]:
   """(workload, size, engines) of the model targets; the peak case times jit alone."""
-  cases = [("mlp", _MLP_SIZE, headline.MODEL_ENGINES),
-           ("attention", _ATTENTION_SIZE, headline.MODEL_ENGINES),
+  cases = [("mlp", _MLP_SIZE, engine_names),
+           ("attention", _ATTENTION_SIZE, engine_names),
            ("mlp", _MLP_PEAK_SIZE, ("jit",))]
   out = []
   for name, flag, engine_names in cases:
@@ -113,8 +126,9 @@ def main(argv: list[str]) -> int:
   if "jit" not in answer_engines:
     raise UsageError(f"--answer_engines={_ANSWER_ENGINES.value!r} must include jit: the answers "
                      "group's targets are speedups of jit over the other engines.")
-  settings = headline.Settings(large, _STEPS.value, _REPEATS.value, _MIN_RUN_TIME.value,
-                               _model_cases() if set(groups) & {"models", "answers"} else (),
+  model_engines = _model_engines()
+  models = _model_cases(model_engines) if set(groups) & {"models", "answers"} else ()
+  settings = headline.Settings(large, _STEPS.value, _REPEATS.value, _MIN_RUN_TIME.value, models,
                                timing.isolation, timing.estimator, timing.precision,
                                _PRECISION.max_run_time.value,
                                tuple(parse_shapes(_ANSWER_SIZES.value, "--answer_sizes",
