@@ -6,6 +6,7 @@ torch writes `x.to(torch.device('cuda'))`; JAX writes `jax.device_put(x, jax.dev
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.util
 import os
@@ -35,12 +36,17 @@ class DeviceUnavailableError(UsageError, RuntimeError):
 _PLATFORM_PROVIDERS = {"cpu": None, "cuda": "cuda", "gpu": "cuda", "rocm": "rocm", "tpu": "tpu"}
 
 
-def _installed_plugins() -> set[str]:
-  """Names of the installed JAX plugins ('xla_cuda13', 'xla_rocm', ...) and 'tpu' with libtpu."""
+@functools.cache
+def _installed_plugins() -> frozenset[str]:
+  """Names of the installed JAX plugins ('xla_cuda13', 'xla_rocm', ...) and 'tpu' with libtpu.
+
+  Read once per process: scanning every installed package's entry points takes ~20 ms, and
+  every sweep checks JAX_PLATFORMS (what is installed does not change while JAX runs).
+  """
   names = {ep.name for ep in importlib.metadata.entry_points(group="jax_plugins")}
   if importlib.util.find_spec("libtpu") is not None:
     names.add("tpu")
-  return names
+  return frozenset(names)
 
 
 def known_platforms() -> tuple[str, ...]:
