@@ -108,3 +108,10 @@ def test_a_sweep_gets_only_the_peaks_its_rows_are_compared_with(measured, monkey
   assert measured[-1] == (True, False)  # 1000x1000 floats do not fit in 1 MB
   runner.measure_rooflines(_cases("mlp", (16, 32)))
   assert measured[-1] == (False, True)  # a compute-bound model is compared with the matmul peak
+
+
+def test_remeasured_measures_again_only_the_peaks_it_had(measured):
+  device = jax.devices("cpu")[0]
+  best = roofline.remeasured(device, roofline.Roofline(peak_gflops=50.0))  # a disturbed peak
+  assert measured == [(False, True)]  # no copy bandwidth was asked for: none is measured now
+  assert (best.copy_bandwidth_gbps, best.peak_gflops) == (None, 90.0)

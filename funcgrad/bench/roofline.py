@@ -222,13 +222,18 @@ def exceeded(roofline: Roofline, gbps: float | None, gflops: float | None) -> bo
 
 
 def remeasured(device: jax.Device, previous: Roofline,
-               measure_fn: Callable[[jax.Device], Roofline] = measure) -> Roofline:
-  """Measures the peaks again after a row exceeded `previous`, keeping the higher of each.
+               measure_fn: Callable[[jax.Device], Roofline] | None = None) -> Roofline:
+  """Measures the peaks of `previous` again after a row exceeded it, keeping the higher of each
+  (`measure_fn`: by default `measure`, of the peaks `previous` has).
 
   The result is what later sweeps of this process compare with. A row still above it was
   measured against a disturbed peak, and says so.
   """
-  fresh = measure_fn(device)
+  if measure_fn is None:
+    fresh = measure(device, copy=previous.copy_bandwidth_gbps is not None,
+                    matmul=previous.peak_gflops is not None)
+  else:
+    fresh = measure_fn(device)
   known = [previous, fresh, *([_MEASURED[device]] if device in _MEASURED else [])]
   best = dataclasses.replace(
       previous,
