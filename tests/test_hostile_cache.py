@@ -15,6 +15,7 @@ import os
 import pickle
 import stat
 import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -217,8 +218,8 @@ def test_a_damaged_entry_with_a_warm_persistent_tier_is_replaced_by_a_working_on
       "print(info.status)\n")
 
   def run():
-    done = subprocess.run(["python", "-c", script, str(cache)], capture_output=True, text=True,
-                          timeout=120, check=False, env={**os.environ})
+    done = subprocess.run([sys.executable, "-c", script, str(cache)], capture_output=True,
+                          text=True, timeout=120, check=False, env={**os.environ})
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.split()[-1]
 
