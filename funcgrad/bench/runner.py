@@ -306,7 +306,8 @@ def measure_rooflines(cases: Sequence[Case]) -> dict[str, roofline_lib.Roofline]
   out = {}
   for backend in backends_of(cases):
     device = jax.devices(backend)[0]
-    llc = roofline_lib.last_level_cache_bytes() if device.platform == "cpu" else None
+    # The roofline's own cache size (read, not measured; None on a GPU or where unknown).
+    llc = roofline_lib.measured_once(device, copy=False, matmul=False).llc_bytes
     mine = [c for c in cases if c.backend == backend]
     moved = [m for m in map(bytes_moved, mine) if m is not None]
     copy = any(llc is None or m > llc for m in moved)

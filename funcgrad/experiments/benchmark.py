@@ -62,12 +62,14 @@ _STRICT = flags.DEFINE_bool("strict", False, "Exit 1 when any target misses (def
                             "a result, and only a wrong or failed row exits non-zero).")
 
 
-def _model_engines() -> tuple[str, ...]:
-  names = tuple(parse_names(_MODEL_ENGINES.value, headline.MODEL_ENGINES, "engine",
-                            flag="--model_engines"))
-  if not {"jit", "eager"} <= set(names):
-    raise UsageError(f"--model_engines={_MODEL_ENGINES.value!r} must include jit and eager: the "
-                     "model targets are eager / jit and the fastest other engine / jit.")
+def _engine_names(holder: flags.FlagHolder[str], allowed, required: tuple[str, ...],
+                  why: str) -> tuple[str, ...]:
+  """An engine-list flag's names (`all`: every one of `allowed`), refused in one line unless it
+  names each of `required`."""
+  names = tuple(parse_names(holder.value, allowed, "engine", flag=f"--{holder.name}"))
+  if not set(required) <= set(names):
+    raise UsageError(f"--{holder.name}={holder.value!r} must include {' and '.join(required)}: "
+                     f"{why}")
   return names
 
 
@@ -121,12 +123,12 @@ def main(argv: list[str]) -> int:
                         + limits.array_bytes(large, np.float64, 7),
                         f"--large_size={_LARGE_SIZE.value}")
   timing = _PRECISION.timing(_MIN_RUN_TIME.value, 0)  # checks the flags, one line each
-  answer_engines = tuple(parse_names(_ANSWER_ENGINES.value, headline.COMPARE_ENGINES, "engine",
-                                     flag="--answer_engines"))
-  if "jit" not in answer_engines:
-    raise UsageError(f"--answer_engines={_ANSWER_ENGINES.value!r} must include jit: the answers "
-                     "group's targets are speedups of jit over the other engines.")
-  model_engines = _model_engines()
+  answer_engines = _engine_names(_ANSWER_ENGINES, headline.COMPARE_ENGINES, ("jit",),
+                                 "the answers group's targets are speedups of jit over the other "
+                                 "engines.")
+  model_engines = _engine_names(_MODEL_ENGINES, headline.MODEL_ENGINES, ("jit", "eager"),
+                                "the model targets are eager / jit and the fastest other engine "
+                                "/ jit.")
   models = _model_cases(model_engines) if set(groups) & {"models", "answers"} else ()
   settings = headline.Settings(large, _STEPS.value, _REPEATS.value, _MIN_RUN_TIME.value, models,
                                timing.isolation, timing.estimator, timing.precision,
