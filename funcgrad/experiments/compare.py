@@ -111,8 +111,9 @@ def main(argv: list[str]) -> int:
                      "--save_baseline": _BASELINES.save.value})
   _BASELINES.check()  # the baseline flags, and the --compare_to file read, before the engines load
   _cli.restart_as_asked(_ALLOCATOR.value)  # first: the allocator is chosen at process start
-  _progress.announce("compare: importing the engines and measuring the copy bandwidth, then "
-                     "each case: compile and check every engine, time them", _PROGRESS.value)
+  _progress.announce("compare: importing the engines and measuring the peaks the rows are "
+                     "compared with, then each case: compile and check every engine, time them",
+                     _PROGRESS.value)
   if _COMPILATION_CACHE_DIR.value:  # both tiers checked before any work, one line if refused
     compile_cache.check_cache_dir(_COMPILATION_CACHE_DIR.value, "--compilation_cache_dir")
   if _SIMULATE_CPU_DEVICES.value:

@@ -52,8 +52,8 @@ def main(argv: list[str]) -> int:
   del argv
   _cli.check_outputs({"--output_json": _OUTPUT_JSON.value, "--plot": _PLOT.value})
   _cli.restart_as_asked(_ALLOCATOR.value)
-  _progress.announce("crossover: measuring the copy bandwidth, then each size: compile and check "
-                     "every engine, time them", _PROGRESS.value)
+  _progress.announce("crossover: measuring the peaks the rows are compared with, then each size: "
+                     "compile and check every engine, time them", _PROGRESS.value)
   names = parse_names(_ENGINES.value, engines.ENGINES, "engine", flag="--engines")
   if len(names) < 2:
     raise UsageError(f"--engines={_ENGINES.value!r} names one engine: a crossover needs two.")
