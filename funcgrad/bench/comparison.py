@@ -245,24 +245,16 @@ def compare(fn: Callable[..., Any], *example_args: Any, argnums: int | Sequence[
   workload = user.user_workload(uf)
   cache_dir = compile_cache.executable_dir(compilation_cache_dir) if compilation_cache_dir \
       else None
-  # Eager prepared last: every JAX engine's first call starts from `jax.clear_caches()`, and a
-  # compiled engine prepared after eager would make eager compile each primitive again in its
-  # warm-up (seconds for a model). The rows come back in the order asked for.
   if precision is not None and max_run_time is None:
     max_run_time = case_lib.DEFAULT_MAX_RUN_TIME_FACTOR * min_run_time
   timing = Timing(min_run_time, seed, interleave, precision, max_run_time, estimator, isolation)
   timing.check("")
-  order = sorted(chosen, key=lambda e: e.name == "eager")
-  case = Case(backend, workload, workload.check_size(()), tuple(order), uf.dtype,
+  case = Case(backend, workload, workload.check_size(()), tuple(chosen), uf.dtype,
               timing, placement(backend, cache_dir=cache_dir))
   held = HeldPrints()
   with contextlib.redirect_stdout(held) if uf.prints else contextlib.nullcontext():
     comparison = compare_case(case, baseline, compilation_cache_dir, compare_to,
                               allow_other_machine, noise_threshold)
-  rank = {e.name: i for i, e in enumerate(chosen)}
-  comparison.results.sort(key=lambda r: rank[r.engine])
-  if comparison.changes is not None:
-    comparison.changes.sort(key=lambda c: rank[c.engine])
   comparison.notes.extend(user_notes(uf, comparison.results, held.lines))
   return comparison
 

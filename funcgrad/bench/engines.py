@@ -95,6 +95,9 @@ class Engine:
     prepare: `prepare(workload, inputs, placement) -> Prepared`.
     shardable: whether `prepare` spreads its inputs over `placement.mesh`.
     cacheable: whether `prepare` can load its compiled program from `placement.cache_dir`.
+    op_by_op: whether it runs primitive by primitive out of JAX's caches (eager), which every
+      later JAX engine's cold first call (`jax.clear_caches()`) would empty, making it compile
+      each primitive again: the runner prepares such an engine after the others.
   """
 
   name: str
@@ -104,6 +107,7 @@ class Engine:
   prepare: Callable[[Workload, tuple[Any, ...], Placement], Prepared]
   shardable: bool = False
   cacheable: bool = False
+  op_by_op: bool = False
 
   def __post_init__(self):
     if self.family not in FAMILIES:
@@ -373,10 +377,12 @@ def _jax_prepare(build: Callable[[Workload, list[Any]], Built], workload: Worklo
 
 
 def jax_engine(name: str, description: str, build: Callable[[Workload, list[Any]], Built],
-               kinds: Collection[str], cacheable: bool = False) -> Engine:
+               kinds: Collection[str], cacheable: bool = False, op_by_op: bool = False
+               ) -> Engine:
   """A JAX engine: `build` inside the shared shell (every JAX engine shards)."""
   return Engine(name, description, "jax", frozenset(kinds),
-                functools.partial(_jax_prepare, build), shardable=True, cacheable=cacheable)
+                functools.partial(_jax_prepare, build), shardable=True, cacheable=cacheable,
+                op_by_op=op_by_op)
 
 
 # ---------------------------------------------------------------------------------------- torch
@@ -479,7 +485,8 @@ ENGINES = {
     for e in (
         Engine("numpy", "hand-written NumPy forward + backward", "numpy", ALL_KINDS,
                _prepare_numpy),
-        jax_engine("eager", "JAX without jit: jax.value_and_grad, op by op", _eager, ALL_KINDS),
+        jax_engine("eager", "JAX without jit: jax.value_and_grad, op by op", _eager, ALL_KINDS,
+                   op_by_op=True),
         jax_engine("jit", "jax.jit(jax.value_and_grad(...)): traced once, compiled by XLA", _jit,
                    ALL_KINDS, cacheable=True),
         jax_engine("jit_packed", "jax.jit, the value and gradients returned packed in one array",

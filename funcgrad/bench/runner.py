@@ -256,12 +256,16 @@ def run_case(case: Case, roofline: roofline_lib.Roofline | None = None,
     for result in results:
       result.status, result.error = FAILED, f"the reference run failed: {_error_text(e)}"
     return results
-  prepared: dict[str, tuple[Prepared, Result]] = {}
-  for engine, result in zip(case.engines, results, strict=True):
+  ready: dict[str, tuple[Prepared, Result]] = {}
+  # Op-by-op engines (eager) last: each JAX engine's cold first call empties JAX's caches, which
+  # would make an eager engine prepared before it compile every primitive again in its warm-up.
+  for engine, result in sorted(zip(case.engines, results, strict=True),
+                               key=lambda pair: pair[0].op_by_op):
     progress("preparing", result)
-    ready = prepare_and_check(engine, case, inputs, reference, result)
-    if ready is not None:
-      prepared[engine.name] = (ready, result)
+    passed = prepare_and_check(engine, case, inputs, reference, result)
+    if passed is not None:
+      ready[engine.name] = (passed, result)
+  prepared = {e.name: ready[e.name] for e in case.engines if e.name in ready}  # the case's order
   if prepared:
     progress("timing", next(iter(prepared.values()))[1])
     timers = {name: Timer(p.call, p.sync) for name, (p, _) in prepared.items()}
