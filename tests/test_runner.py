@@ -74,6 +74,26 @@ def test_sweep_rows_in_order_with_every_field():
   assert results[0].blocks == results[1].blocks
 
 
+def test_eager_is_prepared_after_the_compiled_engines_and_compiles_nothing_while_timed():
+  """Each JAX engine's cold first call empties JAX's caches: eager, asked for before jit, is
+  prepared after it, so its warm-up and timed calls reuse its own first call's compiles."""
+  prepared = []
+
+  def recording(engine):
+    def prepare(workload, inputs, placement):
+      prepared.append(engine.name)
+      return engine.prepare(workload, inputs, placement)
+    return dataclasses.replace(engine, prepare=prepare)
+
+  chosen = [recording(engines.ENGINES[n]) for n in ("numpy", "eager", "jit", "jit_packed")]
+  results = runner.run_sweep(_sweep(workloads=[MULADD_SUM], engines=chosen, sizes=[(3, 4)]),
+                             rooflines=NO_CACHE_ROOFLINE)
+  assert prepared == ["numpy", "jit", "jit_packed", "eager"]
+  assert [r.engine for r in results] == ["numpy", "eager", "jit", "jit_packed"]  # as asked
+  assert all(r.ok for r in results)
+  assert results[1].timed_compiles == 0 and results[1].compiles_per_call == 0
+
+
 def test_result_fields_are_fixed():
   result = runner.Result("w", "e", "cpu", [1], "float32", 1)
   with pytest.raises(AttributeError):
