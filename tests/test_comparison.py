@@ -2,11 +2,15 @@
 
 import json
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import funcgrad
+from funcgrad import compile_cache
+from funcgrad.bench import case, engines
+from funcgrad.bench.workloads import user
 from funcgrad.errors import UsageError
 from tests.fixtures.user_functions import mlp_loss, raises_when_traced, vector_output
 
@@ -78,11 +82,11 @@ def test_a_function_that_fails_in_one_engine_makes_that_row_failed():
   calls = {"n": 0}
 
   def fails_when_jitted(x):
-    # Called once each by: the trace check, the float64 reference (whose compiled program the
-    # gradient check reuses); the third call is the jit engine's trace (prepared before eager),
-    # which fails; eager's calls come after.
+    # Called first by the trace check; the second call is the jit engine's trace (prepared
+    # before eager), which fails; eager's calls and the float64 reference (whose compiled
+    # program the gradient check reuses) come after.
     calls["n"] += 1
-    if calls["n"] == 3:
+    if calls["n"] == 2:
       raise RuntimeError("broken under jit")
     return jnp.sum(x * x)
 
@@ -92,6 +96,24 @@ def test_a_function_that_fails_in_one_engine_makes_that_row_failed():
   assert eager.ok and eager.median_s > 0
   assert jit.status == "failed" and "RuntimeError: broken under jit" in jit.error
   assert comparison.speedups == []
+
+
+def test_a_random_functions_eager_reference_reuses_the_eager_engines_compiles():
+  """The runner computes the reference after the first calls: a random function's reference
+  (an eager run with the same key) then compiles no primitive the eager engine compiled. (With
+  gradients, their float64 finite-difference check compiles its own program besides.)"""
+  def noisy_loss(w, key):
+    return jnp.sum(jnp.tanh(w * jax.random.normal(key, w.shape)) ** 2)
+
+  uf = user.user_function(noisy_loss, (W, jax.random.key(0)), value_and_grad=False)
+  workload = user.user_workload(uf)
+  inputs = workload.make_inputs((), None, 0)
+  eager = engines.ENGINES["eager"].prepare(workload, inputs, case.placement("cpu"))
+  with compile_cache.compile_events() as events:
+    reference = workload.expected(inputs)
+  assert uf.check == "eager" and reference.label.startswith("jax eager")
+  assert events.compiles == 0
+  assert reference.judge(eager.first_output, "jax").passed
 
 
 def test_compilation_cache_dir_uses_the_executable_tier(tmp_path):

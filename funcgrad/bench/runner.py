@@ -132,48 +132,62 @@ def new_result(case: Case, engine: Engine, roofline: roofline_lib.Roofline | Non
   return result
 
 
-def prepare_and_check(engine: Engine, case: Case, inputs: tuple[Any, ...], reference: Reference,
-                      result: Result) -> Prepared | None:
-  """Prepares one engine and checks its first output; fills `result`; None unless it passed."""
+def prepare_engine(engine: Engine, case: Case, inputs: tuple[Any, ...],
+                   result: Result) -> Prepared | None:
+  """Prepares one engine (its first call, timed and split into stages); fills `result`; None
+  where the engine does not implement the workload or failed."""
   missing = engine.missing(case.workload)
   if missing is not None:
     result.status, result.error = NOT_IMPLEMENTED, missing
     return None
   try:
     prepared = engine.prepare(case.workload, inputs, case.where().for_engine(engine))
-    result.device, result.device_kind = prepared.device, prepared.device_kind
-    result.n_devices, result.sharding = prepared.n_devices, prepared.sharding
-    stages = prepared.stages
-    result.first_call_s, result.trace_s = stages.first_call_s, stages.trace_s
-    result.lower_s, result.compile_s = stages.lower_s, stages.compile_s
-    result.compiles, result.executable_cache = stages.compiles, stages.executable_cache
-    if reference.judge is not None:
-      return _judged(reference.judge(prepared.first_output, engine.family), prepared, result)
-    result.reference = reference.label
-    result.max_rel_err = max_rel_error(prepared.first_output, reference.outputs,
-                                       reference.scales)
   except UsageError:
     raise  # a bad request for the whole sweep, not a failed row
   except Exception as e:  # noqa: BLE001 - a failing row is data; the sweep goes on.
     result.status, result.error = FAILED, _error_text(e)
     return None
+  result.device, result.device_kind = prepared.device, prepared.device_kind
+  result.n_devices, result.sharding = prepared.n_devices, prepared.sharding
+  stages = prepared.stages
+  result.first_call_s, result.trace_s = stages.first_call_s, stages.trace_s
+  result.lower_s, result.compile_s = stages.lower_s, stages.compile_s
+  result.compiles, result.executable_cache = stages.compiles, stages.executable_cache
+  return prepared
+
+
+def check_first_output(prepared: Prepared, engine: Engine, reference: Reference,
+                       result: Result) -> bool:
+  """Checks an engine's first output against the reference; fills `result`; whether it passed
+  (a row that fails is never timed)."""
+  try:
+    if reference.judge is not None:
+      return _judged(reference.judge(prepared.first_output, engine.family), result)
+    result.reference = reference.label
+    result.max_rel_err = max_rel_error(prepared.first_output, reference.outputs,
+                                       reference.scales)
+  except UsageError:
+    raise
+  except Exception as e:  # noqa: BLE001 - outputs that cannot be compared fail this row only
+    result.status, result.error = FAILED, _error_text(e)
+    return False
   if not result.max_rel_err <= result.tolerance:
     result.status = WRONG
     result.error = (f"output differs from the {reference.label} reference: max relative error "
                     f"{result.max_rel_err:.3g} > {result.tolerance:g}; not timed")
-    return None
-  return prepared
+    return False
+  return True
 
 
-def _judged(verdict: Verdict, prepared: Prepared, result: Result) -> Prepared | None:
-  """Fills `result` from a workload's own verdict on its first output; None unless it passed."""
+def _judged(verdict: Verdict, result: Result) -> bool:
+  """Fills `result` from a workload's own verdict on its first output; whether it passed."""
   result.reference, result.max_rel_err, result.tolerance = (verdict.label, verdict.error,
                                                             verdict.tolerance)
   result.rtol, result.atol = verdict.rtol, verdict.atol
   if verdict.passed:
-    return prepared
+    return True
   result.status, result.error = WRONG, f"{verdict.message}; not timed"
-  return None
+  return False
 
 
 def _fill_timing(result: Result, per_call_s: list[float], calls: int, interleaved: bool,
@@ -242,7 +256,12 @@ def time_engines(timers: dict[str, Timer], timing: Timing) -> Rounds:
 
 def run_case(case: Case, roofline: roofline_lib.Roofline | None = None,
              progress: Progress = lambda what, row: None) -> list[Result]:
-  """Every engine of one case: prepared and checked, then timed in rounds.
+  """Every engine of one case: prepared, then checked against the reference, then timed in
+  rounds.
+
+  The reference runs after the first calls, so that a reference computed by JAX op by op (a
+  random user function's) reuses the eager engine's compiles instead of compiling every
+  primitive once more before the engines' cold first calls empty the caches.
 
   Returns:
     One row per engine, in `case.engines` order.
@@ -250,22 +269,23 @@ def run_case(case: Case, roofline: roofline_lib.Roofline | None = None,
   workload, timing = case.workload, case.timing
   inputs = workload.make_inputs(case.shape, np.dtype(case.dtype), timing.seed)
   results = [new_result(case, e, roofline) for e in case.engines]
+  ready: dict[str, Prepared] = {}
+  # Op-by-op engines (eager) last: each JAX engine's cold first call empties JAX's caches, which
+  # would make an eager engine prepared before it compile every primitive again in its warm-up.
+  for engine, result in sorted(zip(case.engines, results, strict=True),
+                               key=lambda pair: pair[0].op_by_op):
+    progress("preparing", result)
+    first = prepare_engine(engine, case, inputs, result)
+    if first is not None:
+      ready[engine.name] = first
   try:
     reference = workload.expected(inputs)
   except Exception as e:  # noqa: BLE001 - the function itself fails: every row says why
     for result in results:
       result.status, result.error = FAILED, f"the reference run failed: {_error_text(e)}"
     return results
-  ready: dict[str, tuple[Prepared, Result]] = {}
-  # Op-by-op engines (eager) last: each JAX engine's cold first call empties JAX's caches, which
-  # would make an eager engine prepared before it compile every primitive again in its warm-up.
-  for engine, result in sorted(zip(case.engines, results, strict=True),
-                               key=lambda pair: pair[0].op_by_op):
-    progress("preparing", result)
-    passed = prepare_and_check(engine, case, inputs, reference, result)
-    if passed is not None:
-      ready[engine.name] = (passed, result)
-  prepared = {e.name: ready[e.name] for e in case.engines if e.name in ready}  # the case's order
+  prepared = {e.name: (ready[e.name], r) for e, r in zip(case.engines, results, strict=True)
+              if e.name in ready and check_first_output(ready[e.name], e, reference, r)}
   if prepared:
     progress("timing", next(iter(prepared.values()))[1])
     timers = {name: Timer(p.call, p.sync) for name, (p, _) in prepared.items()}
