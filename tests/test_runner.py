@@ -94,6 +94,21 @@ def test_eager_is_prepared_after_the_compiled_engines_and_compiles_nothing_while
   assert results[1].timed_compiles == 0 and results[1].compiles_per_call == 0
 
 
+def test_a_failing_reference_fails_every_row_and_times_none():
+  def broken(inputs):
+    raise FloatingPointError("the reference overflowed")
+
+  workload = dataclasses.replace(MULADD_SUM, reference=broken)
+  chosen = [engines.ENGINES[n] for n in ("numpy", "jit", "eager")]
+  results = runner.run_sweep(_sweep(workloads=[workload], engines=chosen, sizes=[(3, 4)]),
+                             rooflines=NO_CACHE_ROOFLINE)
+  assert [r.engine for r in results] == ["numpy", "jit", "eager"]
+  for r in results:
+    assert r.status == runner.FAILED and not r.ok and r.median_s is None
+    assert r.error.startswith("the reference run failed: FloatingPointError: the reference "
+                              "overflowed")
+
+
 def test_result_fields_are_fixed():
   result = runner.Result("w", "e", "cpu", [1], "float32", 1)
   with pytest.raises(AttributeError):
