@@ -284,8 +284,11 @@ def run_case(case: Case, roofline: roofline_lib.Roofline | None = None,
     for result in results:
       result.status, result.error = FAILED, f"the reference run failed: {_error_text(e)}"
     return results
-  prepared = {e.name: (ready[e.name], r) for e, r in zip(case.engines, results, strict=True)
-              if e.name in ready and check_first_output(ready[e.name], e, reference, r)}
+  prepared: dict[str, tuple[Prepared, Result]] = {}  # in the case's order: the rounds' order
+  for engine, result in zip(case.engines, results, strict=True):
+    first = ready.get(engine.name)
+    if first is not None and check_first_output(first, engine, reference, result):
+      prepared[engine.name] = (first, result)
   if prepared:
     progress("timing", next(iter(prepared.values()))[1])
     timers = {name: Timer(p.call, p.sync) for name, (p, _) in prepared.items()}
