@@ -105,6 +105,7 @@ def test_a_failing_reference_fails_every_row_and_times_none():
   assert [r.engine for r in results] == ["numpy", "jit", "eager"]
   for r in results:
     assert r.status == runner.FAILED and not r.ok and r.median_s is None
+    assert r.first_call_s is None  # a row whose check never ran shows no first call
     assert r.error.startswith("the reference run failed: FloatingPointError: the reference "
                               "overflowed")
 

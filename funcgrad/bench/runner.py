@@ -281,6 +281,8 @@ def run_case(case: Case, roofline: roofline_lib.Roofline | None = None,
   try:
     reference = workload.expected(inputs)
   except Exception as e:  # noqa: BLE001 - the function itself fails: every row says why
+    # Fresh rows: an engine's first call, never checked, is not a result.
+    results = [new_result(case, engine, roofline) for engine in case.engines]
     for result in results:
       result.status, result.error = FAILED, f"the reference run failed: {_error_text(e)}"
     return results
