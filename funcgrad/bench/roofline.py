@@ -28,6 +28,7 @@ import numpy as np
 from funcgrad.bench.timing import Timer
 
 DEFAULT_ELEMENTS = 1 << 26  # 64M float32 = 256 MB per buffer: far past any CPU cache
+COPY_REPEATS = 7  # a copy bandwidth is the best of this many timed copies
 _SYSFS_CACHE = "/sys/devices/system/cpu/cpu0/cache"
 _SIZE_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 
@@ -92,7 +93,8 @@ def last_level_cache_bytes(root: str = _SYSFS_CACHE) -> int | None:
   return best[1] if best else None
 
 
-def host_copy_gbps(elements: int = DEFAULT_ELEMENTS, threads: int = 1, repeats: int = 7) -> float:
+def host_copy_gbps(elements: int = DEFAULT_ELEMENTS, threads: int = 1,
+                   repeats: int = COPY_REPEATS) -> float:
   """Best-of-`repeats` NumPy copy bandwidth in GB/s (read + write) with `threads` threads, each
   copying its own slice (NumPy releases the GIL while it copies)."""
   return _copy_gbps(*_copy_buffers(elements), threads, repeats)
@@ -129,7 +131,7 @@ def _copy_gbps(src: np.ndarray, dst: np.ndarray, threads: int, repeats: int) -> 
 
 
 def device_copy_gbps(device: jax.Device, elements: int = DEFAULT_ELEMENTS,
-                     repeats: int = 7) -> float:
+                     repeats: int = COPY_REPEATS) -> float:
   """Best-of-`repeats` device-to-device copy bandwidth through JAX, in GB/s (read + write)."""
   src = jax.device_put(jnp.ones(elements, jnp.float32), device)
   copy = jax.jit(jnp.copy)
@@ -171,8 +173,8 @@ def measure(device: jax.Device, elements: int = DEFAULT_ELEMENTS, copy: bool = T
   if copy:
     threads = usable_cores()
     buffers = _copy_buffers(elements)  # one allocation for both copies (its page faults: ~0.4 s)
-    one = _copy_gbps(*buffers, 1, 7)
-    every = _copy_gbps(*buffers, threads, 7) if threads > 1 else one
+    one = _copy_gbps(*buffers, 1, COPY_REPEATS)
+    every = _copy_gbps(*buffers, threads, COPY_REPEATS) if threads > 1 else one
     del buffers  # 512 MB, freed before the matmul
     measured = dataclasses.replace(measured, copy_bandwidth_gbps=max(one, every),
                                    copy_bandwidth_1thread_gbps=one, copy_threads=threads)
