@@ -1,8 +1,11 @@
-"""Strict JAX for every test, GPU tests skipped without a GPU, a `jit` parameter helper, and how
-many pytest-xdist workers `-n auto` starts."""
+"""Strict JAX for every test, GPU tests skipped without a GPU, a `jit` parameter helper, how
+many pytest-xdist workers `-n auto` starts, and the project's bytecode written once."""
 
+import compileall
 import os
+import pathlib
 import signal
+import sys
 
 import jax
 import pytest
@@ -21,6 +24,9 @@ if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
   signal.signal(signal.SIGHUP, lambda signum, frame: None)
 
 
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+# The project's own source folders: bytecode for them is written once per session (see below).
+PROJECT_SOURCES = ("funcgrad", "experiments", "examples", "tests")
 GIB_PER_WORKER = 4  # a worker imports JAX, torch and TensorFlow and starts CLI subprocesses
 
 
@@ -30,6 +36,17 @@ def pytest_xdist_auto_num_workers(config):
   cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
   memory_gib = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
   return max(1, min(cores, int(memory_gib // GIB_PER_WORKER)))
+
+
+def pytest_configure(config):
+  """Where PYTHONDONTWRITEBYTECODE is set, writes the project's bytecode once, before the workers
+  start. Installed packages have theirs from pip; without this, each of the ~150 CLI
+  subprocesses the suite starts compiled funcgrad's modules from source again (0.1 s of CPU
+  each on 2 cores). Python still reads bytecode with the variable set, `compileall` skips what
+  is up to date, and `__pycache__` is git-ignored."""
+  if sys.dont_write_bytecode and not hasattr(config, "workerinput"):
+    for name in PROJECT_SOURCES:  # a read-only checkout: nothing written, nothing fails
+      compileall.compile_dir(ROOT / name, quiet=2)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -85,6 +85,31 @@ def test_a_new_thread_counts_from_zero_and_shares_sum_over_blocks():
   assert total.shares()["other_engines"] == pytest.approx(0.2 / (2.0 * 2))
 
 
+def test_tick_noise_sums_with_its_sign_and_a_row_shows_only_what_it_resolves():
+  # Ten 1 ms blocks on a quiet machine: the machine's busy ticks land on some blocks and not on
+  # others (+9 ms, -1 ms), this process's exact time does not. A floor at zero per block made
+  # that 9 ms of other processes (4.5 of the 2 CPUs' 20 ms); the signed sum is 0.
+  tick, t, own = 0.01, 0.0, 0.0
+  tally = Tally()
+  for i in range(10):
+    busy = 0.01 if i == 3 else 0.0
+    before = Counters(t, 0.0, own, {}, cpus=2, tick_s=tick)
+    after = Counters(t + busy, 0.0, own + 0.001, {}, cpus=2, tick_s=tick)
+    tally.add(interference.difference(before, after, 0.001, ()))
+    t, own = t + busy, own + 0.001
+  assert tally.other_processes_s == pytest.approx(0.0, abs=1e-12)
+  assert tally.shares()["other_processes"] == 0.0
+  # A hog's full core over ten 100 ms blocks (1 s of wall on 2 CPUs: half the machine's time)
+  # shows, less twice the noise of ten blocks' ticks.
+  hog = Tally()
+  for _ in range(10):
+    hog.add(interference.difference(Counters(0.0, 0.0, 0.0, {}, 2, tick),
+                                    Counters(0.2, 0.0, 0.1, {}, 2, tick), 0.1, ()))
+  floor = interference.RESOLVE_SIGMAS * interference.TICK_NOISE * tick * np.sqrt(10)
+  assert hog.shares()["other_processes"] == pytest.approx((1.0 - floor) / 2.0)
+  assert 0.45 < hog.shares()["other_processes"] < 0.5
+
+
 class FakeReadings:
   """Counters that move by a given amount each time they are read."""
 

@@ -29,10 +29,21 @@ that was asleep then and ran during the block was woken by the block's own work:
 engine's. `other_engines` is the CPU time of the threads that were already running when the
 block began, the ones whose spinning the block had to share the CPUs with.
 
+How fine the machine's side is: `/proc/stat` counts busy time in clock ticks (10 ms), sampled
+at each tick, while this process's time is its exact run time rounded to ticks. A block's
+`other_processes` is therefore off by about `TICK_NOISE` of a tick either way (measured on 2
+CPUs, quiet: 7 ms for blocks of 1 to 50 ms, averaging 0). The blocks' differences are summed
+with their signs (a floor at zero per block would turn that noise into 2 ms of phantom
+processes per block: 2 cores' worth beside 1 ms blocks), and a row's share is what is left
+above twice the noise of its blocks' sum (`RESOLVE_SIGMAS` x TICK_NOISE x tick x sqrt(blocks)):
+what the counters can tell from nothing. A row of ten 1 ms blocks cannot resolve any share;
+ten 100 ms blocks resolve about 2% of 2 CPUs.
+
 Without `/proc` (not Linux), every share is None and nothing else changes.
 """
 
 import dataclasses
+import math
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -47,6 +58,10 @@ ACTIVE_S = 1e-4  # a thread that ran at least this long during a warm-up belongs
 POLL_S = 0.001  # cool_down looks at the other threads' states this often ...
 MAX_COOL_DOWN_S = 0.25  # ... for at most this long (OpenBLAS spins ~0.1 s; the shares say
 # what was left when a busy machine keeps a starved pool runnable longer)
+TICK_NOISE = 0.75  # a block's other_processes is off by this many clock ticks (1 sigma)
+RESOLVE_SIGMAS = 2.0  # a row's other_processes is what its blocks' sum holds above this noise
+READ_LIMIT = 4096  # bytes read of a per-process file; /proc/stat (a line per CPU) gets more
+STAT_LIMIT = 1 << 20
 _NULL: Shares = dict.fromkeys(SOURCES)
 
 
@@ -60,6 +75,7 @@ class Counters:
     own_s: this process's CPU time (all its threads) and its worker processes'.
     threads_s: per thread id of this process, its CPU time.
     cpus: the CPUs `/proc/stat` lists.
+    tick_s: the clock tick `busy_s` and `own_s` are counted in (0: exact, as in fakes).
   """
 
   busy_s: float
@@ -67,11 +83,17 @@ class Counters:
   own_s: float
   threads_s: Mapping[int, float]
   cpus: int
+  tick_s: float = 0.0
 
 
-def _read(path: str) -> str:
-  with open(path, encoding="ascii", errors="replace") as f:
-    return f.read(4096)
+def _read(path: str, limit: int = READ_LIMIT) -> str:
+  """At most `limit` bytes of a file, as text. A block reads a few dozen of these (one per
+  thread), so this is `os.read` on a raw descriptor: a quarter of the cost of `open()`."""
+  fd = os.open(path, os.O_RDONLY)
+  try:
+    return os.read(fd, limit).decode("ascii", "replace")
+  finally:
+    os.close(fd)
 
 
 def _stat_times(text: str) -> float:
@@ -99,7 +121,7 @@ def read_counters(proc: str = "/proc", pid: str = "self", workers: Iterable[int]
   """
   tick = tick or 1.0 / os.sysconf("SC_CLK_TCK")
   try:
-    lines = _read(os.path.join(proc, "stat")).splitlines()
+    lines = _read(os.path.join(proc, "stat"), STAT_LIMIT).splitlines()
     total = [float(v) for v in lines[0].split()[1:9]]
     user, nice, system, _, _, irq, softirq, steal = total + [0.0] * (8 - len(total))
     cpus = sum(1 for line in lines[1:] if line.startswith("cpu"))
@@ -114,7 +136,7 @@ def read_counters(proc: str = "/proc", pid: str = "self", workers: Iterable[int]
   except (OSError, ValueError, IndexError):
     return None
   return Counters((user + nice + system + irq + softirq) * tick, steal * tick, own * tick,
-                  threads, max(cpus, 1))
+                  threads, max(cpus, 1), tick)
 
 
 def running_threads(proc: str = "/proc", pid: str = "self") -> set[int] | None:
@@ -161,6 +183,7 @@ class Tally:
   other_engines_s: float = 0.0
   steal_s: float = 0.0
   blocks: int = 0
+  noise_s2: float = 0.0  # the variance of other_processes_s from the counters' ticks
 
   def add(self, other: "Tally") -> None:
     self.wall_s += other.wall_s
@@ -169,13 +192,16 @@ class Tally:
     self.other_engines_s += other.other_engines_s
     self.steal_s += other.steal_s
     self.blocks += other.blocks
+    self.noise_s2 += other.noise_s2
 
   def shares(self) -> Shares:
-    """Each source as a share of the machine's CPU time (None before any block)."""
+    """Each source as a share of the machine's CPU time (None before any block); other
+    processes' is what the summed blocks hold above `RESOLVE_SIGMAS` of their tick noise."""
     capacity = self.wall_s * self.cpus
     if not self.blocks or capacity <= 0:
       return dict(_NULL)
-    raw = (self.other_processes_s, self.other_engines_s, self.steal_s)
+    resolved = self.other_processes_s - RESOLVE_SIGMAS * math.sqrt(self.noise_s2)
+    raw = (resolved, self.other_engines_s, self.steal_s)
     return {k: min(1.0, max(0.0, v / capacity)) for k, v in zip(SOURCES, raw, strict=True)}
 
 
@@ -197,9 +223,10 @@ def difference(before: Counters, after: Counters, wall_s: float, own_threads: It
   others = sum(max(0.0, t - before.threads_s.get(tid, 0.0))
                for tid, t in after.threads_s.items()
                if tid not in own and (counted is None or tid in counted))
+  # Signed: the ticks' noise averages out over blocks (see the module's docstring).
   outside = (after.busy_s - before.busy_s) - (after.own_s - before.own_s)
-  return Tally(wall_s, after.cpus, max(0.0, outside), others,
-               max(0.0, after.steal_s - before.steal_s), 1)
+  return Tally(wall_s, after.cpus, outside, others, max(0.0, after.steal_s - before.steal_s), 1,
+               (TICK_NOISE * after.tick_s) ** 2)
 
 
 def active_threads(before: Counters, after: Counters, at_least_s: float = ACTIVE_S) -> set[int]:
