@@ -3,7 +3,8 @@
 A subprocess costs ~2 s of imports on 2 cores; a bad flag is refused in milliseconds. For cases
 that end before any work (flag errors, output paths, sizes), `run_in_process` imports the script
 fresh, runs its `_cli.run`-wrapped main on `[module, *args]`, captures the exit status and output,
-then removes the flags the script defined (absl flag names are global) and the module itself.
+then removes the flags the script defined (absl flag names are global) and the module itself, and
+puts back the JAX settings it changed.
 Signals, hangs, FIFOs and environment variables keep real subprocesses (`tests.helpers`).
 What needs a fresh process but not one per run (simulated CPU devices, set before JAX starts)
 shares one: `run_in_fresh_process` runs several CLI runs, each in-process, inside one subprocess.
@@ -24,9 +25,17 @@ import warnings
 from collections.abc import Sequence
 from unittest import mock
 
+import jax
 from absl import app, flags
+from jax.experimental.compilation_cache import compilation_cache
 
 from tests.helpers import ROOT
+
+# JAX settings a script may change for its process (--dtype=float64, --compilation_cache_dir):
+# put back after an in-process run, so that no later test in this worker runs under them.
+JAX_SETTINGS = ("jax_enable_x64", "jax_compilation_cache_dir",
+                "jax_persistent_cache_min_compile_time_secs",
+                "jax_persistent_cache_min_entry_size_bytes", "jax_enable_compilation_cache")
 
 
 @dataclasses.dataclass
@@ -55,6 +64,7 @@ def run_in_process(module: str, *args: str) -> Outcome:
   printed to the captured stderr, as a real run prints them, not raised as pytest's filter does)."""
   app.define_help_flags()  # absl defines these on its first run: keep them out of `before`
   before = set(flags.FLAGS)
+  settings = {name: getattr(jax.config, name) for name in JAX_SETTINGS}
   sigint = signal.getsignal(signal.SIGINT)
   if module.startswith("experiments."):  # the repository's shim runs this very script
     module = f"funcgrad.{module}"
@@ -82,6 +92,11 @@ def run_in_process(module: str, *args: str) -> Outcome:
     flags.FLAGS.unparse_flags()
     sys.modules.pop(module, None)
     signal.signal(signal.SIGINT, sigint)
+    changed = {n: v for n, v in settings.items() if getattr(jax.config, n) != v}
+    for name, value in changed.items():
+      jax.config.update(name, value)
+    if changed:
+      compilation_cache.reset_cache()  # JAX decides once whether its cache is in use
   return Outcome(code, stdout.getvalue(), stderr.getvalue(), time.perf_counter() - start)
 
 
