@@ -12,7 +12,7 @@ from funcgrad.bench.headline import (
 )
 from funcgrad.bench.runner import Result
 from tests.cli import run_in_process
-from tests.helpers import assert_one_line_error, run_module
+from tests.helpers import assert_one_line_error
 
 
 def _row(engine, median, shape=(3, 4), ok=True, blocks=None, **kw):
@@ -108,25 +108,6 @@ def test_the_answers_sweep_runs_the_engines_asked_for():
       ("abs_loss", "jit"), ("abs_loss", "numpy"), ("muladd_sum", "jit"), ("muladd_sum", "numpy")]
   assert all(r.ok for r in rows)
   assert "jit" in headline.COMPARE_ENGINES and "jit_scan" not in headline.COMPARE_ENGINES
-
-
-@pytest.mark.slow
-def test_benchmark_quick_run(tmp_path):
-  """The real-CLI smoke run (the allocator flag restarts a real process). Every target group runs
-  through the real CLI in test_docs (the documented benchmark commands)."""
-  json_path, md_path = tmp_path / "b.json", tmp_path / "b.md"
-  result = run_module("experiments.benchmark", "--targets=adam", "--steps=100",
-                      "--min_run_time=0.02", "--allocator=system", f"--output_json={json_path}",
-                      f"--output_markdown={md_path}", timeout=600)
-  assert result.returncode == 0, result.stderr[-3000:]
-  doc = json.loads(json_path.read_text())
-  assert doc["machine"]["allocator"] == "system"
-  names = [t["name"] for t in doc["targets"]]
-  assert names == ["numpy / scan per Adam step (100 steps)",
-                   "numpy / jit_step per Adam step (100 steps)",
-                   "fusions per Adam step (scan)"]
-  assert all(t["measured"] is not None for t in doc["targets"])
-  assert "| target | measured | goal | result | detail |" in md_path.read_text()
 
 
 def test_a_share_above_its_peak_is_a_disturbed_peak_never_a_pass(tmp_path):

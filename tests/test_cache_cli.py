@@ -42,13 +42,12 @@ def test_crossover_bad_input(args, fragments):
 
 
 @pytest.mark.slow
-def test_crossover_through_the_real_cli(tmp_path):
+def test_crossover_through_the_cli(tmp_path):
+  """In-process (the same parse and run); the GPU check's smoke test runs it in a process."""
   import json
 
-  from tests.helpers import run_module
-
   path = tmp_path / "x.json"
-  result = run_module("experiments.crossover", "--max_elements=800", "--min_run_time=0.01",
+  result = run_in_process("experiments.crossover", "--max_elements=800", "--min_run_time=0.01",
                       f"--output_json={path}", f"--plot={tmp_path / 'x.png'}")
   assert result.returncode == 0, result.stderr[-2000:]
   document = json.loads(path.read_text())

@@ -15,7 +15,7 @@ import pytest
 from funcgrad.bench.engines import ENGINES
 from funcgrad.peers import peer_available
 from tests.cli import run_in_process
-from tests.helpers import ROOT, assert_one_line_error, run_module
+from tests.helpers import ROOT, assert_one_line_error
 
 QUICK = ["--min_run_time=0.01", "--sizes=3x4"]
 ROW_LINE = re.compile(r"^\[\d+/\d+\] ")  # a progress line: "[1/2] cpu muladd_sum 3x4 tf_eager: ..."
@@ -24,9 +24,10 @@ NATIVE_LOG_LINE = re.compile(r"^[IWE]\d{4} .*\.cc:\d+\]", re.MULTILINE)  # Tenso
 
 @pytest.mark.slow
 def test_quick_run_writes_every_output(tmp_path):
-  """The real-CLI smoke run: a process of its own, every output, progress lines on a pipe."""
+  """Every output, and progress lines off a terminal. In-process: the CLI's real processes are
+  the GPU check's smoke run below and the signal tests (tests/test_hostile_outputs.py)."""
   out = {ext: tmp_path / f"r.{ext}" for ext in ("json", "csv", "jsonl", "png")}
-  result = run_module("experiments.compare", *QUICK, "--engines=numpy,eager,jit",
+  result = run_in_process("experiments.compare", *QUICK, "--engines=numpy,eager,jit",
                       f"--output_json={out['json']}", f"--output_csv={out['csv']}",
                       f"--output_jsonl={out['jsonl']}", f"--plot={out['png']}")
   assert result.returncode == 0, result.stderr
@@ -160,8 +161,8 @@ def test_absent_gpu_skipped_on_request():
 @pytest.mark.slow
 def test_gpu_check_script_smoke_on_cpu(tmp_path):
   """scripts/gpu_check.sh end to end, pointed at the CPU so it runs anywhere."""
-  # BENCHMARK_TARGETS=adam: no peers. The small target (torch.compile and TensorFlow imported in
-  # a process of their own, ~15 s) runs in test_benchmark's smoke run.
+  # BENCHMARK_TARGETS=adam: no peers. The small target (torch.compile and TensorFlow) runs in
+  # test_docs, in the documented every-group benchmark command.
   env = {**os.environ, "BACKENDS": "cpu", "SIZES": "3x4", "ENGINES": "numpy,jit",
          "MODEL_SIZES": "16x32", "ATTENTION_SIZES": "16x128", "MAX_ELEMENTS": "100",
          "BENCHMARK_TARGETS": "adam", "MIN_RUN_TIME": "0.01", "OUT": str(tmp_path),

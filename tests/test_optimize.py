@@ -20,7 +20,7 @@ from funcgrad.bench.workloads.model import REFERENCE_NUMPY, REFERENCE_X64
 from funcgrad.errors import UsageError
 from funcgrad.peers import peer_available
 from tests.cli import run_in_process
-from tests.helpers import assert_one_line_error, quick_first, run_module
+from tests.helpers import assert_one_line_error, quick_first
 
 JAX_LOOPS = ["eager", "jit_step", "scan", "scan_fused"]
 LINREG = ("linear_regression", (200, 5), 1)  # problem, shape, seed
@@ -225,9 +225,9 @@ def test_fit_checks_other_optimizers_against_a_float64_rerun():
 
 @pytest.mark.slow
 def test_optimize_cli_json(tmp_path):
-  """The real-CLI smoke run."""
+  """In-process (the same parse and run); tests/test_hostile_outputs.py runs it in a process."""
   path = tmp_path / "fit.json"
-  result = run_module("experiments.optimize", "--steps=200", "--loops=jit_step,scan,numpy",
+  result = run_in_process("experiments.optimize", "--steps=200", "--loops=jit_step,scan,numpy",
                       "--min_run_time=0.01", f"--output_json={path}")
   assert result.returncode == 0, result.stderr
   doc = json.loads(path.read_text())
