@@ -39,13 +39,19 @@ def pytest_xdist_auto_num_workers(config):
 
 
 def pytest_configure(config):
-  """Where PYTHONDONTWRITEBYTECODE is set, writes the project's bytecode once, before the workers
-  start. Installed packages have theirs from pip; without this, each of the ~150 CLI
-  subprocesses the suite starts compiled funcgrad's modules from source again (0.1 s of CPU
-  each on 2 cores). Python still reads bytecode with the variable set, `compileall` skips what
-  is up to date, and `__pycache__` is git-ignored."""
-  if sys.dont_write_bytecode and not hasattr(config, "workerinput"):
-    for name in PROJECT_SOURCES:  # a read-only checkout: nothing written, nothing fails
+  """Where PYTHONDONTWRITEBYTECODE is set, the test processes write bytecode after all, into the
+  project's git-ignored `__pycache__` folders. Installed packages have theirs from pip; without
+  this, every pytest worker rewrote each test module's asserts again (pytest caches the result
+  only where bytecode may be written: 2-3 s per worker on 2 cores), and each of the ~150 CLI
+  subprocesses the suite starts (the variable still set for them: Python reads bytecode, it
+  only does not write it) compiled funcgrad's modules from source (0.1 s of CPU each).
+  `compileall` writes the project's bytecode once, before the workers start, and skips what is
+  up to date; a read-only checkout writes nothing and fails nothing."""
+  if not sys.dont_write_bytecode:
+    return
+  sys.dont_write_bytecode = False
+  if not hasattr(config, "workerinput"):
+    for name in PROJECT_SOURCES:
       compileall.compile_dir(ROOT / name, quiet=2)
 
 
