@@ -40,6 +40,7 @@ def test_isolation_none_and_min_estimator():
   assert "ratio of the fastest blocks" in c.table()
 
 
+@pytest.mark.slow  # quick subset (-m "not slow") within 90 s: three sweeps
 def test_save_then_compare_to_gives_changes_in_text_and_json(tmp_path):
   first = funcgrad.compare(tanh_loss, W, X, min_run_time=0.02)
   path = str(tmp_path / "base.json")

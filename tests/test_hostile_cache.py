@@ -206,6 +206,7 @@ def test_an_authenticated_entry_that_fails_to_load_is_refused_and_replaced(tmp_p
   assert again.status == "hit"
 
 
+@pytest.mark.slow  # three real processes
 def test_a_damaged_entry_with_a_warm_persistent_tier_is_replaced_by_a_working_one(tmp_path):
   cache = tmp_path / "c"
   script = (

@@ -32,10 +32,10 @@ ENGINE_NAMES = ("numpy", "eager", "jit", "jit_packed", "jit_scan", "torch_eager"
 
 def _quick(name: str, engine_name: str) -> bool:
   """In the quick subset (-m "not slow", within 90 s): JAX's own compiled engines and NumPy on
-  every model, the peers on the first. The eager rows (every op dispatched on its own: 2-5 s
-  each on 2 cores) are `slow`; tests/test_engines.py checks the eager engine in the quick subset."""
-  peer = engines.ENGINES[engine_name].requires is not None
-  return engine_name != "eager" and (not peer or name == next(iter(SIZES)))
+  every model. The eager rows (every op dispatched on its own: 2-5 s each on 2 cores) and the
+  peers' (1.5-4 s) are `slow`; tests/test_engines.py checks the eager engine and the peers on
+  the tutorial's workloads in the quick subset."""
+  return engine_name != "eager" and engines.ENGINES[engine_name].requires is None
 
 
 @pytest.mark.parametrize("name, engine_name", [

@@ -235,6 +235,7 @@ def test_a_jitted_function_runs_eagerly_in_the_eager_row():
   _assert_caught(funcgrad.compare(jax.jit(lambda w, x: flipped(loss(w, x))), w, x, **JIT))
 
 
+@pytest.mark.slow  # quick subset (-m "not slow") within 90 s: seconds of eager dispatch
 def test_eager_scan_recompiles_and_printing_are_said():
   def loss(w, xs):
     jax.debug.print("step")
