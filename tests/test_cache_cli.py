@@ -48,7 +48,7 @@ def test_crossover_through_the_cli(tmp_path):
 
   path = tmp_path / "x.json"
   result = run_in_process("experiments.crossover", "--max_elements=800", "--min_run_time=0.01",
-                      f"--output_json={path}", f"--plot={tmp_path / 'x.png'}")
+                          f"--output_json={path}", f"--plot={tmp_path / 'x.png'}")
   assert result.returncode == 0, result.stderr[-2000:]
   document = json.loads(path.read_text())
   assert [r["shape"] for r in document["results"][::2]] == [[3, 4], [6, 8], [12, 16], [24, 32]]

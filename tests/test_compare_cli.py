@@ -28,8 +28,8 @@ def test_quick_run_writes_every_output(tmp_path):
   the GPU check's smoke run below and the signal tests (tests/test_hostile_outputs.py)."""
   out = {ext: tmp_path / f"r.{ext}" for ext in ("json", "csv", "jsonl", "png")}
   result = run_in_process("experiments.compare", *QUICK, "--engines=numpy,eager,jit",
-                      f"--output_json={out['json']}", f"--output_csv={out['csv']}",
-                      f"--output_jsonl={out['jsonl']}", f"--plot={out['png']}")
+                          f"--output_json={out['json']}", f"--output_csv={out['csv']}",
+                          f"--output_jsonl={out['jsonl']}", f"--plot={out['png']}")
   assert result.returncode == 0, result.stderr
   doc = json.loads(out["json"].read_text())
   assert doc["machine"]["packages"]["jax"] and doc["machine"]["devices"]

@@ -88,7 +88,7 @@ def test_a_new_thread_counts_from_zero_and_shares_sum_over_blocks():
 def test_tick_noise_sums_with_its_sign_and_a_row_shows_only_what_it_resolves():
   # Ten 1 ms blocks on a quiet machine: the machine's busy ticks land on some blocks and not on
   # others (+9 ms, -1 ms), this process's exact time does not. A floor at zero per block made
-  # that 9 ms of other processes (4.5 of the 2 CPUs' 20 ms); the signed sum is 0.
+  # that 9 ms of other processes (45% of the 2 CPUs' 20 ms); the signed sum is 0.
   tick, t, own = 0.01, 0.0, 0.0
   tally = Tally()
   for i in range(10):

@@ -228,7 +228,7 @@ def test_optimize_cli_json(tmp_path):
   """In-process (the same parse and run); tests/test_hostile_outputs.py runs it in a process."""
   path = tmp_path / "fit.json"
   result = run_in_process("experiments.optimize", "--steps=200", "--loops=jit_step,scan,numpy",
-                      "--min_run_time=0.01", f"--output_json={path}")
+                          "--min_run_time=0.01", f"--output_json={path}")
   assert result.returncode == 0, result.stderr
   doc = json.loads(path.read_text())
   assert doc["machine"]["packages"]["optax"]

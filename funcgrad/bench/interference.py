@@ -29,15 +29,16 @@ that was asleep then and ran during the block was woken by the block's own work:
 engine's. `other_engines` is the CPU time of the threads that were already running when the
 block began, the ones whose spinning the block had to share the CPUs with.
 
-How fine the machine's side is: `/proc/stat` counts busy time in clock ticks (10 ms), sampled
-at each tick, while this process's time is its exact run time rounded to ticks. A block's
-`other_processes` is therefore off by about `TICK_NOISE` of a tick either way (measured on 2
-CPUs, quiet: 7 ms for blocks of 1 to 50 ms, averaging 0). The blocks' differences are summed
-with their signs (a floor at zero per block would turn that noise into 2 ms of phantom
-processes per block: 2 cores' worth beside 1 ms blocks), and a row's share is what is left
-above twice the noise of its blocks' sum (`RESOLVE_SIGMAS` x TICK_NOISE x tick x sqrt(blocks)):
-what the counters can tell from nothing. A row of ten 1 ms blocks cannot resolve any share;
-ten 100 ms blocks resolve about 2% of 2 CPUs.
+How fine the machine's side is: `/proc/stat` counts busy time in clock ticks (10 ms at the
+usual 100 a second), sampled at each tick, while this process's time is its exact run time
+rounded to ticks. A block's `other_processes` is therefore off by about `TICK_NOISE` of a tick
+either way (measured on 2 CPUs, quiet: 7 ms for blocks of 1 to 50 ms, averaging 0; more CPUs
+busy at once may add to it). The blocks' differences are summed with their signs (a floor at
+zero per block turned that noise into 2 ms of phantom processes per block: 2 cores' worth
+beside 1 ms blocks), and a row's share is what is left above twice the noise of its blocks'
+sum (`RESOLVE_SIGMAS` x TICK_NOISE x tick x sqrt(blocks)): what the counters can tell from
+nothing. A row of ten 1 ms blocks cannot resolve any share; ten 100 ms blocks resolve about 2%
+of 2 CPUs.
 
 Without `/proc` (not Linux), every share is None and nothing else changes.
 """
@@ -60,8 +61,8 @@ MAX_COOL_DOWN_S = 0.25  # ... for at most this long (OpenBLAS spins ~0.1 s; the 
 # what was left when a busy machine keeps a starved pool runnable longer)
 TICK_NOISE = 0.75  # a block's other_processes is off by this many clock ticks (1 sigma)
 RESOLVE_SIGMAS = 2.0  # a row's other_processes is what its blocks' sum holds above this noise
-READ_LIMIT = 4096  # bytes read of a per-process file; /proc/stat (a line per CPU) gets more
-STAT_LIMIT = 1 << 20
+READ_LIMIT = 4096  # the most bytes read of a process's or thread's file
+STAT_LIMIT = 1 << 20  # ... and of /proc/stat, a line per CPU before the interrupt counts
 _NULL: Shares = dict.fromkeys(SOURCES)
 
 
