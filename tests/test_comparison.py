@@ -9,7 +9,7 @@ import pytest
 
 import funcgrad
 from funcgrad import compile_cache
-from funcgrad.bench import case, engines
+from funcgrad.bench import case, comparison, engines
 from funcgrad.bench.workloads import user
 from funcgrad.errors import UsageError
 from tests.fixtures.user_functions import mlp_loss, raises_when_traced, vector_output
@@ -60,6 +60,7 @@ def test_compare_value_only_and_packed():
     (raises_when_traced, (np.ones(3, np.float32),), {}, "fails to trace"),
     (mlp_loss, (W, X), {"argnums": 5}, "out of range"),
     (mlp_loss, (W, X), {"engines": ("torch_eager",)}, "cannot run an arbitrary function"),
+    (mlp_loss, (W, X), {"engines": "jit,bogus"}, "engines='bogus'"),
     (mlp_loss, (W, X), {"engines": ("jit",), "baseline": "eager"}, "baseline='eager'"),
     (mlp_loss, (W, X), {"min_run_time": float("nan")}, "min_run_time=nan"),
 ])
@@ -68,6 +69,12 @@ def test_compare_refuses_with_one_line(fn, args, kwargs, message):
     funcgrad.compare(fn, *args, **{"min_run_time": 0.01, **kwargs})
   assert "\n" not in str(info.value)
   assert "--" not in str(info.value)  # the Python API names parameters, not flags
+
+
+def test_engines_as_a_comma_separated_string_as_on_the_command_line():
+  assert [e.name for e in comparison._engines("eager, jit", {})] == ["eager", "jit"]
+  assert [e.name for e in comparison._engines("jit_packed", {})] == ["jit_packed"]
+  assert [e.name for e in comparison._engines(("jit", "eager"), {})] == ["jit", "eager"]
 
 
 def test_compare_goes_through_the_runners_memory_check(monkeypatch):

@@ -162,8 +162,9 @@ def _backend(backend: str | None) -> str:
 
 
 def _engines(engines: str | Sequence[str], peers: dict[str, Any]) -> list[engines_lib.Engine]:
-  """The engines asked for (a string is one engine), and both torch rows for a torch peer."""
-  names = [engines] if isinstance(engines, str) else list(engines)
+  """The engines asked for (a string is one name or a comma-separated list, as on the command
+  line), and both torch rows for a torch peer."""
+  names = [n.strip() for n in engines.split(",")] if isinstance(engines, str) else list(engines)
   offered = (*engines_lib.JAX_ENGINES, *(n for p in peers for n in user_torch.PEER_ENGINES[p]))
   for name in names:
     if name not in offered:
@@ -207,7 +208,8 @@ def compare(fn: Callable[..., Any], *example_args: Any, argnums: int | Sequence[
     rtol, atol: override the tolerances of the dtype computed in.
     peers: your versions of `fn` in other frameworks: {'torch': torch_fn}, `torch_fn` taking the
       same arguments as torch tensors (static ones as they are): rows torch_eager, torch_compile.
-    engines: one name or several of `eager`, `jit`, `jit_packed` (and the peers' rows).
+    engines: one name or several of `eager`, `jit`, `jit_packed` (and the peers' rows): a
+      sequence, or a string of comma-separated names (`"eager,jit"`, as `--engines` takes).
     backend: 'cpu' or 'gpu' (default: JAX's default backend).
     min_run_time: seconds of timed blocks per engine, in (0, 3600].
     seed: seeds the order of the interleaved rounds and the bootstrap.
