@@ -29,13 +29,12 @@ import jax
 from absl import app, flags
 from jax.experimental.compilation_cache import compilation_cache
 
+from funcgrad import compile_cache
 from tests.helpers import ROOT
 
 # JAX settings a script may change for its process (--dtype=float64, --compilation_cache_dir):
 # put back after an in-process run, so that no later test in this worker runs under them.
-JAX_SETTINGS = ("jax_enable_x64", "jax_compilation_cache_dir",
-                "jax_persistent_cache_min_compile_time_secs",
-                "jax_persistent_cache_min_entry_size_bytes", "jax_enable_compilation_cache")
+JAX_SETTINGS = ("jax_enable_x64", "jax_enable_compilation_cache", *compile_cache._CACHE_OPTIONS)
 
 
 @dataclasses.dataclass

@@ -98,8 +98,8 @@ def test_linen_and_haiku_params_with_an_rng_and_integer_labels():
 
     split = user_args.split_call(hk_loss, (hk_params, jax.random.PRNGKey(1), x))
     value, grads = _grads(split, jit=True)
-    want_value, want_grads = jax.jit(jax.value_and_grad(hk_loss))(hk_params, jax.random.PRNGKey(1),
-                                                                  x)
+    hk_reference = jax.jit(jax.value_and_grad(hk_loss))
+    want_value, want_grads = hk_reference(hk_params, jax.random.PRNGKey(1), x)
   np.testing.assert_allclose(value, want_value, rtol=1e-6)
   for got, want in zip(grads, jax.tree.leaves(want_grads), strict=True):
     np.testing.assert_allclose(got, want, rtol=1e-6)
