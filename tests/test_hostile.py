@@ -366,6 +366,31 @@ def test_ctrl_c_during_a_job_is_one_line_and_exit_130():
   assert not [c for c in children if _alive(c)], children
 
 
+# A restart's new process: the held signal is already pending when it starts, and its handlers
+# come only after a pause, as a loaded machine gives them (its start-up and the package's import).
+_RESTARTED = ("import time; time.sleep(0.3); from funcgrad.experiments import "
+              "install_early_signal_handlers; install_early_signal_handlers(); time.sleep(30)")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
+                         ids=["INT", "TERM", "HUP"])
+def test_a_signal_just_after_a_restart_waits_for_the_handlers(signum):
+  # The allocator's restart (execve) keeps the signal mask, not the handlers: unheld, the signal
+  # would end the new process before it has any (no message, or a KeyboardInterrupt traceback).
+  restart = ("import os, sys; from funcgrad.experiments import signals_held\n"
+             "with signals_held():\n"
+             f"  os.kill(os.getpid(), {int(signum)})\n"
+             f"  os.execv(sys.executable, [sys.executable, '-c', {_RESTARTED!r}])")
+  start = time.monotonic()
+  job = subprocess.run([sys.executable, "-c", restart], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60, check=False)
+  assert job.returncode == 128 + signum, (job.returncode, job.stderr)
+  assert job.stderr.splitlines() == [
+      f"error: interrupted ({'Ctrl-C' if signum == signal.SIGINT else signum.name}) while "
+      "starting; nothing was written."]
+  assert time.monotonic() - start < 20  # let through at once, not after the 30 s sleep
+
+
 @pytest.mark.slow
 def test_ctrl_c_while_importing_is_one_line(tmp_path):
   job = subprocess.Popen([sys.executable, "-m", "experiments.optimize", "--loops=eager",

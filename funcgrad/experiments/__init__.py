@@ -15,6 +15,7 @@ JAX and the frameworks (`restart_early`), rather than after (`_cli.restart_as_as
 in a script's main, does it for the other ways in), which costs a second or two a run.
 """
 
+import contextlib
 import os
 import runpy
 import signal
@@ -35,10 +36,28 @@ def early_exit(signum: int, frame: Any = None) -> None:
 
 
 def install_early_signal_handlers(handler: Callable[[int, Any], None] = early_exit) -> None:
-  """Sends SIGINT, SIGTERM and SIGHUP to `handler`, except those set to be ignored (nohup)."""
+  """Sends SIGINT, SIGTERM and SIGHUP to `handler`, except those set to be ignored (nohup); then
+  lets through any that a restart held (`signals_held`), which reach `handler` now."""
   for signum in SIGNAL_NAMES:
     if signal.getsignal(signum) is not signal.SIG_IGN:
       signal.signal(signum, handler)
+  signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNAL_NAMES)
+
+
+@contextlib.contextmanager
+def signals_held():
+  """SIGINT, SIGTERM and SIGHUP held (blocked) around a restart of this process.
+
+  The signal mask survives execve and the handlers do not: a signal in the restarted process's
+  first moments, before `install_early_signal_handlers` runs there, would end it with no message
+  (SIGTERM, SIGHUP) or a KeyboardInterrupt traceback. Held, it waits for that call, which lets it
+  through to the handler. Released here if the restart returns or raises.
+  """
+  signal.pthread_sigmask(signal.SIG_BLOCK, SIGNAL_NAMES)
+  try:
+    yield
+  finally:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNAL_NAMES)
 
 
 def die_with_parent() -> None:
@@ -94,8 +113,9 @@ def restart_early(name: str, args: list[str]) -> None:
   from funcgrad.errors import UsageError  # noqa: PLC0415
 
   try:
-    allocator.reexec_with(settings["allocator"],
-                          environ=thread_pools.environment(settings["thread_pools"]))
+    with signals_held():
+      allocator.reexec_with(settings["allocator"],
+                            environ=thread_pools.environment(settings["thread_pools"]))
   except (UsageError, OSError):  # main's restart_as_asked meets it again and says why
     return
 

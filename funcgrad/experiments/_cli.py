@@ -31,6 +31,7 @@ from funcgrad.experiments import (
     SIGNAL_NAMES,
     early_exit,
     install_early_signal_handlers,
+    signals_held,
 )
 
 EXIT_USAGE = 2
@@ -124,8 +125,9 @@ def restart_as_asked(allocator_name: str) -> str:
   """Runs this process under `--allocator` and `--thread_pools`, restarting it once if needed."""
   from funcgrad import allocator, thread_pools  # noqa: PLC0415
 
-  return allocator.reexec_with(
-      allocator_name, environ=thread_pools.environment(flags.FLAGS["thread_pools"].value))
+  with signals_held():  # a signal in the restarted process's first moments waits for its handlers
+    return allocator.reexec_with(
+        allocator_name, environ=thread_pools.environment(flags.FLAGS["thread_pools"].value))
 
 
 class _Failed(SystemExit):
