@@ -11,7 +11,7 @@
 #
 # Overridable for a smoke test on a CPU-only machine:
 #   BACKENDS=cpu SIZES=3x4 ENGINES=numpy,jit MODEL_SIZES=16x128 MAX_ELEMENTS=100 \
-#     BENCHMARK_TARGETS=small MIN_RUN_TIME=0.01 OUT=out bash scripts/gpu_check.sh
+#     SCAN_ENGINES= BENCHMARK_TARGETS=small MIN_RUN_TIME=0.01 OUT=out bash scripts/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +19,8 @@ OUT=${OUT:-out}
 BACKENDS=${BACKENDS:-gpu,cpu}
 SIZES=${SIZES:-3x4,1000x1000,4000x4000,8192x8192}
 ENGINES=${ENGINES:-numpy,eager,jit,jit_packed,torch_eager,torch_compile,tf_eager,tf_function,tf_xla}
+# The engines that loop over a training workload's steps, added for the models (empty: none).
+SCAN_ENGINES=${SCAN_ENGINES-jit_scan,jit_scan_fused}
 MODEL_SIZES=${MODEL_SIZES:-128x512,1024x2048}
 ATTENTION_SIZES=${ATTENTION_SIZES:-256x256,1024x512}
 MAX_ELEMENTS=${MAX_ELEMENTS:-16000000}
@@ -63,7 +65,7 @@ PY
 # The models, each at its own sizes (an attention DIM is a multiple of 64).
 for case in "mlp,mlp_train:$MODEL_SIZES" "attention:$ATTENTION_SIZES"; do
   name=${case%%:*}; sizes=${case#*:}
-  "$PYTHON" -m experiments.compare --backends="$BACKENDS" --engines="$available,jit_scan,jit_scan_fused" \
+  "$PYTHON" -m experiments.compare --backends="$BACKENDS" --engines="$available${SCAN_ENGINES:+,$SCAN_ENGINES}" \
     --workloads="$name" --sizes="$sizes" --min_run_time="$MIN_RUN_TIME" \
     --output_json="$LOGS/models_${name%%,*}.json" \
     >> "$LOGS/gpu_models.txt" 2>> "$LOGS/gpu_models.log" || status=1

@@ -88,7 +88,7 @@ def test_peers_whose_flags_differ_are_refused_before_the_first_collective():
 def test_a_wildcard_coordinator_says_it_listens_on_ipv6_too():
   port = distributed.free_port()
   job = _job(f"--coordinator=0.0.0.0:{port}", "--num_processes=2", "--process_id=0",
-             "--timeout=3")
+             "--timeout=2")
   _, stderr = job.communicate(timeout=60)
   notes = [ln for ln in stderr.splitlines() if ln.startswith("note:")]
   assert notes and "IPv6" in notes[0] and f"[::]:{port}" in notes[0], stderr

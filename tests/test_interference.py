@@ -242,6 +242,27 @@ def test_a_thread_the_block_woke_becomes_the_engines_and_only_running_ones_count
   assert meter.record("jit", before, meter.read(), 1.0).other_engines_s == pytest.approx(0.05)
 
 
+def test_begin_right_after_a_quiet_cool_down_takes_its_last_poll():
+  polls = []
+
+  def running():
+    polls.append(1)
+    return {1, 4} if len(polls) == 1 else {1}  # thread 4 spins once, then sleeps
+
+  meter = Meter(read=lambda: _counters(0, 0, 0, {}), sleep=lambda s: None, main_thread=1,
+                running=running)
+  meter.cool_down("jit", quiet_polls=2)
+  meter.begin("jit")
+  assert len(polls) == 3 and meter._running_at_start["jit"] == set()  # no fourth look
+  meter.cool_down("jit", quiet_polls=2)
+  meter.read()  # anything between: the poll is stale, begin looks again
+  meter.begin("jit")
+  assert len(polls) == 6
+  meter.cool_down("jit", quiet_polls=2)
+  meter.begin("numpy")  # another engine's block: its own look
+  assert len(polls) == 9
+
+
 def test_begin_without_proc_states_counts_every_foreign_thread():
   readings = FakeReadings(lambda i: {1: 0.01, 4: 0.05} if i else {})
   meter = Meter(read=readings, main_thread=1, running=lambda: None, names=lambda: {})
