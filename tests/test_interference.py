@@ -38,6 +38,15 @@ def test_read_counters_from_fake_proc(tmp_path):
   assert c.threads_s == {1: pytest.approx(2.0), 2: pytest.approx(0.5)}
 
 
+def test_a_stat_of_many_cpus_is_read_whole_up_to_its_bound(tmp_path):
+  # 3,000 CPUs: /proc/stat far past one read's chunk; every CPU line counts, the bound holds.
+  write_proc(tmp_path, 300, 100, 50, 0, 10, {1: 0})
+  cpus = "".join(f"cpu{i} 1 0 1 1 0 0 0 0 0 0\n" for i in range(3000))
+  (tmp_path / "stat").write_text("cpu  300 0 100 50 0 0 0 0 0 0\n" + cpus + "intr 5\n")
+  assert interference.read_counters(str(tmp_path), tick=TICK).cpus == 3000
+  assert len(interference._read_long(str(tmp_path / "stat"), limit=70_000)) == 70_000
+
+
 def test_thread_without_schedstat_uses_its_stat_ticks(tmp_path):
   write_proc(tmp_path, 1, 1, 1, 0, 10, {1: 0})
   task = tmp_path / "self" / "task" / "9"

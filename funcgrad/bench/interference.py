@@ -97,6 +97,23 @@ def _read(path: str, limit: int = READ_LIMIT) -> str:
     os.close(fd)
 
 
+def _read_long(path: str, limit: int = STAT_LIMIT, chunk: int = 1 << 16) -> str:
+  """At most `limit` bytes of a file that may be long (`/proc/stat`), read `chunk` at a time
+  until its end: one read into a `limit`-sized buffer cost four times as much."""
+  fd = os.open(path, os.O_RDONLY)
+  try:
+    parts, size = [], 0
+    while size < limit:
+      part = os.read(fd, min(chunk, limit - size))
+      if not part:
+        break
+      parts.append(part)
+      size += len(part)
+    return b"".join(parts).decode("ascii", "replace")
+  finally:
+    os.close(fd)
+
+
 def _stat_times(text: str) -> float:
   """utime + stime, in ticks, from a `/proc/<pid>/stat` line (the name may hold spaces)."""
   fields = text[text.rindex(")") + 1:].split()
@@ -123,7 +140,7 @@ def read_counters(proc: str = "/proc", pid: str = "self", workers: Iterable[int]
   """
   tick = tick or 1.0 / os.sysconf("SC_CLK_TCK")
   try:
-    lines = _read(os.path.join(proc, "stat"), STAT_LIMIT).splitlines()
+    lines = _read_long(f"{proc}/stat").splitlines()
     total = [float(v) for v in lines[0].split()[1:9]]
     user, nice, system, _, _, irq, softirq, steal = total + [0.0] * (8 - len(total))
     cpus = sum(1 for line in lines[1:] if line.startswith("cpu"))
