@@ -2,6 +2,7 @@
 captions; the torch adapter."""
 
 import functools
+import sys
 
 import equinox as eqx
 import flax.linen as linen
@@ -121,6 +122,15 @@ def test_static_argnums_argnames_and_has_aux():
   np.testing.assert_allclose(value, want_value, rtol=1e-6)
   np.testing.assert_allclose(g, want_g, rtol=1e-5)
   assert aux["depth"] == 3 and aux["y"].shape == (3, 2)
+
+
+def test_plain_arrays_do_not_import_flax(monkeypatch):
+  # An NNX module exists only once flax.nnx is imported: a function of plain arrays (or of
+  # another framework's modules) is split without importing Flax (a third of a second).
+  for name in [m for m in sys.modules if m == "flax" or m.startswith("flax.")]:
+    monkeypatch.delitem(sys.modules, name)
+  split = user_args.split_call(lambda w, x: jnp.sum(w * x), (jnp.ones(3), jnp.ones(3)))
+  assert [d.shape for d in split.diff] == [(3,)] and "flax.nnx" not in sys.modules
 
 
 def test_typed_keys_are_traced_as_keys_never_through_numpy():
