@@ -1,3 +1,5 @@
+import dataclasses
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -46,6 +48,9 @@ def test_bytes_and_flops():
   # abs_loss: x and target read + grad_x written + the value.
   assert ABS_LOSS.bytes_moved((1000,), 4) == 3 * 1000 * 4 + 4
   assert MULADD_SUM.flops((3, 4)) == 2 * 12 * 3
+  # In a dtype, as the runner and the memory checks ask: float64 moves twice float32's bytes.
+  assert ABS_LOSS.least_bytes((1000,), "float64") == 3 * 1000 * 8 + 8
+  assert dataclasses.replace(ABS_LOSS, bytes_moved=None).least_bytes((1000,), "float32") is None
 
 
 @pytest.mark.parametrize("workload", TUTORIAL, ids=lambda w: w.name)

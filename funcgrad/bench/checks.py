@@ -61,9 +61,8 @@ def available_memory_bytes(backend: str) -> int | None:
 
 def input_bytes(workload: Workload, shape: Shape, dtype: np.dtype) -> int:
   """The bytes one call moves at least (inputs and outputs once), or an estimate of two arrays."""
-  if workload.bytes_moved is not None:
-    return workload.bytes_moved(shape, np.dtype(dtype).itemsize)
-  return 2 * math.prod(shape) * np.dtype(dtype).itemsize
+  least = workload.least_bytes(shape, dtype)
+  return 2 * math.prod(shape) * np.dtype(dtype).itemsize if least is None else least
 
 
 def footprint_bytes(workload: Workload, shape: Shape, dtype: np.dtype, engines: int = 1) -> int:

@@ -108,9 +108,7 @@ def _error_text(e: BaseException) -> str:
 
 def bytes_moved(case: Case) -> int | None:
   """The bytes a case's rows read and write per call (None: the workload does not say)."""
-  if not case.workload.bytes_moved:
-    return None
-  return case.workload.bytes_moved(case.shape, np.dtype(case.dtype).itemsize)
+  return case.workload.least_bytes(case.shape, case.dtype)
 
 
 def new_result(case: Case, engine: Engine, roofline: roofline_lib.Roofline | None) -> Result:

@@ -152,6 +152,12 @@ class Workload:
     """The JAX function one call evaluates (an alias of `jax_program`)."""
     return self.jax_program()
 
+  def least_bytes(self, shape: Shape, dtype: Any) -> int | None:
+    """The least bytes one call at `shape` in `dtype` reads and writes (None: not said)."""
+    if self.bytes_moved is None:
+      return None
+    return self.bytes_moved(shape, np.dtype(dtype).itemsize)
+
   def tolerance(self, dtype: Any) -> float:
     """The largest acceptable `max_rel_error` for this workload in `dtype`."""
     return tolerance(dtype) * self.tolerance_factor
