@@ -67,33 +67,35 @@ _CACHE_OPTIONS = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile
 
 
 @contextlib.contextmanager
-def persistent_cache(directory: str) -> Iterator[None]:
-  """`enable_persistent_cache(directory)` inside the block; the previous settings after it."""
-  before = {name: getattr(jax.config, name) for name in _CACHE_OPTIONS}
-  enable_persistent_cache(directory)
+def settings_restored(names: Sequence[str]) -> Iterator[None]:
+  """JAX's settings `names` as they were before the block, after it. JAX decides once per
+  process whether the persistent cache is in use, so that decision is reset on the way out."""
+  before = {name: getattr(jax.config, name) for name in names}
   try:
     yield
   finally:
     for name, value in before.items():
-      jax.config.update(name, value)
+      if getattr(jax.config, name) != value:
+        jax.config.update(name, value)
     _persistent_cache.reset_cache()
 
 
 @contextlib.contextmanager
-def persistent_cache_disabled() -> Iterator[None]:
-  """Compiles inside the block neither read nor write the persistent cache.
-
-  JAX decides once per process whether the cache is in use, so the switch is followed by a reset
-  of that decision on the way in and on the way out.
-  """
-  enabled = jax.config.jax_enable_compilation_cache
-  jax.config.update("jax_enable_compilation_cache", False)
-  _persistent_cache.reset_cache()
-  try:
+def persistent_cache(directory: str) -> Iterator[None]:
+  """`enable_persistent_cache(directory)` inside the block; the previous settings after it."""
+  with settings_restored(_CACHE_OPTIONS):
+    enable_persistent_cache(directory)
     yield
-  finally:
-    jax.config.update("jax_enable_compilation_cache", enabled)
+
+
+@contextlib.contextmanager
+def persistent_cache_disabled() -> Iterator[None]:
+  """Compiles inside the block neither read nor write the persistent cache (the in-use decision
+  is reset on the way in too)."""
+  with settings_restored(("jax_enable_compilation_cache",)):
+    jax.config.update("jax_enable_compilation_cache", False)
     _persistent_cache.reset_cache()
+    yield
 
 
 @dataclasses.dataclass

@@ -25,9 +25,7 @@ import warnings
 from collections.abc import Sequence
 from unittest import mock
 
-import jax
 from absl import app, flags
-from jax.experimental.compilation_cache import compilation_cache
 
 from funcgrad import compile_cache
 from tests.helpers import ROOT
@@ -63,7 +61,6 @@ def run_in_process(module: str, *args: str) -> Outcome:
   printed to the captured stderr, as a real run prints them, not raised as pytest's filter does)."""
   app.define_help_flags()  # absl defines these on its first run: keep them out of `before`
   before = set(flags.FLAGS)
-  settings = {name: getattr(jax.config, name) for name in JAX_SETTINGS}
   sigint = signal.getsignal(signal.SIGINT)
   if module.startswith("experiments."):  # the repository's shim runs this very script
     module = f"funcgrad.{module}"
@@ -74,7 +71,8 @@ def run_in_process(module: str, *args: str) -> Outcome:
     script = importlib.import_module(module)
     from funcgrad.experiments import _cli  # noqa: PLC0415 - after the script, as the script imports it
 
-    with (contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr),
+    with (compile_cache.settings_restored(JAX_SETTINGS),
+          contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr),
           mock.patch.object(sys, "argv", [module, *args]),
           mock.patch("funcgrad.allocator.reexec_with", lambda name, *a, **k: name),
           mock.patch.object(_cli, "_on_interrupt", []), warnings.catch_warnings()):
@@ -91,11 +89,6 @@ def run_in_process(module: str, *args: str) -> Outcome:
     flags.FLAGS.unparse_flags()
     sys.modules.pop(module, None)
     signal.signal(signal.SIGINT, sigint)
-    changed = {n: v for n, v in settings.items() if getattr(jax.config, n) != v}
-    for name, value in changed.items():
-      jax.config.update(name, value)
-    if changed:
-      compilation_cache.reset_cache()  # JAX decides once whether its cache is in use
   return Outcome(code, stdout.getvalue(), stderr.getvalue(), time.perf_counter() - start)
 
 
