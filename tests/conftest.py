@@ -3,7 +3,6 @@ many pytest-xdist workers `-n auto` starts, and the project's bytecode written o
 
 import compileall
 import os
-import pathlib
 import signal
 import sys
 
@@ -11,6 +10,7 @@ import jax
 import pytest
 
 from funcgrad.devices import gpu_available
+from tests.helpers import ROOT
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
@@ -24,7 +24,6 @@ if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
   signal.signal(signal.SIGHUP, lambda signum, frame: None)
 
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 # The project's own source folders: bytecode for them is written once per session (see below).
 PROJECT_SOURCES = ("funcgrad", "experiments", "examples", "tests")
 GIB_PER_WORKER = 4  # a worker imports JAX, torch and TensorFlow and starts CLI subprocesses

@@ -144,7 +144,7 @@ def read_counters(proc: str = "/proc", pid: str = "self", workers: Iterable[int]
     total = [float(v) for v in lines[0].split()[1:9]]
     user, nice, system, _, _, irq, softirq, steal = total + [0.0] * (8 - len(total))
     cpus = sum(1 for line in lines[1:] if line.startswith("cpu"))
-    own = sum(_stat_times(_read(os.path.join(proc, str(p), "stat"))) for p in (pid, *workers))
+    own = sum(_stat_times(_read(f"{proc}/{p}/stat")) for p in (pid, *workers))
     task_root = f"{proc}/{pid}/task"
     threads = {}
     for tid in os.listdir(task_root):
@@ -178,7 +178,7 @@ def running_threads(proc: str = "/proc", pid: str = "self") -> set[int] | None:
 
 def thread_names(proc: str = "/proc", pid: str = "self") -> dict[int, str]:
   """Each thread's name (`task/<tid>/comm`); empty without procfs."""
-  task_root = os.path.join(proc, str(pid), "task")
+  task_root = f"{proc}/{pid}/task"
   out = {}
   try:
     tids = os.listdir(task_root)
@@ -186,7 +186,7 @@ def thread_names(proc: str = "/proc", pid: str = "self") -> dict[int, str]:
     return out
   for tid in tids:
     try:
-      out[int(tid)] = _read(os.path.join(task_root, tid, "comm")).strip()
+      out[int(tid)] = _read(f"{task_root}/{tid}/comm").strip()
     except (OSError, ValueError):
       continue
   return out
